@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# `make test`: every part of the system, for real. Called after `make setup`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$PWD/anvil/node_modules/.bin:$PATH"
+
+echo "== cargo build (workspace, all targets)"
+cargo build --workspace --all-targets --locked
+
+echo "== cargo test (workspace)"
+cargo test --workspace --locked --no-fail-fast

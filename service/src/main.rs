@@ -1,0 +1,63 @@
+//! `sworn`: the command-line entry point. Everything of substance lives in the library.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use sworn_service::device::DeviceReport;
+
+/// Sworn: an OpenAI-compatible LLM server whose every answer is signed, logged and anchored.
+#[derive(Debug, Parser)]
+#[command(name = "sworn", disable_version_flag = true)]
+struct Cli {
+    /// Print the version, the libtorch version and the devices libtorch sees, then exit.
+    #[arg(short = 'V', long = "version")]
+    version: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the version report as JSON (for scripts and tests).
+    Version,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if cli.version {
+        print_version();
+        return Ok(());
+    }
+    match cli.command {
+        Some(Command::Version) => {
+            let report = DeviceReport::probe();
+            let json = serde_json::json!({
+                "sworn": env!("CARGO_PKG_VERSION"),
+                "libtorch": report.libtorch,
+                "cuda_devices": report.cuda_devices,
+                "cudnn": report.cudnn,
+                "cuda_backend": report.cuda_backend,
+                "cpu_threads": report.cpu_threads,
+            });
+            println!("{json}");
+        }
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+        }
+    }
+    Ok(())
+}
+
+fn print_version() {
+    let report = DeviceReport::probe();
+    println!("sworn {}", env!("CARGO_PKG_VERSION"));
+    println!("libtorch {}", report.libtorch);
+    println!(
+        "cuda: {} device(s), cudnn: {}, backend {}",
+        report.cuda_devices,
+        if report.cudnn { "available" } else { "unavailable" },
+        report.cuda_backend
+    );
+    println!("cpu threads: {}", report.cpu_threads);
+}
