@@ -5,7 +5,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PWD/anvil/node_modules/.bin:$PATH"
 
 echo "== cargo build (workspace, all targets)"
-cargo build --workspace --all-targets --locked
+cargo build --workspace --all-targets
 
 echo "== cargo test (workspace)"
-cargo test --workspace --locked --no-fail-fast
+cargo test --workspace --no-fail-fast
