@@ -5,11 +5,8 @@
 #   anvil/forge.sh test | anvil/forge.sh build | anvil/forge.sh snapshot --check ...
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-FORGE="$HERE/node_modules/.bin/forge"
-if [ ! -x "$FORGE" ]; then
-    echo "anvil/forge.sh: $FORGE is missing; run \`make setup\` first" >&2
-    exit 1
-fi
+# shellcheck source=anvil/tools.sh
+source "$HERE/tools.sh"
 export FOUNDRY_SOLC="$HERE/solc"
 cd "$HERE/../contracts"
 exec "$FORGE" "$@"
