@@ -1,0 +1,183 @@
+//! ggml tensor types: their on-disk ids and block geometry.
+//!
+//! Every ggml type stores its elements in blocks: `block_elems` values packed into
+//! `block_bytes` bytes (1 value per block for the plain float and integer types). The ids
+//! and sizes are those of `ggml.h` / gguf-py's `GGML_QUANT_SIZES`; ids that ggml retired
+//! (4, 5, 31–33, 36–38) are unknown here, so a file using them is refused.
+
+use std::fmt;
+
+/// A ggml tensor type, with its on-disk id as the discriminant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+#[allow(non_camel_case_types)] // the ggml names, as every GGUF tool prints them
+pub enum GgmlType {
+    F32 = 0,
+    F16 = 1,
+    Q4_0 = 2,
+    Q4_1 = 3,
+    Q5_0 = 6,
+    Q5_1 = 7,
+    Q8_0 = 8,
+    Q8_1 = 9,
+    Q2_K = 10,
+    Q3_K = 11,
+    Q4_K = 12,
+    Q5_K = 13,
+    Q6_K = 14,
+    Q8_K = 15,
+    IQ2_XXS = 16,
+    IQ2_XS = 17,
+    IQ3_XXS = 18,
+    IQ1_S = 19,
+    IQ4_NL = 20,
+    IQ3_S = 21,
+    IQ2_S = 22,
+    IQ4_XS = 23,
+    I8 = 24,
+    I16 = 25,
+    I32 = 26,
+    I64 = 27,
+    F64 = 28,
+    IQ1_M = 29,
+    BF16 = 30,
+    TQ1_0 = 34,
+    TQ2_0 = 35,
+    MXFP4 = 39,
+    NVFP4 = 40,
+    Q1_0 = 41,
+}
+
+/// Every known type, for lookups by id.
+const ALL: [GgmlType; 34] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q8_1,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+    GgmlType::Q8_K,
+    GgmlType::IQ2_XXS,
+    GgmlType::IQ2_XS,
+    GgmlType::IQ3_XXS,
+    GgmlType::IQ1_S,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ3_S,
+    GgmlType::IQ2_S,
+    GgmlType::IQ4_XS,
+    GgmlType::I8,
+    GgmlType::I16,
+    GgmlType::I32,
+    GgmlType::I64,
+    GgmlType::F64,
+    GgmlType::IQ1_M,
+    GgmlType::BF16,
+    GgmlType::TQ1_0,
+    GgmlType::TQ2_0,
+    GgmlType::MXFP4,
+    GgmlType::NVFP4,
+    GgmlType::Q1_0,
+];
+
+impl GgmlType {
+    /// The type with this on-disk id, or `None` for ids ggml does not (or no longer) define.
+    pub fn from_id(id: u32) -> Option<GgmlType> {
+        ALL.iter().copied().find(|t| t.id() == id)
+    }
+
+    /// The on-disk id.
+    pub fn id(self) -> u32 {
+        self as u32
+    }
+
+    /// How many elements one block holds.
+    pub fn block_elems(self) -> u64 {
+        self.geometry().0
+    }
+
+    /// How many bytes one block takes on disk.
+    pub fn block_bytes(self) -> u64 {
+        self.geometry().1
+    }
+
+    /// `(elements per block, bytes per block)`.
+    fn geometry(self) -> (u64, u64) {
+        use GgmlType::*;
+        match self {
+            F32 | I32 => (1, 4),
+            F16 | BF16 | I16 => (1, 2),
+            I8 => (1, 1),
+            I64 | F64 => (1, 8),
+            Q4_0 | IQ4_NL => (32, 18),
+            Q4_1 => (32, 20),
+            Q5_0 => (32, 22),
+            Q5_1 => (32, 24),
+            Q8_0 => (32, 34),
+            Q8_1 => (32, 40),
+            MXFP4 => (32, 17),
+            NVFP4 => (64, 36),
+            Q1_0 => (128, 18),
+            Q2_K => (256, 84),
+            Q3_K | IQ3_S => (256, 110),
+            Q4_K => (256, 144),
+            Q5_K => (256, 176),
+            Q6_K => (256, 210),
+            Q8_K => (256, 292),
+            IQ2_XXS | TQ2_0 => (256, 66),
+            IQ2_XS => (256, 74),
+            IQ3_XXS => (256, 98),
+            IQ1_S => (256, 50),
+            IQ2_S => (256, 82),
+            IQ4_XS => (256, 136),
+            IQ1_M => (256, 56),
+            TQ1_0 => (256, 54),
+        }
+    }
+
+    /// Bytes needed for `n_elements` values of this type, or `None` when `n_elements` is not
+    /// a whole number of blocks or the size overflows `u64`.
+    pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
+        let (elems, bytes) = self.geometry();
+        if n_elements % elems != 0 {
+            return None;
+        }
+        (n_elements / elems).checked_mul(bytes)
+    }
+}
+
+impl fmt::Display for GgmlType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The Debug name is the ggml spelling (`Q4_K`, `BF16`).
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_retired_ids_are_unknown() {
+        for t in ALL {
+            assert_eq!(GgmlType::from_id(t.id()), Some(t));
+        }
+        for retired in [4, 5, 31, 32, 33, 36, 37, 38, 42, u32::MAX] {
+            assert_eq!(GgmlType::from_id(retired), None, "id {retired}");
+        }
+    }
+
+    #[test]
+    fn bytes_for_needs_whole_blocks() {
+        assert_eq!(GgmlType::Q4_1.bytes_for(64), Some(40));
+        assert_eq!(GgmlType::Q4_1.bytes_for(33), None);
+        assert_eq!(GgmlType::Q6_K.bytes_for(512), Some(420));
+        assert_eq!(GgmlType::F32.bytes_for(u64::MAX), None);
+    }
+}

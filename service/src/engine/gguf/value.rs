@@ -1,0 +1,160 @@
+//! GGUF metadata values.
+
+use std::fmt;
+
+/// The type tag of a metadata value, as stored on disk (`gguf_metadata_value_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GgufValueType {
+    U8,
+    I8,
+    U16,
+    I16,
+    U32,
+    I32,
+    F32,
+    Bool,
+    String,
+    Array,
+    U64,
+    I64,
+    F64,
+}
+
+impl GgufValueType {
+    /// The type with this on-disk tag, or `None` for tags the format does not define.
+    pub fn from_tag(tag: u32) -> Option<GgufValueType> {
+        use GgufValueType::*;
+        Some(match tag {
+            0 => U8,
+            1 => I8,
+            2 => U16,
+            3 => I16,
+            4 => U32,
+            5 => I32,
+            6 => F32,
+            7 => Bool,
+            8 => String,
+            9 => Array,
+            10 => U64,
+            11 => I64,
+            12 => F64,
+            _ => return None,
+        })
+    }
+
+    /// The fewest bytes a value of this type takes on disk: used to check a count against
+    /// the bytes left before allocating for it.
+    pub(crate) fn min_encoded_len(self) -> u64 {
+        use GgufValueType::*;
+        match self {
+            U8 | I8 | Bool => 1,
+            U16 | I16 => 2,
+            U32 | I32 | F32 => 4,
+            U64 | I64 | F64 => 8,
+            // A u64 length, then the bytes.
+            String => 8,
+            // A u32 element type and a u64 count.
+            Array => 12,
+        }
+    }
+}
+
+impl fmt::Display for GgufValueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// One metadata value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GgufValue {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    F32(f32),
+    Bool(bool),
+    String(String),
+    /// An array: the element type is kept so that empty arrays still say what they hold.
+    Array {
+        elem_type: GgufValueType,
+        values: Vec<GgufValue>,
+    },
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+impl GgufValue {
+    /// The type tag of this value.
+    pub fn value_type(&self) -> GgufValueType {
+        match self {
+            GgufValue::U8(_) => GgufValueType::U8,
+            GgufValue::I8(_) => GgufValueType::I8,
+            GgufValue::U16(_) => GgufValueType::U16,
+            GgufValue::I16(_) => GgufValueType::I16,
+            GgufValue::U32(_) => GgufValueType::U32,
+            GgufValue::I32(_) => GgufValueType::I32,
+            GgufValue::F32(_) => GgufValueType::F32,
+            GgufValue::Bool(_) => GgufValueType::Bool,
+            GgufValue::String(_) => GgufValueType::String,
+            GgufValue::Array { .. } => GgufValueType::Array,
+            GgufValue::U64(_) => GgufValueType::U64,
+            GgufValue::I64(_) => GgufValueType::I64,
+            GgufValue::F64(_) => GgufValueType::F64,
+        }
+    }
+
+    /// Any integer value, widened; `None` for non-integers. Writers disagree on integer
+    /// widths (a token id may be u32 in one file and i32 or u64 in another), so readers
+    /// accept any width and range-check the value instead.
+    pub fn as_i128(&self) -> Option<i128> {
+        Some(match *self {
+            GgufValue::U8(v) => v.into(),
+            GgufValue::I8(v) => v.into(),
+            GgufValue::U16(v) => v.into(),
+            GgufValue::I16(v) => v.into(),
+            GgufValue::U32(v) => v.into(),
+            GgufValue::I32(v) => v.into(),
+            GgufValue::U64(v) => v.into(),
+            GgufValue::I64(v) => v.into(),
+            _ => return None,
+        })
+    }
+
+    /// A float value (F32, or F64 narrowed); `None` otherwise.
+    pub fn as_f32(&self) -> Option<f32> {
+        match *self {
+            GgufValue::F32(v) => Some(v),
+            #[allow(clippy::cast_possible_truncation)] // narrowing is the point
+            GgufValue::F64(v) => Some(v as f32),
+            _ => None,
+        }
+    }
+
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            GgufValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The boolean, if this is one.
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
+            GgufValue::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The elements, if this is an array.
+    pub fn as_array(&self) -> Option<&[GgufValue]> {
+        match self {
+            GgufValue::Array { values, .. } => Some(values),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! ggml's K-quants: super-blocks of 256 elements with per-sub-block scales.
+//!
+//! Q4_K and Q5_K split a super-block into 8 sub-blocks of 32, each with a 6-bit scale and
+//! a 6-bit min packed into 12 bytes (`get_scale_min_k4` in ggml); Q6_K has 16 sub-blocks
+//! of 16 with signed 8-bit scales; Q2_K has 16 sub-blocks of 16 with 4-bit scale and min.
+
+use super::f16_at;
+
+const QK_K: usize = 256;
+
+/// Scale and min of sub-block `j` (0..8) from the 12 packed bytes.
+#[inline]
+fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
+    let (sc, m) = if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    };
+    (f32::from(sc), f32::from(m))
+}
+
+/// `block_q4_K`: f16 `d`, f16 `dmin`, 12 bytes of scales, 128 bytes of nibbles.
+/// Each 32 bytes of `qs` hold two sub-blocks: low nibbles first, then high nibbles.
+pub(super) fn q4_k_blocks(blocks: &[u8], out: &mut [f32]) {
+    for (b, y) in blocks.chunks_exact(144).zip(out.chunks_exact_mut(QK_K)) {
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        let scales = &b[4..16];
+        let qs = &b[16..144];
+        for (pair, (q, y)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
+            let (sc1, m1) = scale_min_k4(2 * pair, scales);
+            let (sc2, m2) = scale_min_k4(2 * pair + 1, scales);
+            let (d1, m1, d2, m2) = (d * sc1, dmin * m1, d * sc2, dmin * m2);
+            for (l, &byte) in q.iter().enumerate() {
+                y[l] = d1 * f32::from(byte & 0x0F) - m1;
+                y[l + 32] = d2 * f32::from(byte >> 4) - m2;
+            }
+        }
+    }
+}
+
+/// `block_q5_K`: f16 `d`, f16 `dmin`, 12 bytes of scales, 32 bytes `qh`, 128 bytes `qs`.
+/// Sub-block `2p` takes bit `2p` of each `qh` byte as its 5th bit, `2p + 1` bit `2p + 1`.
+pub(super) fn q5_k_blocks(blocks: &[u8], out: &mut [f32]) {
+    for (b, y) in blocks.chunks_exact(176).zip(out.chunks_exact_mut(QK_K)) {
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        let scales = &b[4..16];
+        let qh = &b[16..48];
+        let qs = &b[48..176];
+        for (pair, (q, y)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
+            let (sc1, m1) = scale_min_k4(2 * pair, scales);
+            let (sc2, m2) = scale_min_k4(2 * pair + 1, scales);
+            let (d1, m1, d2, m2) = (d * sc1, dmin * m1, d * sc2, dmin * m2);
+            let (u1, u2) = (1u8 << (2 * pair), 1u8 << (2 * pair + 1));
+            for (l, (&byte, &h)) in q.iter().zip(qh).enumerate() {
+                let hi1 = if h & u1 != 0 { 16.0 } else { 0.0 };
+                let hi2 = if h & u2 != 0 { 16.0 } else { 0.0 };
+                y[l] = d1 * (f32::from(byte & 0x0F) + hi1) - m1;
+                y[l + 32] = d2 * (f32::from(byte >> 4) + hi2) - m2;
+            }
+        }
+    }
+}
+
+/// `block_q6_K`: 128 bytes `ql` (low 4 bits), 64 bytes `qh` (high 2 bits), 16 signed
+/// scales, f16 `d`; `x = d * scale * (q - 32)`. Each half of 128 elements uses 64 bytes of
+/// `ql`, 32 of `qh` and 8 scales.
+pub(super) fn q6_k_blocks(blocks: &[u8], out: &mut [f32]) {
+    for (b, y) in blocks.chunks_exact(210).zip(out.chunks_exact_mut(QK_K)) {
+        let d = f16_at(b, 208);
+        for half in 0..2 {
+            let ql = &b[64 * half..64 * half + 64];
+            let qh = &b[128 + 32 * half..128 + 32 * half + 32];
+            let sc = &b[192 + 8 * half..192 + 8 * half + 8];
+            let y = &mut y[128 * half..128 * half + 128];
+            for l in 0..32 {
+                let is = l / 16;
+                let q1 = i32::from((ql[l] & 0x0F) | ((qh[l] & 3) << 4)) - 32;
+                let q2 = i32::from((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                let q3 = i32::from((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                let q4 = i32::from((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                let s = |k: usize| d * f32::from(sc[is + k] as i8);
+                y[l] = s(0) * q1 as f32;
+                y[l + 32] = s(2) * q2 as f32;
+                y[l + 64] = s(4) * q3 as f32;
+                y[l + 96] = s(6) * q4 as f32;
+            }
+        }
+    }
+}
+
+/// `block_q2_K`: 16 bytes of scales (low nibble scale, high nibble min), 64 bytes of 2-bit
+/// values, f16 `d`, f16 `dmin`. Each half of 128 elements reads 32 bytes of `qs` four
+/// times, at shifts 0, 2, 4 and 6, 16 elements per scale.
+pub(super) fn q2_k_blocks(blocks: &[u8], out: &mut [f32]) {
+    for (b, y) in blocks.chunks_exact(84).zip(out.chunks_exact_mut(QK_K)) {
+        let scales = &b[0..16];
+        let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
+        let mut is = 0;
+        for half in 0..2 {
+            let q = &b[16 + 32 * half..16 + 32 * half + 32];
+            for shift_step in 0..4 {
+                let shift = 2 * shift_step;
+                for sub in 0..2 {
+                    let sc = scales[is];
+                    is += 1;
+                    let (dl, ml) = (d * f32::from(sc & 0x0F), dmin * f32::from(sc >> 4));
+                    let base = 128 * half + 32 * shift_step + 16 * sub;
+                    for l in 0..16 {
+                        let v = (q[16 * sub + l] >> shift) & 3;
+                        y[base + l] = dl * f32::from(v) - ml;
+                    }
+                }
+            }
+        }
+    }
+}

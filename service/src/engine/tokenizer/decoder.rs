@@ -1,0 +1,87 @@
+//! Streaming detokenisation: token ids in, text out only at UTF-8 character boundaries.
+//!
+//! A byte-level token can end in the middle of a character (an emoji is often split over
+//! two or three tokens), so a stream cannot simply decode each token on its own. The
+//! decoder keeps the bytes of an unfinished character until the rest arrives. Bytes that
+//! can never become valid UTF-8 come out as U+FFFD, exactly as the whole-sequence
+//! [`Tokenizer::decode`] would write them, so the concatenated stream always equals the
+//! full decode.
+
+use super::{Tokenizer, TokenizerError};
+
+/// Incremental decoder state for one stream. It borrows nothing: keep it beside the
+/// request and pass the tokenizer to each step.
+#[derive(Debug, Clone)]
+pub struct StreamDecoder {
+    pending: Vec<u8>,
+    skip_special: bool,
+    /// SentencePiece-style vocabularies drop the space that stands for the prefix `▁`
+    /// at the very start of the output.
+    strip_leading_space: bool,
+}
+
+impl StreamDecoder {
+    pub(crate) fn new(skip_special: bool, strip_leading_space: bool) -> StreamDecoder {
+        StreamDecoder { pending: Vec::new(), skip_special, strip_leading_space }
+    }
+
+    /// Adds token `id` and returns the text that is now complete (possibly empty).
+    pub fn step(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String, TokenizerError> {
+        if self.skip_special && tokenizer.is_special(id) {
+            return Ok(String::new());
+        }
+        let bytes = tokenizer.token_bytes(id)?;
+        self.pending.extend_from_slice(bytes);
+        if self.strip_leading_space {
+            match self.pending.first() {
+                Some(b' ') => {
+                    self.pending.remove(0);
+                    self.strip_leading_space = false;
+                }
+                Some(_) => self.strip_leading_space = false,
+                None => {}
+            }
+        }
+        Ok(self.take_complete())
+    }
+
+    /// Ends the stream: whatever is left (an unfinished character) as U+FFFD.
+    pub fn finish(self) -> String {
+        String::from_utf8_lossy(&self.pending).into_owned()
+    }
+
+    /// Removes and returns the longest prefix of `pending` that is final: valid
+    /// characters, and invalid sequences (as U+FFFD) that more bytes cannot repair.
+    fn take_complete(&mut self) -> String {
+        let mut out = String::new();
+        let mut consumed = 0;
+        loop {
+            let rest = &self.pending[consumed..];
+            match std::str::from_utf8(rest) {
+                Ok(s) => {
+                    out.push_str(s);
+                    consumed = self.pending.len();
+                    break;
+                }
+                Err(e) => {
+                    let valid = e.valid_up_to();
+                    // `valid` bytes were just checked to be UTF-8.
+                    out.push_str(&String::from_utf8_lossy(&rest[..valid]));
+                    match e.error_len() {
+                        Some(bad) => {
+                            out.push(char::REPLACEMENT_CHARACTER);
+                            consumed += valid + bad;
+                        }
+                        None => {
+                            // An unfinished character at the end: wait for more bytes.
+                            consumed += valid;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.pending.drain(..consumed);
+        out
+    }
+}

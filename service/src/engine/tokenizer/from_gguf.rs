@@ -1,0 +1,248 @@
+//! A tokenizer from GGUF metadata (`tokenizer.ggml.*`), built the way Hugging Face
+//! transformers builds one from the same file (`integrations/gguf/gguf_tokenizer_mapping.py`),
+//! so that both give the same ids.
+//!
+//! * `gpt2` model: byte-level BPE with the file's merges. The pre-tokenizer pattern follows
+//!   `tokenizer.ggml.pre`; names transformers does not map (including `smollm`, `gpt2`,
+//!   `default`) get GPT-2's `ByteLevel` pattern, as transformers does. Tokens typed CONTROL
+//!   become special added tokens, USER_DEFINED plain added tokens.
+//! * `llama` model: SentencePiece-style BPE with byte fallback; merges come from the file
+//!   or, as usual, are derived from token scores (best-scored merged token first).
+
+use crate::engine::gguf::{GgufError, GgufFile, GgufValue};
+
+use super::pretokenizer::{
+    GPT2_PATTERN, GPT4O_PATTERN, LLAMA3_PATTERN, PreTokenizer, QWEN2_PATTERN, TEKKEN_PATTERN,
+};
+use super::{AddedSpec, END_OF_TURN_TOKENS, Model, Parts, Prepend, TokenizerError, byte_level, parse_byte_token};
+
+/// `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`).
+mod token_type {
+    pub(super) const UNKNOWN: i128 = 2;
+    pub(super) const CONTROL: i128 = 3;
+    pub(super) const USER_DEFINED: i128 = 4;
+    pub(super) const BYTE: i128 = 6;
+}
+
+fn meta(source: GgufError) -> TokenizerError {
+    TokenizerError::Metadata { source }
+}
+
+/// An optional key: absent is `None`, present-but-wrong is an error.
+fn optional<'f, T>(
+    file: &'f GgufFile,
+    key: &str,
+    get: impl Fn(&'f GgufFile, &str) -> Result<T, GgufError>,
+) -> Result<Option<T>, TokenizerError> {
+    if file.get(key).is_none() {
+        return Ok(None);
+    }
+    get(file, key).map(Some).map_err(meta)
+}
+
+fn string_array(file: &GgufFile, key: &str) -> Result<Vec<String>, TokenizerError> {
+    file.get_array(key)
+        .map_err(meta)?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.as_str().map(str::to_string).ok_or_else(|| {
+                meta(GgufError::WrongType { key: format!("{key}[{i}]"), expected: "string", found: v.value_type() })
+            })
+        })
+        .collect()
+}
+
+fn optional_strings(file: &GgufFile, key: &str) -> Result<Option<Vec<String>>, TokenizerError> {
+    if file.get(key).is_none() {
+        return Ok(None);
+    }
+    string_array(file, key).map(Some)
+}
+
+fn number_array<T>(file: &GgufFile, key: &str, n: usize, get: impl Fn(&GgufValue) -> Option<T>) -> Result<Option<Vec<T>>, TokenizerError> {
+    let Some(values) = optional(file, key, GgufFile::get_array)? else { return Ok(None) };
+    if values.len() != n {
+        return Err(TokenizerError::BadVocab { reason: format!("`{key}` has {} entries for {n} tokens", values.len()) });
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            get(v).ok_or_else(|| {
+                meta(GgufError::WrongType { key: format!("{key}[{i}]"), expected: "number", found: v.value_type() })
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// The split pattern transformers applies for a `tokenizer.ggml.pre` name.
+fn pre_pattern(pre: Option<&str>) -> &'static str {
+    match pre.unwrap_or("default") {
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2"
+        | "jina-v5-nano" | "dbrx" | "smaug-bpe" => LLAMA3_PATTERN,
+        "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "megrez" => QWEN2_PATTERN,
+        "tekken" => TEKKEN_PATTERN,
+        "gpt-4o" | "llama4" | "kanana2" | "talkie" | "minimax-m2" => GPT4O_PATTERN,
+        // `smollm`, `gpt2`, `default` and names transformers does not know.
+        _ => GPT2_PATTERN,
+    }
+}
+
+pub(super) fn parts(file: &GgufFile) -> Result<Parts, TokenizerError> {
+    let model_name = file.get_str("tokenizer.ggml.model").map_err(meta)?.to_string();
+    let tokens = string_array(file, "tokenizer.ggml.tokens")?;
+    let n = tokens.len();
+    let types = number_array(file, "tokenizer.ggml.token_type", n, GgufValue::as_i128)?;
+    let type_of = |id: usize| types.as_ref().map_or(1, |t| t[id]);
+    let id_key = |key: &str| optional(file, key, GgufFile::get_u32);
+
+    let bos_id = id_key("tokenizer.ggml.bos_token_id")?;
+    let eos_id = id_key("tokenizer.ggml.eos_token_id")?;
+    let unk_id = id_key("tokenizer.ggml.unknown_token_id")?;
+    let mut eos_ids: Vec<u32> = eos_id.into_iter().collect();
+    for key in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+        eos_ids.extend(id_key(key)?);
+    }
+    for (id, tok) in tokens.iter().enumerate() {
+        if END_OF_TURN_TOKENS.contains(&tok.as_str()) && type_of(id) == token_type::CONTROL {
+            eos_ids.push(id as u32);
+        }
+    }
+    let add_eos = optional(file, "tokenizer.ggml.add_eos_token", GgufFile::get_bool)?.unwrap_or(false);
+
+    let mut byte_override = Vec::new();
+    let (model, merges, add_bos, byte_level_vocab) = match model_name.as_str() {
+        "gpt2" => {
+            let merges = optional_strings(file, "tokenizer.ggml.merges")?
+                .ok_or_else(|| meta(GgufError::MissingKey { key: "tokenizer.ggml.merges".into() }))?;
+            let merges = split_merges(&merges)?;
+            let pre = optional(file, "tokenizer.ggml.pre", GgufFile::get_str)?;
+            let pre = PreTokenizer::pattern(pre_pattern(pre))?;
+            let byte_ids = byte_ids_of(&tokens);
+            // transformers' GPT2Tokenizer adds no BOS unless the file says so.
+            let add_bos = optional(file, "tokenizer.ggml.add_bos_token", GgufFile::get_bool)?.unwrap_or(false);
+            (Model::ByteLevel { pre, add_prefix_space: false, byte_ids, ignore_merges: false }, merges, add_bos, true)
+        }
+        "llama" => {
+            let scores = number_array(file, "tokenizer.ggml.scores", n, GgufValue::as_f32)?;
+            let merges = match optional_strings(file, "tokenizer.ggml.merges")? {
+                Some(m) => split_merges(&m)?,
+                None => merges_from_scores(&tokens, scores.as_deref(), &|id| type_of(id))?,
+            };
+            let mut byte_ids = Box::new([0u32; 256]);
+            let mut found = 0;
+            for (id, tok) in tokens.iter().enumerate() {
+                if let Some(b) = parse_byte_token(tok) {
+                    byte_ids[usize::from(b)] = id as u32;
+                    found += 1;
+                    if type_of(id) == token_type::BYTE {
+                        byte_override.resize(n, None);
+                        byte_override[id] = Some(vec![b]);
+                    }
+                }
+            }
+            let byte_ids = (found >= 256).then_some(byte_ids);
+            // Older files have no flag, and SentencePiece vocabularies start with BOS.
+            let add_bos = optional(file, "tokenizer.ggml.add_bos_token", GgufFile::get_bool)?.unwrap_or(true);
+            (Model::Metaspace { prepend: Prepend::First, byte_ids, unk_id }, merges, add_bos, false)
+        }
+        other => {
+            return Err(TokenizerError::UnsupportedModel { model: other.into(), supported: "gpt2, llama" });
+        }
+    };
+
+    let spelled_in_bytes = |tok: &str| byte_level::decode_token(tok).is_some();
+    let mut added = Vec::new();
+    let mut extra_special = Vec::new();
+    for (id, tok) in tokens.iter().enumerate() {
+        let kind = type_of(id);
+        // A byte-level "control" token spelled outside the byte alphabet is a converter
+        // mislabel; transformers skips it, and so do we.
+        let usable = !byte_level_vocab || spelled_in_bytes(tok);
+        match kind {
+            token_type::CONTROL if usable => added.push(AddedSpec { content: tok.clone(), id: id as u32, special: true }),
+            token_type::USER_DEFINED => added.push(AddedSpec { content: tok.clone(), id: id as u32, special: false }),
+            token_type::UNKNOWN => extra_special.push(id as u32),
+            _ => {}
+        }
+    }
+    extra_special.extend(bos_id);
+    extra_special.extend(eos_id);
+
+    Ok(Parts {
+        vocab: tokens,
+        merges,
+        model,
+        added,
+        extra_special,
+        bos_id,
+        eos_ids,
+        add_bos,
+        add_eos,
+        byte_override,
+    })
+}
+
+fn split_merges(merges: &[String]) -> Result<Vec<(String, String)>, TokenizerError> {
+    merges
+        .iter()
+        .enumerate()
+        .map(|(index, m)| {
+            m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| TokenizerError::BadMerge {
+                index,
+                merge: m.clone(),
+                reason: "expected two tokens separated by a space".into(),
+            })
+        })
+        .collect()
+}
+
+/// The id of each byte's spelling (`None` for bytes the vocabulary cannot spell).
+fn byte_ids_of(tokens: &[String]) -> Box<[Option<u32>; 256]> {
+    let mut ids = Box::new([None; 256]);
+    let spelling = byte_level::byte_to_char();
+    for (id, tok) in tokens.iter().enumerate() {
+        let mut chars = tok.chars();
+        if let (Some(c), None) = (chars.next(), chars.next()) {
+            if let Some(b) = spelling.iter().position(|&s| s == c) {
+                // Later duplicates win, as in the vocabulary map.
+                ids[b] = Some(id as u32);
+            }
+        }
+    }
+    ids
+}
+
+/// Merges implied by a SentencePiece vocabulary: every split of a token into two tokens,
+/// best-scored merged token first; ties by longer left part, then longer right part, then
+/// file order (transformers' `generate_merges`).
+fn merges_from_scores(
+    tokens: &[String],
+    scores: Option<&[f32]>,
+    type_of: &dyn Fn(usize) -> i128,
+) -> Result<Vec<(String, String)>, TokenizerError> {
+    let scores = scores.ok_or_else(|| meta(GgufError::MissingKey { key: "tokenizer.ggml.scores".into() }))?;
+    let index: std::collections::HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
+    let mut found: Vec<(f32, usize, usize, String, String)> = Vec::new();
+    for (id, tok) in tokens.iter().enumerate() {
+        if matches!(type_of(id), token_type::CONTROL | token_type::BYTE | token_type::UNKNOWN) {
+            continue;
+        }
+        let mut local = Vec::new();
+        for (split, _) in tok.char_indices().skip(1) {
+            let (l, r) = tok.split_at(split);
+            if let (Some(&li), Some(&ri)) = (index.get(l), index.get(r)) {
+                local.push((li, ri, l, r));
+            }
+        }
+        local.sort_by_key(|&(li, ri, _, _)| (li, ri));
+        for (_, _, l, r) in local {
+            found.push((scores[id], l.chars().count(), r.chars().count(), l.to_string(), r.to_string()));
+        }
+    }
+    // Stable sort, descending on (score, left length, right length).
+    found.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
+    Ok(found.into_iter().map(|(_, _, _, l, r)| (l, r)).collect())
+}

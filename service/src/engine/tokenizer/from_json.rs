@@ -1,0 +1,294 @@
+//! A tokenizer from a Hugging Face `tokenizer.json` with a `BPE` model.
+//!
+//! Covered: byte-level BPE (`ByteLevel`, `Split`, `Digits` pre-tokenizers, as used by
+//! Llama 3, SmolLM, Qwen 2 and GPT-2, with `ignore_merges`), and SentencePiece-style BPE
+//! with byte fallback (Llama 2's `Prepend` + `Replace` normalizer, or Mistral's
+//! `Metaspace` pre-tokenizer). BOS/EOS insertion comes from a `TemplateProcessing` post-
+//! processor. Anything else is refused by name rather than tokenised differently.
+
+use serde_json::Value;
+
+use super::pretokenizer::{GPT2_PATTERN, PreTokenizer, SplitRegex, SplitStep};
+use super::{AddedSpec, END_OF_TURN_TOKENS, Model, Parts, Prepend, TokenizerError, byte_level, parse_byte_token};
+
+/// The largest vocabulary accepted: a `tokenizer.json` is input too, and ids index arrays.
+/// The largest real vocabularies are ~262k tokens.
+const MAX_VOCAB: u64 = 1 << 22;
+
+fn json_err(reason: impl Into<String>) -> TokenizerError {
+    TokenizerError::Json { reason: reason.into() }
+}
+
+fn unsupported(component: &'static str, kind: impl Into<String>) -> TokenizerError {
+    TokenizerError::UnsupportedJson { component, kind: kind.into() }
+}
+
+fn type_of(v: &Value) -> &str {
+    v.get("type").and_then(Value::as_str).unwrap_or("")
+}
+
+fn flag(v: &Value, key: &str, default: bool) -> bool {
+    v.get(key).and_then(Value::as_bool).unwrap_or(default)
+}
+
+pub(super) fn parts(json: &[u8]) -> Result<Parts, TokenizerError> {
+    let root: Value = serde_json::from_slice(json).map_err(|e| json_err(e.to_string()))?;
+    let model = root.get("model").ok_or_else(|| json_err("no `model`"))?;
+    if type_of(model) != "BPE" {
+        return Err(unsupported("model", type_of(model)));
+    }
+    for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
+        if model.get(key).and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+            return Err(unsupported("BPE option", key));
+        }
+    }
+
+    // Vocabulary: the model's, plus added tokens (which may lie beyond it).
+    let mut by_id: Vec<Option<String>> = Vec::new();
+    let mut put = |id: u64, tok: &str| -> Result<(), TokenizerError> {
+        if id >= MAX_VOCAB {
+            return Err(json_err(format!("token id {id} is above the limit of {MAX_VOCAB}")));
+        }
+        let id = id as usize;
+        if by_id.len() <= id {
+            by_id.resize(id + 1, None);
+        }
+        by_id[id] = Some(tok.to_string());
+        Ok(())
+    };
+    let vocab = model.get("vocab").and_then(Value::as_object).ok_or_else(|| json_err("no `model.vocab` object"))?;
+    for (tok, id) in vocab {
+        put(id.as_u64().ok_or_else(|| json_err(format!("vocab id of `{tok}` is not an integer")))?, tok)?;
+    }
+    let mut added = Vec::new();
+    for a in root.get("added_tokens").and_then(Value::as_array).map_or(&[][..], Vec::as_slice) {
+        let content = a.get("content").and_then(Value::as_str).ok_or_else(|| json_err("added token without `content`"))?;
+        let id = a.get("id").and_then(Value::as_u64).ok_or_else(|| json_err(format!("added token `{content}` without `id`")))?;
+        if flag(a, "lstrip", false) || flag(a, "rstrip", false) || flag(a, "single_word", false) {
+            return Err(unsupported("added token option", format!("lstrip/rstrip/single_word on `{content}`")));
+        }
+        put(id, content)?;
+        added.push(AddedSpec { content: content.to_string(), id: id as u32, special: flag(a, "special", false) });
+    }
+    let vocab: Vec<String> = by_id
+        .into_iter()
+        .enumerate()
+        .map(|(id, t)| t.ok_or_else(|| json_err(format!("no token has id {id}"))))
+        .collect::<Result<_, _>>()?;
+
+    let merges = merges_of(model)?;
+    let normalizer = root.get("normalizer").filter(|v| !v.is_null());
+    let pre = root.get("pre_tokenizer").filter(|v| !v.is_null());
+    let metaspace = find_metaspace(normalizer, pre)?;
+    let model_kind = match metaspace {
+        Some((prepend, split)) => {
+            if split {
+                return Err(unsupported("Metaspace option", "split: true"));
+            }
+            let byte_ids = if flag(model, "byte_fallback", false) { Some(byte_token_ids(&vocab)?) } else { None };
+            let unk_id = model
+                .get("unk_token")
+                .and_then(Value::as_str)
+                .and_then(|u| vocab.iter().position(|t| t == u))
+                .map(|i| i as u32);
+            Model::Metaspace { prepend, byte_ids, unk_id }
+        }
+        None => {
+            if let Some(n) = normalizer {
+                return Err(unsupported("normalizer", type_of(n)));
+            }
+            let mut steps = Vec::new();
+            let mut add_prefix_space = false;
+            let mut byte_level = false;
+            if let Some(p) = pre {
+                collect_steps(p, &mut steps, &mut add_prefix_space, &mut byte_level)?;
+            }
+            if !byte_level {
+                return Err(unsupported("pre-tokenizer", "BPE without ByteLevel or Metaspace"));
+            }
+            let byte_ids = byte_level_ids(&vocab);
+            Model::ByteLevel {
+                pre: PreTokenizer::new(steps),
+                add_prefix_space,
+                byte_ids,
+                ignore_merges: flag(model, "ignore_merges", false),
+            }
+        }
+    };
+
+    let (bos_id, add_bos, eos_from_template) = post_processor(root.get("post_processor"), &vocab)?;
+    let mut eos_ids: Vec<u32> = eos_from_template.into_iter().collect();
+    for a in &added {
+        if a.special && END_OF_TURN_TOKENS.contains(&a.content.as_str()) {
+            eos_ids.push(a.id);
+        }
+    }
+    Ok(Parts {
+        vocab,
+        merges,
+        model: model_kind,
+        added,
+        extra_special: bos_id.into_iter().collect(),
+        bos_id,
+        eos_ids,
+        add_bos,
+        add_eos: eos_from_template.is_some(),
+        byte_override: Vec::new(),
+    })
+}
+
+fn merges_of(model: &Value) -> Result<Vec<(String, String)>, TokenizerError> {
+    let list = model.get("merges").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    list.iter()
+        .enumerate()
+        .map(|(index, m)| {
+            let pair = match m {
+                Value::String(s) => s.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())),
+                Value::Array(v) => match v.as_slice() {
+                    [Value::String(a), Value::String(b)] => Some((a.clone(), b.clone())),
+                    _ => None,
+                },
+                _ => None,
+            };
+            pair.ok_or_else(|| TokenizerError::BadMerge { index, merge: m.to_string(), reason: "expected \"a b\" or [a, b]".into() })
+        })
+        .collect()
+}
+
+/// A SentencePiece-style setup: `Some((prepend, split))` when the normalizer or the
+/// pre-tokenizer spells spaces as `▁`.
+fn find_metaspace(normalizer: Option<&Value>, pre: Option<&Value>) -> Result<Option<(Prepend, bool)>, TokenizerError> {
+    if let Some(n) = normalizer {
+        // Llama 2: Sequence[Prepend("▁"), Replace(" ", "▁")], no pre-tokenizer.
+        let items = match type_of(n) {
+            "Sequence" => n.get("normalizers").and_then(Value::as_array).cloned().unwrap_or_default(),
+            _ => vec![n.clone()],
+        };
+        let has = |t: &str| items.iter().any(|i| type_of(i) == t);
+        let replaces_space = items.iter().any(|i| {
+            type_of(i) == "Replace"
+                && i.pointer("/pattern/String").and_then(Value::as_str) == Some(" ")
+                && i.get("content").and_then(Value::as_str) == Some("\u{2581}")
+        });
+        if replaces_space && items.iter().all(|i| matches!(type_of(i), "Prepend" | "Replace")) {
+            if pre.is_some() {
+                return Err(unsupported("pre-tokenizer", "a pre-tokenizer after a ▁ normalizer"));
+            }
+            let prepend = if has("Prepend") { Prepend::Unconditional } else { Prepend::Never };
+            return Ok(Some((prepend, false)));
+        }
+        return Ok(None);
+    }
+    match pre {
+        Some(p) if type_of(p) == "Metaspace" => {
+            if p.get("replacement").and_then(Value::as_str) != Some("\u{2581}") {
+                return Err(unsupported("Metaspace replacement", p.get("replacement").map(Value::to_string).unwrap_or_default()));
+            }
+            let prepend = match p.get("prepend_scheme").and_then(Value::as_str) {
+                Some("always") => Prepend::Always,
+                Some("first") => Prepend::First,
+                Some("never") => Prepend::Never,
+                // Older files: `add_prefix_space` instead of a scheme.
+                _ if flag(p, "add_prefix_space", true) => Prepend::Always,
+                _ => Prepend::Never,
+            };
+            Ok(Some((prepend, flag(p, "split", true))))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn collect_steps(p: &Value, steps: &mut Vec<SplitStep>, add_prefix_space: &mut bool, byte_level: &mut bool) -> Result<(), TokenizerError> {
+    match type_of(p) {
+        "Sequence" => {
+            for inner in p.get("pretokenizers").and_then(Value::as_array).map_or(&[][..], Vec::as_slice) {
+                collect_steps(inner, steps, add_prefix_space, byte_level)?;
+            }
+        }
+        "ByteLevel" => {
+            *byte_level = true;
+            *add_prefix_space = flag(p, "add_prefix_space", false);
+            if flag(p, "use_regex", true) {
+                steps.push(SplitStep::Pattern(SplitRegex::new(GPT2_PATTERN)?));
+            }
+        }
+        "Split" => {
+            if flag(p, "invert", false) {
+                return Err(unsupported("Split option", "invert: true"));
+            }
+            let behavior = p.get("behavior").and_then(Value::as_str).unwrap_or("");
+            if behavior != "Isolated" {
+                return Err(unsupported("Split behavior", behavior));
+            }
+            let pattern = match (p.pointer("/pattern/Regex"), p.pointer("/pattern/String")) {
+                (Some(Value::String(re)), _) => re.clone(),
+                (_, Some(Value::String(s))) => regex::escape(s),
+                _ => return Err(json_err("Split without a pattern")),
+            };
+            steps.push(SplitStep::Pattern(SplitRegex::new(&pattern)?));
+        }
+        "Digits" => steps.push(SplitStep::Digits { individual: flag(p, "individual_digits", false) }),
+        other => return Err(unsupported("pre-tokenizer", other)),
+    }
+    Ok(())
+}
+
+/// `(bos_id, add_bos, eos_id appended)` from a `TemplateProcessing` post-processor.
+fn post_processor(p: Option<&Value>, vocab: &[String]) -> Result<(Option<u32>, bool, Option<u32>), TokenizerError> {
+    let Some(p) = p.filter(|v| !v.is_null()) else { return Ok((None, false, None)) };
+    let template = match type_of(p) {
+        "TemplateProcessing" => Some(p),
+        "Sequence" => p
+            .get("processors")
+            .and_then(Value::as_array)
+            .and_then(|ps| ps.iter().find(|x| type_of(x) == "TemplateProcessing")),
+        // Offsets only; ids are untouched.
+        "ByteLevel" => None,
+        other => return Err(unsupported("post-processor", other)),
+    };
+    let Some(t) = template else { return Ok((None, false, None)) };
+    let single = t.get("single").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let id_of = |item: &Value| -> Result<Option<u32>, TokenizerError> {
+        let Some(name) = item.pointer("/SpecialToken/id").and_then(Value::as_str) else { return Ok(None) };
+        vocab
+            .iter()
+            .position(|v| v == name)
+            .map(|i| Some(i as u32))
+            .ok_or_else(|| json_err(format!("post-processor token `{name}` is not in the vocabulary")))
+    };
+    let seq_at = single.iter().position(|i| i.get("Sequence").is_some()).unwrap_or(single.len());
+    let mut bos = None;
+    for item in &single[..seq_at] {
+        bos = bos.or(id_of(item)?);
+    }
+    let mut eos = None;
+    for item in single.iter().skip(seq_at + 1) {
+        eos = eos.or(id_of(item)?);
+    }
+    Ok((bos, bos.is_some(), eos))
+}
+
+/// The id of each byte's spelling (`None` for bytes the vocabulary cannot spell).
+fn byte_level_ids(vocab: &[String]) -> Box<[Option<u32>; 256]> {
+    let mut ids = Box::new([None; 256]);
+    for (b, c) in byte_level::byte_to_char().iter().enumerate() {
+        let mut buf = [0u8; 4];
+        let s: &str = c.encode_utf8(&mut buf);
+        // Search from the end so duplicates resolve as the vocabulary map does (last wins).
+        ids[b] = vocab.iter().rposition(|t| t == s).map(|id| id as u32);
+    }
+    ids
+}
+
+fn byte_token_ids(vocab: &[String]) -> Result<Box<[u32; 256]>, TokenizerError> {
+    let mut ids = Box::new([u32::MAX; 256]);
+    for (id, t) in vocab.iter().enumerate() {
+        if let Some(b) = parse_byte_token(t) {
+            ids[usize::from(b)] = id as u32;
+        }
+    }
+    match ids.iter().position(|&id| id == u32::MAX) {
+        Some(b) => Err(TokenizerError::BadVocab { reason: format!("byte_fallback is set but there is no <0x{b:02X}> token") }),
+        None => Ok(ids),
+    }
+}
