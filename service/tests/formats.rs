@@ -3,6 +3,9 @@
 //! under `tests/formats/`. Goldens come from `scripts/fixtures/*.py` (gguf-py and Hugging
 //! Face transformers on the same files).
 
+// Test helpers fail loudly on a broken fixture; that is their job.
+#![allow(clippy::unwrap_used)]
+
 #[path = "formats/chat_template_goldens.rs"]
 mod chat_template_goldens;
 #[path = "formats/gguf_builder.rs"]
@@ -24,15 +27,17 @@ use std::path::PathBuf;
 
 /// A file under `service/tests/fixtures/`.
 pub(crate) fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
 }
 
 /// The default model, which is git-ignored and fetched by `make setup`: tests that need it
 /// say so loudly and pass without it, so that a bare `cargo test` still runs everything
 /// else.
 pub(crate) fn default_model() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
     if path.exists() {
         Some(path)
     } else {

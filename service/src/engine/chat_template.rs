@@ -28,7 +28,10 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A message with `role` and `content`.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> ChatMessage {
-        ChatMessage { role: role.into(), content: content.into() }
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 
@@ -70,7 +73,9 @@ impl ChatTemplate {
         if file.get(KEY).is_none() {
             return Err(ChatTemplateError::Missing { key: KEY });
         }
-        let template = file.get_str(KEY).map_err(|source| ChatTemplateError::Metadata { source })?;
+        let template = file
+            .get_str(KEY)
+            .map_err(|source| ChatTemplateError::Metadata { source })?;
         let token = |key: &str| -> Result<String, ChatTemplateError> {
             if file.get(key).is_none() {
                 return Ok(String::new());
@@ -78,16 +83,26 @@ impl ChatTemplate {
             let meta = |source| ChatTemplateError::Metadata { source };
             let id = file.get_u32(key).map_err(meta)?;
             let tokens = file.get_array("tokenizer.ggml.tokens").map_err(meta)?;
-            Ok(tokens.get(id as usize).and_then(|v| v.as_str()).unwrap_or_default().to_string())
+            Ok(tokens
+                .get(id as usize)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string())
         };
-        Self::from_str(template, token("tokenizer.ggml.bos_token_id")?, token("tokenizer.ggml.eos_token_id")?)
+        Self::from_str(
+            template,
+            token("tokenizer.ggml.bos_token_id")?,
+            token("tokenizer.ggml.eos_token_id")?,
+        )
     }
 
     /// The template of a Hugging Face `tokenizer_config.json` (its `chat_template`, or the
     /// entry named `default` when it lists several), with its `bos_token`/`eos_token`.
     pub fn from_tokenizer_config(json: &[u8]) -> Result<ChatTemplate, ChatTemplateError> {
         let config: serde_json::Value =
-            serde_json::from_slice(json).map_err(|e| ChatTemplateError::Config { reason: e.to_string() })?;
+            serde_json::from_slice(json).map_err(|e| ChatTemplateError::Config {
+                reason: e.to_string(),
+            })?;
         let template = match config.get("chat_template") {
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(serde_json::Value::Array(list)) => list
@@ -95,14 +110,24 @@ impl ChatTemplate {
                 .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
                 .and_then(|t| t.get("template").and_then(|s| s.as_str()))
                 .map(str::to_string)
-                .ok_or(ChatTemplateError::Missing { key: "chat_template[name=default]" })?,
-            _ => return Err(ChatTemplateError::Missing { key: "chat_template" }),
+                .ok_or(ChatTemplateError::Missing {
+                    key: "chat_template[name=default]",
+                })?,
+            _ => {
+                return Err(ChatTemplateError::Missing {
+                    key: "chat_template",
+                });
+            }
         };
         // Special tokens are either strings or `{"content": ...}` objects.
         let token = |key: &str| -> String {
             match config.get(key) {
                 Some(serde_json::Value::String(s)) => s.clone(),
-                Some(v) => v.get("content").and_then(|c| c.as_str()).unwrap_or_default().to_string(),
+                Some(v) => v
+                    .get("content")
+                    .and_then(|c| c.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
                 None => String::new(),
             }
         };
@@ -122,17 +147,29 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_template_owned(TEMPLATE_NAME, template.to_string())
-            .map_err(|e| ChatTemplateError::Syntax { reason: describe(&e) })?;
-        Ok(ChatTemplate { env, bos_token: bos_token.into(), eos_token: eos_token.into() })
+            .map_err(|e| ChatTemplateError::Syntax {
+                reason: describe(&e),
+            })?;
+        Ok(ChatTemplate {
+            env,
+            bos_token: bos_token.into(),
+            eos_token: eos_token.into(),
+        })
     }
 
     /// The prompt text for `messages`; `add_generation_prompt` appends the opening of an
     /// assistant turn.
-    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, ChatTemplateError> {
-        let template = self
-            .env
-            .get_template(TEMPLATE_NAME)
-            .map_err(|e| ChatTemplateError::Render { reason: describe(&e) })?;
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, ChatTemplateError> {
+        let template =
+            self.env
+                .get_template(TEMPLATE_NAME)
+                .map_err(|e| ChatTemplateError::Render {
+                    reason: describe(&e),
+                })?;
         template
             .render(context! {
                 messages => messages,
@@ -141,7 +178,9 @@ impl ChatTemplate {
                 eos_token => &self.eos_token,
                 tools => Value::from(()),
             })
-            .map_err(|e| ChatTemplateError::Render { reason: describe(&e) })
+            .map_err(|e| ChatTemplateError::Render {
+                reason: describe(&e),
+            })
     }
 }
 
@@ -164,18 +203,38 @@ fn raise_exception(message: String) -> Result<Value, Error> {
 
 /// `strftime_now(format)`: the current UTC date and time, for templates that print today's
 /// date. Supports `%Y %y %m %d %e %b %B %a %A %H %M %S %j %%`; other directives are kept.
-fn strftime_now(format: String) -> Result<Value, Error> {
+fn strftime_now(format: &str) -> Result<Value, Error> {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    Ok(Value::from(format_utc(&format, secs)))
+    Ok(Value::from(format_utc(format, secs)))
 }
 
 /// Formats `secs` since the Unix epoch (UTC) with a subset of `strftime` directives.
 pub(crate) fn format_utc(format: &str, secs: u64) -> String {
-    const MONTHS: [&str; 12] =
-        ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
-    const DAYS: [&str; 7] = ["Thursday", "Friday", "Saturday", "Sunday", "Monday", "Tuesday", "Wednesday"];
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const DAYS: [&str; 7] = [
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+    ];
     let days = secs / 86_400;
     let (year, month, day) = civil_from_days(days);
     let rem = secs % 86_400;
@@ -249,7 +308,10 @@ mod tests {
     fn strftime_subset_formats_known_instants() {
         assert_eq!(format_utc("%d %b %Y", 0), "01 Jan 1970");
         // 2024-02-29T13:05:09Z, a Thursday, day 60 of a leap year.
-        assert_eq!(format_utc("%Y-%m-%d %H:%M:%S %A %j %B %%", 1_709_211_909), "2024-02-29 13:05:09 Thursday 060 February %");
+        assert_eq!(
+            format_utc("%Y-%m-%d %H:%M:%S %A %j %B %%", 1_709_211_909),
+            "2024-02-29 13:05:09 Thursday 060 February %"
+        );
         assert_eq!(format_utc("%e|%y|%a|%Q", 1_709_211_909), "29|24|Thu|%Q");
     }
 }

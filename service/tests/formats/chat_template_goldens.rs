@@ -23,15 +23,27 @@ fn smollm2_template_renders_like_transformers() {
     let file = GgufFile::open(&path).unwrap();
     let template = ChatTemplate::from_gguf(&file).unwrap();
     let tok = smollm2().unwrap();
-    let golden: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("tokenizer/smollm2_chat.json")).unwrap()).unwrap();
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("tokenizer/smollm2_chat.json")).unwrap(),
+    )
+    .unwrap();
     let renders = golden["renders"].as_array().unwrap();
     assert!(renders.len() >= 8);
     for r in renders {
         let add_gen = r["add_generation_prompt"].as_bool().unwrap();
         let text = template.render(&messages(&r["messages"]), add_gen).unwrap();
-        assert_eq!(text, r["text"].as_str().unwrap(), "messages {}", r["messages"]);
-        let want: Vec<u32> = r["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        assert_eq!(
+            text,
+            r["text"].as_str().unwrap(),
+            "messages {}",
+            r["messages"]
+        );
+        let want: Vec<u32> = r["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         assert_eq!(tok.encode(&text, false).unwrap(), want, "ids of {text:?}");
     }
 }
@@ -60,7 +72,13 @@ const LLAMA3_LIKE: &str = "{{- bos_token }}\n\
 fn hf_style_template_features_work() {
     let t = ChatTemplate::from_str(LLAMA3_LIKE, "<|begin_of_text|>", "<|eot_id|>").unwrap();
     let out = t
-        .render(&[ChatMessage::new("system", " Be brief. "), ChatMessage::new("user", "  Hi  ")], true)
+        .render(
+            &[
+                ChatMessage::new("system", " Be brief. "),
+                ChatMessage::new("user", "  Hi  "),
+            ],
+            true,
+        )
         .unwrap();
     assert_eq!(
         out,
@@ -73,16 +91,31 @@ fn hf_style_template_features_work() {
 #[test]
 fn raise_exception_becomes_a_render_error_with_its_message() {
     let t = ChatTemplate::from_str(LLAMA3_LIKE, "", "").unwrap();
-    let e = t.render(&[ChatMessage::new("assistant", "first")], false).unwrap_err();
-    assert!(matches!(&e, ChatTemplateError::Render { reason } if reason.contains("must alternate")), "{e}");
+    let e = t
+        .render(&[ChatMessage::new("assistant", "first")], false)
+        .unwrap_err();
+    assert!(
+        matches!(&e, ChatTemplateError::Render { reason } if reason.contains("must alternate")),
+        "{e}"
+    );
 }
 
 #[test]
 fn trim_and_lstrip_blocks_match_jinja2_as_transformers_configures_it() {
     // With trim_blocks the newline after a block tag goes; with lstrip_blocks the
     // indentation before it does.
-    let t = ChatTemplate::from_str("{% for m in messages %}\n  {% if true %}\n[{{ m.content }}]\n  {% endif %}\n{% endfor %}", "", "").unwrap();
-    let out = t.render(&[ChatMessage::new("user", "a"), ChatMessage::new("user", "b")], false).unwrap();
+    let t = ChatTemplate::from_str(
+        "{% for m in messages %}\n  {% if true %}\n[{{ m.content }}]\n  {% endif %}\n{% endfor %}",
+        "",
+        "",
+    )
+    .unwrap();
+    let out = t
+        .render(
+            &[ChatMessage::new("user", "a"), ChatMessage::new("user", "b")],
+            false,
+        )
+        .unwrap();
     assert_eq!(out, "[a]\n[b]\n");
 }
 
@@ -94,7 +127,8 @@ fn loop_controls_are_available() {
         "",
     )
     .unwrap();
-    let msgs = ["system", "user", "user", "user"].map(|r| ChatMessage::new(r, r.chars().next().unwrap().to_string()));
+    let msgs = ["system", "user", "user", "user"]
+        .map(|r| ChatMessage::new(r, r.chars().next().unwrap().to_string()));
     assert_eq!(t.render(&msgs, false).unwrap(), "uu");
 }
 
@@ -122,7 +156,10 @@ fn tokenizer_config_templates_and_token_objects_are_read() {
         ]
     });
     let t = ChatTemplate::from_tokenizer_config(&serde_json::to_vec(&config).unwrap()).unwrap();
-    assert_eq!(t.render(&[ChatMessage::new("user", "x")], false).unwrap(), "<s>x</s>");
+    assert_eq!(
+        t.render(&[ChatMessage::new("user", "x")], false).unwrap(),
+        "<s>x</s>"
+    );
     let e = ChatTemplate::from_tokenizer_config(b"{}").unwrap_err();
     assert!(matches!(e, ChatTemplateError::Missing { .. }));
 }
@@ -131,5 +168,10 @@ fn tokenizer_config_templates_and_token_objects_are_read() {
 fn gguf_without_a_template_says_so() {
     let f = GgufFile::from_bytes(crate::gguf_builder::valid_file()).unwrap();
     let e = ChatTemplate::from_gguf(&f).unwrap_err();
-    assert!(matches!(e, ChatTemplateError::Missing { key: "tokenizer.chat_template" }));
+    assert!(matches!(
+        e,
+        ChatTemplateError::Missing {
+            key: "tokenizer.chat_template"
+        }
+    ));
 }

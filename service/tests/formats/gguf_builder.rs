@@ -42,11 +42,21 @@ impl Bytes {
 
 /// The fixed header: magic, version, tensor count, kv count.
 pub(crate) fn header(version: u32, n_tensors: u64, n_kv: u64) -> Bytes {
-    Bytes::default().raw(b"GGUF").u32(version).u64(n_tensors).u64(n_kv)
+    Bytes::default()
+        .raw(b"GGUF")
+        .u32(version)
+        .u64(n_tensors)
+        .u64(n_kv)
 }
 
 /// One tensor-directory entry.
-pub(crate) fn tensor_info(b: Bytes, name: &str, shape: &[u64], ggml_type: u32, offset: u64) -> Bytes {
+pub(crate) fn tensor_info(
+    b: Bytes,
+    name: &str,
+    shape: &[u64],
+    ggml_type: u32,
+    offset: u64,
+) -> Bytes {
     let mut b = b.str(name).u32(shape.len() as u32);
     for &d in shape {
         b = b.u64(d);

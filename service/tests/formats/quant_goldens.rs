@@ -16,11 +16,18 @@ fn assert_matches_reference(name: &str) {
     assert_eq!(got.len(), 1024);
     assert_eq!(want.len(), 1024);
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert_eq!(g.to_bits(), w.to_bits(), "{name} element {i}: got {g}, gguf-py {w}");
+        assert_eq!(
+            g.to_bits(),
+            w.to_bits(),
+            "{name} element {i}: got {g}, gguf-py {w}"
+        );
     }
     // The reference data is not degenerate (4-bit symmetric formats round many small
     // values to zero, hence only half).
-    assert!(want.iter().filter(|v| **v != 0.0).count() > 512, "{name} golden is mostly zeros");
+    assert!(
+        want.iter().filter(|v| **v != 0.0).count() > 512,
+        "{name} golden is mostly zeros"
+    );
 }
 
 #[test]
@@ -78,7 +85,10 @@ fn q4_1_block_layout_low_nibbles_first() {
     let mut block = vec![0x00, 0x3C, 0x00, 0xC8];
     block.extend((0..16u8).map(|j| (((j + 1) & 0x0F) << 4) | j));
     let out = quant::dequantize(GgmlType::Q4_1, &block, 32).unwrap();
-    let want: Vec<f32> = (0..16).map(|j| j as f32 - 8.0).chain((0..16).map(|j| ((j + 1) % 16) as f32 - 8.0)).collect();
+    let want: Vec<f32> = (0..16)
+        .map(|j| j as f32 - 8.0)
+        .chain((0..16).map(|j| ((j + 1) % 16) as f32 - 8.0))
+        .collect();
     assert_eq!(out, want);
 }
 
@@ -103,12 +113,22 @@ fn large_tensors_split_across_threads_give_the_same_values() {
 fn wrong_sizes_and_unsupported_types_are_errors() {
     assert_eq!(
         quant::dequantize(GgmlType::Q4_1, &[0; 19], 32),
-        Err(QuantError::LengthMismatch { dtype: GgmlType::Q4_1, n_elements: 32, expected: 20, found: 19 })
+        Err(QuantError::LengthMismatch {
+            dtype: GgmlType::Q4_1,
+            n_elements: 32,
+            expected: 20,
+            found: 19
+        })
     );
-    assert!(matches!(quant::dequantize(GgmlType::Q4_K, &[0; 144], 255), Err(QuantError::PartialBlock { .. })));
+    assert!(matches!(
+        quant::dequantize(GgmlType::Q4_K, &[0; 144], 255),
+        Err(QuantError::PartialBlock { .. })
+    ));
     assert_eq!(
         quant::dequantize(GgmlType::IQ2_XXS, &[0; 66], 256),
-        Err(QuantError::Unsupported { dtype: GgmlType::IQ2_XXS })
+        Err(QuantError::Unsupported {
+            dtype: GgmlType::IQ2_XXS
+        })
     );
     assert!(!quant::is_supported(GgmlType::Q3_K));
     assert!(quant::is_supported(GgmlType::Q6_K));

@@ -9,7 +9,8 @@ use crate::fixture;
 use crate::tokenizer_goldens::check_cases;
 
 fn goldens() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture("tokenizer/tiny_goldens.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(fixture("tokenizer/tiny_goldens.json")).unwrap())
+        .unwrap()
 }
 
 fn load(name: &str) -> Tokenizer {
@@ -40,22 +41,38 @@ fn tiny_sentencepiece_json_matches_tokenizers() {
 }
 
 fn edited(name: &str, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
-    let mut v: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture(&format!("tokenizer/{name}.json"))).unwrap()).unwrap();
+    let mut v: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture(&format!("tokenizer/{name}.json"))).unwrap(),
+    )
+    .unwrap();
     edit(&mut v);
     serde_json::to_vec(&v).unwrap()
 }
 
 #[test]
 fn unsupported_components_are_refused_by_name() {
-    let e = Tokenizer::from_tokenizer_json(&edited("tiny_bytelevel", |v| v["model"]["type"] = "WordPiece".into()))
-        .unwrap_err();
-    assert!(matches!(&e, TokenizerError::UnsupportedJson { component: "model", kind } if kind == "WordPiece"), "{e}");
+    let e = Tokenizer::from_tokenizer_json(&edited("tiny_bytelevel", |v| {
+        v["model"]["type"] = "WordPiece".into()
+    }))
+    .unwrap_err();
+    assert!(
+        matches!(&e, TokenizerError::UnsupportedJson { component: "model", kind } if kind == "WordPiece"),
+        "{e}"
+    );
     let e = Tokenizer::from_tokenizer_json(&edited("tiny_bytelevel", |v| {
         v["pre_tokenizer"] = serde_json::json!({"type": "Whitespace"})
     }))
     .unwrap_err();
-    assert!(matches!(&e, TokenizerError::UnsupportedJson { component: "pre-tokenizer", .. }), "{e}");
+    assert!(
+        matches!(
+            &e,
+            TokenizerError::UnsupportedJson {
+                component: "pre-tokenizer",
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -64,19 +81,28 @@ fn merge_naming_a_missing_token_is_refused_with_its_index() {
         v["model"]["merges"][3] = serde_json::json!(["nope", "absent"]);
     }))
     .unwrap_err();
-    assert!(matches!(&e, TokenizerError::BadMerge { index: 3, .. }), "{e}");
+    assert!(
+        matches!(&e, TokenizerError::BadMerge { index: 3, .. }),
+        "{e}"
+    );
 }
 
 #[test]
 fn malformed_json_and_missing_byte_tokens_are_errors() {
-    assert!(matches!(Tokenizer::from_tokenizer_json(b"{not json"), Err(TokenizerError::Json { .. })));
+    assert!(matches!(
+        Tokenizer::from_tokenizer_json(b"{not json"),
+        Err(TokenizerError::Json { .. })
+    ));
     let e = Tokenizer::from_tokenizer_json(&edited("tiny_spm", |v| {
         let vocab = v["model"]["vocab"].as_object_mut().unwrap();
         let id = vocab.remove("<0x41>").unwrap();
         vocab.insert("renamed".into(), id);
     }))
     .unwrap_err();
-    assert!(matches!(&e, TokenizerError::BadVocab { reason } if reason.contains("<0x41>")), "{e}");
+    assert!(
+        matches!(&e, TokenizerError::BadVocab { reason } if reason.contains("<0x41>")),
+        "{e}"
+    );
     let e = Tokenizer::from_tokenizer_json(&edited("tiny_bytelevel", |v| {
         v["model"]["vocab"]["toolarge"] = serde_json::json!(u64::MAX);
     }))

@@ -18,7 +18,10 @@ fn stream_decoder_holds_back_split_characters() {
         pieces.push(stream.step(tok, id).unwrap());
     }
     assert_eq!(pieces.concat() + &stream.finish(), "ok 🎉!");
-    assert!(pieces.iter().any(String::is_empty), "expected a step that waited: {pieces:?}");
+    assert!(
+        pieces.iter().any(String::is_empty),
+        "expected a step that waited: {pieces:?}"
+    );
     assert!(pieces.iter().all(|p| !p.contains('\u{FFFD}')));
 }
 
@@ -29,11 +32,19 @@ fn stream_decoder_replaces_bytes_that_can_never_be_utf8() {
     // is cut short.
     let ff = tok.token_id("©").unwrap(); // byte 0xA9 spelled in the byte alphabet
     let lead = tok.token_id("ð").unwrap(); // 0xF0, the lead byte of a 4-byte character
-    let ids = [tok.token_id("a").unwrap(), ff, tok.token_id("b").unwrap(), lead];
+    let ids = [
+        tok.token_id("a").unwrap(),
+        ff,
+        tok.token_id("b").unwrap(),
+        lead,
+    ];
     let whole = tok.decode(&ids, false).unwrap();
     assert_eq!(whole, "a\u{FFFD}b\u{FFFD}");
     let mut stream = tok.stream_decoder(false);
-    let streamed: String = ids.iter().map(|&id| stream.step(tok, id).unwrap()).collect();
+    let streamed: String = ids
+        .iter()
+        .map(|&id| stream.step(tok, id).unwrap())
+        .collect();
     assert_eq!(streamed, "a\u{FFFD}b");
     assert_eq!(streamed + &stream.finish(), whole);
 }
@@ -42,7 +53,13 @@ fn stream_decoder_replaces_bytes_that_can_never_be_utf8() {
 fn decode_of_an_unknown_id_is_an_error() {
     let Some(tok) = smollm2() else { return };
     let e = tok.decode(&[1, 49_152], false).unwrap_err();
-    assert!(matches!(e, TokenizerError::UnknownTokenId { id: 49_152, vocab_size: 49_152 }));
+    assert!(matches!(
+        e,
+        TokenizerError::UnknownTokenId {
+            id: 49_152,
+            vocab_size: 49_152
+        }
+    ));
     assert!(tok.token_bytes(u32::MAX).is_err());
 }
 
@@ -66,7 +83,15 @@ fn spm_file(extra: &[(&str, Meta<'_>)]) -> GgufFile {
         types.push(6);
         scores.push(0.0);
     }
-    for (piece, score) in [("▁", -5.0), ("h", -6.0), ("i", -6.0), ("hi", -2.0), ("▁h", -3.0), ("▁hi", -1.0), ("é", -7.0)] {
+    for (piece, score) in [
+        ("▁", -5.0),
+        ("h", -6.0),
+        ("i", -6.0),
+        ("hi", -2.0),
+        ("▁h", -3.0),
+        ("▁hi", -1.0),
+        ("é", -7.0),
+    ] {
         tokens.push(piece.into());
         types.push(1);
         scores.push(score);
@@ -100,9 +125,22 @@ fn sentencepiece_gguf_merges_by_score_with_byte_fallback() {
     let tok = Tokenizer::from_gguf(&spm_file(&[])).unwrap();
     let id = |s: &str| tok.token_id(s).unwrap();
     // "hi hi" -> "▁hi▁hi": the best-scored merges build ▁hi twice. BOS by default.
-    assert_eq!(tok.encode("hi hi", true).unwrap(), [1, id("▁hi"), id("▁hi")]);
+    assert_eq!(
+        tok.encode("hi hi", true).unwrap(),
+        [1, id("▁hi"), id("▁hi")]
+    );
     // "ih": no merge applies; "ü" is not in the vocabulary and falls back to its bytes.
-    assert_eq!(tok.encode("ih ü", false).unwrap(), [id("▁"), id("i"), id("h"), id("▁"), id("<0xC3>"), id("<0xBC>")]);
+    assert_eq!(
+        tok.encode("ih ü", false).unwrap(),
+        [
+            id("▁"),
+            id("i"),
+            id("h"),
+            id("▁"),
+            id("<0xC3>"),
+            id("<0xBC>")
+        ]
+    );
     // Decoding turns ▁ back into spaces, bytes back into characters, and drops the
     // prefix space; specials go when asked.
     let ids = tok.encode("hi ü hi", true).unwrap();
@@ -113,8 +151,15 @@ fn sentencepiece_gguf_merges_by_score_with_byte_fallback() {
 
 #[test]
 fn sentencepiece_gguf_respects_add_bos_false() {
-    let tok = Tokenizer::from_gguf(&spm_file(&[("tokenizer.ggml.add_bos_token", Meta::Bool(false))])).unwrap();
-    assert_eq!(tok.encode("hi", true).unwrap(), [tok.token_id("▁hi").unwrap()]);
+    let tok = Tokenizer::from_gguf(&spm_file(&[(
+        "tokenizer.ggml.add_bos_token",
+        Meta::Bool(false),
+    )]))
+    .unwrap();
+    assert_eq!(
+        tok.encode("hi", true).unwrap(),
+        [tok.token_id("▁hi").unwrap()]
+    );
 }
 
 #[test]
@@ -137,16 +182,27 @@ fn missing_or_unsupported_tokenizer_metadata_is_a_clear_error() {
         ("tokenizer.ggml.tokens", Meta::Strs(vec!["a".into()])),
     ]))
     .unwrap();
-    assert!(matches!(Tokenizer::from_gguf(&t5), Err(TokenizerError::UnsupportedModel { model, .. }) if model == "t5"));
+    assert!(
+        matches!(Tokenizer::from_gguf(&t5), Err(TokenizerError::UnsupportedModel { model, .. }) if model == "t5")
+    );
     // A merge whose parts are not tokens is refused with its index.
     let gpt2 = GgufFile::from_bytes(metadata_only_file(&[
         ("tokenizer.ggml.model", Meta::Str("gpt2")),
-        ("tokenizer.ggml.tokens", Meta::Strs(vec!["a".into(), "b".into(), "ab".into()])),
-        ("tokenizer.ggml.merges", Meta::Strs(vec!["a b".into(), "ab c".into()])),
+        (
+            "tokenizer.ggml.tokens",
+            Meta::Strs(vec!["a".into(), "b".into(), "ab".into()]),
+        ),
+        (
+            "tokenizer.ggml.merges",
+            Meta::Strs(vec!["a b".into(), "ab c".into()]),
+        ),
     ]))
     .unwrap();
     let e = Tokenizer::from_gguf(&gpt2).unwrap_err();
-    assert!(matches!(&e, TokenizerError::BadMerge { index: 1, merge, .. } if merge == "ab c"), "{e}");
+    assert!(
+        matches!(&e, TokenizerError::BadMerge { index: 1, merge, .. } if merge == "ab c"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -155,7 +211,10 @@ fn byte_level_vocabulary_drops_bytes_it_cannot_spell_like_the_reference() {
     // without an unknown token.
     let file = GgufFile::from_bytes(metadata_only_file(&[
         ("tokenizer.ggml.model", Meta::Str("gpt2")),
-        ("tokenizer.ggml.tokens", Meta::Strs(vec!["a".into(), "b".into(), "ab".into()])),
+        (
+            "tokenizer.ggml.tokens",
+            Meta::Strs(vec!["a".into(), "b".into(), "ab".into()]),
+        ),
         ("tokenizer.ggml.merges", Meta::Strs(vec!["a b".into()])),
     ]))
     .unwrap();
@@ -165,14 +224,27 @@ fn byte_level_vocabulary_drops_bytes_it_cannot_spell_like_the_reference() {
 
 #[test]
 fn out_of_range_special_ids_and_mismatched_arrays_are_refused() {
-    let e = Tokenizer::from_gguf(&spm_file(&[("tokenizer.ggml.eot_token_id", Meta::U32(1_000_000))])).unwrap_err();
-    assert!(matches!(&e, TokenizerError::BadVocab { reason } if reason.contains("1000000")), "{e}");
+    let e = Tokenizer::from_gguf(&spm_file(&[(
+        "tokenizer.ggml.eot_token_id",
+        Meta::U32(1_000_000),
+    )]))
+    .unwrap_err();
+    assert!(
+        matches!(&e, TokenizerError::BadVocab { reason } if reason.contains("1000000")),
+        "{e}"
+    );
     let bad = GgufFile::from_bytes(metadata_only_file(&[
         ("tokenizer.ggml.model", Meta::Str("llama")),
-        ("tokenizer.ggml.tokens", Meta::Strs(vec!["a".into(), "b".into()])),
+        (
+            "tokenizer.ggml.tokens",
+            Meta::Strs(vec!["a".into(), "b".into()]),
+        ),
         ("tokenizer.ggml.scores", Meta::F32s(vec![0.0])),
     ]))
     .unwrap();
     let e = Tokenizer::from_gguf(&bad).unwrap_err();
-    assert!(matches!(&e, TokenizerError::BadVocab { reason } if reason.contains("tokenizer.ggml.scores")), "{e}");
+    assert!(
+        matches!(&e, TokenizerError::BadVocab { reason } if reason.contains("tokenizer.ggml.scores")),
+        "{e}"
+    );
 }

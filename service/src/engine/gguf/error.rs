@@ -76,14 +76,18 @@ pub enum GgufError {
         reason: String,
     },
     /// A tensor's data offset is not a multiple of the file's alignment.
-    #[error("tensor `{tensor}` data offset {offset} is not a multiple of the alignment {alignment}")]
+    #[error(
+        "tensor `{tensor}` data offset {offset} is not a multiple of the alignment {alignment}"
+    )]
     MisalignedTensor {
         tensor: String,
         offset: u64,
         alignment: u64,
     },
     /// A tensor's bytes run past the end of the file.
-    #[error("tensor `{tensor}` data [{start}, {end}) runs past the end of the file ({file_len} bytes)")]
+    #[error(
+        "tensor `{tensor}` data [{start}, {end}) runs past the end of the file ({file_len} bytes)"
+    )]
     TensorOutOfBounds {
         tensor: String,
         start: u64,

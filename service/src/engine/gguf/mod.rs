@@ -67,7 +67,10 @@ pub struct GgufFile {
 impl GgufFile {
     /// Memory-maps and validates the file at `path`.
     pub fn open(path: &Path) -> Result<GgufFile, GgufError> {
-        let io = |source| GgufError::Io { path: path.display().to_string(), source };
+        let io = |source| GgufError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let file = File::open(path).map_err(io)?;
         // SAFETY: the map is read-only and private to this process. Another process
         // truncating or rewriting the file while it is mapped would change the bytes under
@@ -120,7 +123,9 @@ impl GgufFile {
     }
 
     fn require(&self, key: &str) -> Result<&GgufValue, GgufError> {
-        self.metadata.get(key).ok_or_else(|| GgufError::MissingKey { key: key.into() })
+        self.metadata
+            .get(key)
+            .ok_or_else(|| GgufError::MissingKey { key: key.into() })
     }
 
     fn integer(&self, key: &str, expected: &'static str) -> Result<i128, GgufError> {
@@ -135,37 +140,61 @@ impl GgufFile {
     /// An integer value (of any stored width) that fits in `u32`.
     pub fn get_u32(&self, key: &str) -> Result<u32, GgufError> {
         let v = self.integer(key, "u32")?;
-        u32::try_from(v).map_err(|_| GgufError::OutOfRange { key: key.into(), value: v, expected: "u32" })
+        u32::try_from(v).map_err(|_| GgufError::OutOfRange {
+            key: key.into(),
+            value: v,
+            expected: "u32",
+        })
     }
 
     /// An integer value (of any stored width) that fits in `u64`.
     pub fn get_u64(&self, key: &str) -> Result<u64, GgufError> {
         let v = self.integer(key, "u64")?;
-        u64::try_from(v).map_err(|_| GgufError::OutOfRange { key: key.into(), value: v, expected: "u64" })
+        u64::try_from(v).map_err(|_| GgufError::OutOfRange {
+            key: key.into(),
+            value: v,
+            expected: "u64",
+        })
     }
 
     /// A float value (stored as f32, or f64 narrowed).
     pub fn get_f32(&self, key: &str) -> Result<f32, GgufError> {
         let v = self.require(key)?;
-        v.as_f32().ok_or_else(|| GgufError::WrongType { key: key.into(), expected: "f32", found: v.value_type() })
+        v.as_f32().ok_or_else(|| GgufError::WrongType {
+            key: key.into(),
+            expected: "f32",
+            found: v.value_type(),
+        })
     }
 
     /// A string value.
     pub fn get_str(&self, key: &str) -> Result<&str, GgufError> {
         let v = self.require(key)?;
-        v.as_str().ok_or_else(|| GgufError::WrongType { key: key.into(), expected: "string", found: v.value_type() })
+        v.as_str().ok_or_else(|| GgufError::WrongType {
+            key: key.into(),
+            expected: "string",
+            found: v.value_type(),
+        })
     }
 
     /// A boolean value.
     pub fn get_bool(&self, key: &str) -> Result<bool, GgufError> {
         let v = self.require(key)?;
-        v.as_bool().ok_or_else(|| GgufError::WrongType { key: key.into(), expected: "bool", found: v.value_type() })
+        v.as_bool().ok_or_else(|| GgufError::WrongType {
+            key: key.into(),
+            expected: "bool",
+            found: v.value_type(),
+        })
     }
 
     /// An array value.
     pub fn get_array(&self, key: &str) -> Result<&[GgufValue], GgufError> {
         let v = self.require(key)?;
-        v.as_array().ok_or_else(|| GgufError::WrongType { key: key.into(), expected: "array", found: v.value_type() })
+        v.as_array().ok_or_else(|| GgufError::WrongType {
+            key: key.into(),
+            expected: "array",
+            found: v.value_type(),
+        })
     }
 
     /// The tensor directory, in file order.
@@ -178,7 +207,9 @@ impl GgufFile {
         self.tensors
             .iter()
             .find(|t| t.name == name)
-            .ok_or_else(|| GgufError::MissingTensor { tensor: name.into() })
+            .ok_or_else(|| GgufError::MissingTensor {
+                tensor: name.into(),
+            })
     }
 
     /// The raw bytes of tensor `name`, as stored.
@@ -201,7 +232,11 @@ impl GgufFile {
     pub fn dequantize(&self, name: &str) -> Result<Vec<f32>, GgufError> {
         let info = self.tensor(name)?;
         quant::dequantize(info.dtype, self.bytes_of(info), info.n_elements).map_err(|source| {
-            GgufError::Dequantize { tensor: name.into(), dtype: info.dtype, source }
+            GgufError::Dequantize {
+                tensor: name.into(),
+                dtype: info.dtype,
+                source,
+            }
         })
     }
 }

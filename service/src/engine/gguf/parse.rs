@@ -96,9 +96,19 @@ impl<'a> Cursor<'a> {
 
     /// Checks that `count` items of at least `min_each` bytes can still fit in the file,
     /// and that `count` is within `limit`, before the caller allocates for them.
-    fn check_count(&self, what: &dyn Fn() -> String, count: u64, limit: u64, min_each: u64) -> Result<(), GgufError> {
+    fn check_count(
+        &self,
+        what: &dyn Fn() -> String,
+        count: u64,
+        limit: u64,
+        min_each: u64,
+    ) -> Result<(), GgufError> {
         if count > limit {
-            return Err(GgufError::LimitExceeded { what: what(), value: count, limit });
+            return Err(GgufError::LimitExceeded {
+                what: what(),
+                value: count,
+                limit,
+            });
         }
         let fits = self.remaining() / min_each.max(1);
         if count > fits {
@@ -143,8 +153,18 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<Header, GgufError> {
     let kv_count = c.u64(&|| "metadata kv count".into())?;
     // Every tensor and every pair needs some bytes of its own; checking both counts here
     // (before either loop) refuses absurd headers at once.
-    c.check_count(&|| "tensor count".into(), tensor_count, MAX_TENSOR_COUNT, MIN_TENSOR_INFO_BYTES)?;
-    c.check_count(&|| "metadata kv count".into(), kv_count, MAX_METADATA_KV_COUNT, MIN_KV_BYTES)?;
+    c.check_count(
+        &|| "tensor count".into(),
+        tensor_count,
+        MAX_TENSOR_COUNT,
+        MIN_TENSOR_INFO_BYTES,
+    )?;
+    c.check_count(
+        &|| "metadata kv count".into(),
+        kv_count,
+        MAX_METADATA_KV_COUNT,
+        MIN_KV_BYTES,
+    )?;
 
     let mut metadata = BTreeMap::new();
     for i in 0..kv_count {
@@ -166,7 +186,10 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<Header, GgufError> {
             })?;
             let value = u64::try_from(value).unwrap_or(0);
             if value == 0 || !value.is_power_of_two() || value > MAX_ALIGNMENT {
-                return Err(GgufError::BadAlignment { value, limit: MAX_ALIGNMENT });
+                return Err(GgufError::BadAlignment {
+                    value,
+                    limit: MAX_ALIGNMENT,
+                });
             }
             value
         }
@@ -178,25 +201,43 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<Header, GgufError> {
         raw.push(read_tensor_info(&mut c, i)?);
         let name = &raw[raw.len() - 1].0;
         if !seen.insert(name.clone()) {
-            return Err(GgufError::DuplicateTensor { tensor: name.clone() });
+            return Err(GgufError::DuplicateTensor {
+                tensor: name.clone(),
+            });
         }
     }
 
     let header_end = c.pos as u64;
-    let data_start = header_end
-        .checked_next_multiple_of(alignment)
-        .ok_or(GgufError::LimitExceeded { what: "header size".into(), value: header_end, limit: u64::MAX })?;
+    let data_start =
+        header_end
+            .checked_next_multiple_of(alignment)
+            .ok_or(GgufError::LimitExceeded {
+                what: "header size".into(),
+                value: header_end,
+                limit: u64::MAX,
+            })?;
     let file_len = bytes.len() as u64;
     let mut tensors = Vec::with_capacity(raw.len());
     for (name, shape, dtype, rel_offset) in raw {
-        tensors.push(place_tensor(name, shape, dtype, rel_offset, alignment, data_start, file_len)?);
+        tensors.push(place_tensor(
+            name, shape, dtype, rel_offset, alignment, data_start, file_len,
+        )?);
     }
     check_no_overlap(&tensors)?;
-    Ok(Header { version, metadata, tensors, alignment, data_start })
+    Ok(Header {
+        version,
+        metadata,
+        tensors,
+        alignment,
+        data_start,
+    })
 }
 
 fn read_value(c: &mut Cursor<'_>, key: &str, tag: u32, depth: u32) -> Result<GgufValue, GgufError> {
-    let ty = GgufValueType::from_tag(tag).ok_or_else(|| GgufError::UnknownValueType { key: key.into(), tag })?;
+    let ty = GgufValueType::from_tag(tag).ok_or_else(|| GgufError::UnknownValueType {
+        key: key.into(),
+        tag,
+    })?;
     let what = || format!("value of `{key}`");
     Ok(match ty {
         GgufValueType::U8 => GgufValue::U8(u8::from_le_bytes(c.array(&what)?)),
@@ -216,13 +257,24 @@ fn read_value(c: &mut Cursor<'_>, key: &str, tag: u32, depth: u32) -> Result<Ggu
         GgufValueType::String => GgufValue::String(c.string(&what)?),
         GgufValueType::Array => {
             if depth + 1 > MAX_ARRAY_NESTING {
-                return Err(GgufError::NestingTooDeep { key: key.into(), limit: MAX_ARRAY_NESTING });
+                return Err(GgufError::NestingTooDeep {
+                    key: key.into(),
+                    limit: MAX_ARRAY_NESTING,
+                });
             }
             let elem_tag = c.u32(&|| format!("array element type of `{key}`"))?;
-            let elem_type = GgufValueType::from_tag(elem_tag)
-                .ok_or_else(|| GgufError::UnknownValueType { key: key.into(), tag: elem_tag })?;
+            let elem_type =
+                GgufValueType::from_tag(elem_tag).ok_or_else(|| GgufError::UnknownValueType {
+                    key: key.into(),
+                    tag: elem_tag,
+                })?;
             let count = c.u64(&|| format!("array length of `{key}`"))?;
-            c.check_count(&|| format!("array length of `{key}`"), count, MAX_ARRAY_LEN, elem_type.min_encoded_len())?;
+            c.check_count(
+                &|| format!("array length of `{key}`"),
+                count,
+                MAX_ARRAY_LEN,
+                elem_type.min_encoded_len(),
+            )?;
             let mut values = Vec::with_capacity(count as usize);
             for _ in 0..count {
                 values.push(read_value(c, key, elem_tag, depth + 1)?);
@@ -249,7 +301,10 @@ fn read_tensor_info(c: &mut Cursor<'_>, index: u64) -> Result<RawTensor, GgufErr
         shape.push(c.u64(&|| format!("dimension {d} of tensor `{name}`"))?);
     }
     let type_id = c.u32(&|| format!("type of tensor `{name}`"))?;
-    let dtype = GgmlType::from_id(type_id).ok_or_else(|| GgufError::UnknownGgmlType { tensor: name.clone(), id: type_id })?;
+    let dtype = GgmlType::from_id(type_id).ok_or_else(|| GgufError::UnknownGgmlType {
+        tensor: name.clone(),
+        id: type_id,
+    })?;
     let offset = c.u64(&|| format!("data offset of tensor `{name}`"))?;
     Ok((name, shape, dtype, offset))
 }
@@ -263,34 +318,64 @@ fn place_tensor(
     data_start: u64,
     file_len: u64,
 ) -> Result<TensorInfo, GgufError> {
-    let bad = |shape: &[u64], reason: String| GgufError::BadShape { tensor: name.clone(), shape: shape.to_vec(), reason };
+    let bad = |shape: &[u64], reason: String| GgufError::BadShape {
+        tensor: name.clone(),
+        shape: shape.to_vec(),
+        reason,
+    };
     let mut n_elements: u64 = 1;
     for &d in &shape {
         if d == 0 || d > MAX_DIM {
-            return Err(bad(&shape, format!("dimension {d} is outside 1..={MAX_DIM}")));
+            return Err(bad(
+                &shape,
+                format!("dimension {d} is outside 1..={MAX_DIM}"),
+            ));
         }
         n_elements = n_elements
             .checked_mul(d)
             .filter(|&n| n <= MAX_TENSOR_ELEMENTS)
-            .ok_or_else(|| bad(&shape, format!("element count exceeds {MAX_TENSOR_ELEMENTS}")))?;
+            .ok_or_else(|| {
+                bad(
+                    &shape,
+                    format!("element count exceeds {MAX_TENSOR_ELEMENTS}"),
+                )
+            })?;
     }
     let row = shape.first().copied().unwrap_or(1);
     if row % dtype.block_elems() != 0 {
-        return Err(bad(&shape, format!("rows of {row} are not whole {dtype} blocks of {}", dtype.block_elems())));
+        return Err(bad(
+            &shape,
+            format!(
+                "rows of {row} are not whole {dtype} blocks of {}",
+                dtype.block_elems()
+            ),
+        ));
     }
     // Whole rows imply whole blocks, and n_elements <= 2^40 keeps the product in range.
-    let n_bytes = dtype
-        .bytes_for(n_elements)
-        .ok_or_else(|| bad(&shape, format!("byte size of {n_elements} {dtype} elements overflows")))?;
+    let n_bytes = dtype.bytes_for(n_elements).ok_or_else(|| {
+        bad(
+            &shape,
+            format!("byte size of {n_elements} {dtype} elements overflows"),
+        )
+    })?;
     if rel_offset % alignment != 0 {
-        return Err(GgufError::MisalignedTensor { tensor: name, offset: rel_offset, alignment });
+        return Err(GgufError::MisalignedTensor {
+            tensor: name,
+            offset: rel_offset,
+            alignment,
+        });
     }
     let start = data_start.checked_add(rel_offset);
     let end = start.and_then(|s| s.checked_add(n_bytes));
     match (start, end) {
-        (Some(start), Some(end)) if end <= file_len => {
-            Ok(TensorInfo { name, shape, dtype, offset: start, n_bytes, n_elements })
-        }
+        (Some(start), Some(end)) if end <= file_len => Ok(TensorInfo {
+            name,
+            shape,
+            dtype,
+            offset: start,
+            n_bytes,
+            n_elements,
+        }),
         _ => Err(GgufError::TensorOutOfBounds {
             tensor: name,
             start: start.unwrap_or(u64::MAX),
@@ -306,7 +391,10 @@ fn check_no_overlap(tensors: &[TensorInfo]) -> Result<(), GgufError> {
     for pair in by_offset.windows(2) {
         if let [a, b] = pair {
             if a.offset + a.n_bytes > b.offset {
-                return Err(GgufError::OverlappingTensors { first: a.name.clone(), second: b.name.clone() });
+                return Err(GgufError::OverlappingTensors {
+                    first: a.name.clone(),
+                    second: b.name.clone(),
+                });
             }
         }
     }

@@ -73,7 +73,8 @@ fn block_fn(dtype: GgmlType) -> Option<BlockFn> {
 pub fn dequantize(dtype: GgmlType, data: &[u8], n_elements: u64) -> Result<Vec<f32>, QuantError> {
     let len = usize::try_from(n_elements).map_err(|_| QuantError::TooLarge { n_elements })?;
     let mut out = Vec::new();
-    out.try_reserve_exact(len).map_err(|_| QuantError::TooLarge { n_elements })?;
+    out.try_reserve_exact(len)
+        .map_err(|_| QuantError::TooLarge { n_elements })?;
     out.resize(len, 0.0);
     dequantize_into(dtype, data, &mut out)?;
     Ok(out)
@@ -84,11 +85,13 @@ pub fn dequantize_into(dtype: GgmlType, data: &[u8], out: &mut [f32]) -> Result<
     let n_elements = out.len() as u64;
     let f = block_fn(dtype).ok_or(QuantError::Unsupported { dtype })?;
     let block_elems = dtype.block_elems();
-    let expected = dtype.bytes_for(n_elements).ok_or(QuantError::PartialBlock {
-        dtype,
-        n_elements,
-        block_elems,
-    })?;
+    let expected = dtype
+        .bytes_for(n_elements)
+        .ok_or(QuantError::PartialBlock {
+            dtype,
+            n_elements,
+            block_elems,
+        })?;
     if expected != data.len() as u64 {
         return Err(QuantError::LengthMismatch {
             dtype,

@@ -22,13 +22,15 @@ pub(crate) struct AddedTokens {
 
 impl AddedTokens {
     pub(crate) fn insert(&mut self, content: &str, id: u32) {
-        let Some(&first) = content.as_bytes().first() else { return };
+        let Some(&first) = content.as_bytes().first() else {
+            return;
+        };
         let list = self.by_first_byte.entry(first).or_default();
         if list.iter().any(|(c, _)| c == content) {
             return;
         }
         list.push((content.to_string(), id));
-        list.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        list.sort_by_key(|(content, _)| std::cmp::Reverse(content.len()));
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -48,7 +50,9 @@ impl AddedTokens {
         let (mut plain_start, mut i) = (0, 0);
         while i < bytes.len() {
             let found = self.by_first_byte.get(&bytes[i]).and_then(|cands| {
-                cands.iter().find(|(c, _)| bytes[i..].starts_with(c.as_bytes()))
+                cands
+                    .iter()
+                    .find(|(c, _)| bytes[i..].starts_with(c.as_bytes()))
             });
             match found {
                 // Added tokens are valid UTF-8 and start with a non-continuation byte, so a
@@ -83,8 +87,17 @@ mod tests {
         let s = a.split("x<|im_start|>y<|imz");
         assert_eq!(
             s,
-            [Segment::Text("x"), Segment::Added(1), Segment::Text("y"), Segment::Added(7), Segment::Text("z")]
+            [
+                Segment::Text("x"),
+                Segment::Added(1),
+                Segment::Text("y"),
+                Segment::Added(7),
+                Segment::Text("z")
+            ]
         );
-        assert_eq!(a.split("é<|im_start|>"), [Segment::Text("é"), Segment::Added(1)]);
+        assert_eq!(
+            a.split("é<|im_start|>"),
+            [Segment::Text("é"), Segment::Added(1)]
+        );
     }
 }

@@ -17,7 +17,9 @@ pub(crate) struct Merges {
 
 impl Merges {
     pub(crate) fn with_capacity(n: usize) -> Merges {
-        Merges { rules: HashMap::with_capacity(n) }
+        Merges {
+            rules: HashMap::with_capacity(n),
+        }
     }
 
     /// Adds a rule unless the pair already has one (the first, best-ranked rule wins, as in
@@ -35,7 +37,9 @@ impl Merges {
         let mut ids = word.clone();
         // Linked list over positions; `usize::MAX` marks "none".
         let mut prev: Vec<usize> = (0..n).map(|i| i.wrapping_sub(1)).collect();
-        let mut next: Vec<usize> = (1..=n).map(|i| if i == n { usize::MAX } else { i }).collect();
+        let mut next: Vec<usize> = (1..=n)
+            .map(|i| if i == n { usize::MAX } else { i })
+            .collect();
         let mut alive = vec![true; n];
         // (rank, left position, left id, right id, merged id)
         let mut heap = BinaryHeap::new();
@@ -46,7 +50,8 @@ impl Merges {
         }
         while let Some(Reverse((_, left, left_id, right_id, merged))) = heap.pop() {
             let right = next[left];
-            if !alive[left] || right == usize::MAX || ids[left] != left_id || ids[right] != right_id {
+            if !alive[left] || right == usize::MAX || ids[left] != left_id || ids[right] != right_id
+            {
                 continue; // stale
             }
             ids[left] = merged;

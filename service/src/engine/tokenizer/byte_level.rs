@@ -35,7 +35,13 @@ pub(crate) fn byte_to_char() -> &'static [char; 256] {
 /// The byte each spelling character stands for.
 pub(crate) fn char_to_byte() -> &'static HashMap<char, u8> {
     static TABLE: OnceLock<HashMap<char, u8>> = OnceLock::new();
-    TABLE.get_or_init(|| byte_to_char().iter().enumerate().map(|(b, &c)| (c, b as u8)).collect())
+    TABLE.get_or_init(|| {
+        byte_to_char()
+            .iter()
+            .enumerate()
+            .map(|(b, &c)| (c, b as u8))
+            .collect()
+    })
 }
 
 /// The bytes a byte-level token string stands for; `None` when it uses a character

@@ -22,7 +22,11 @@ pub struct StreamDecoder {
 
 impl StreamDecoder {
     pub(crate) fn new(skip_special: bool, strip_leading_space: bool) -> StreamDecoder {
-        StreamDecoder { pending: Vec::new(), skip_special, strip_leading_space }
+        StreamDecoder {
+            pending: Vec::new(),
+            skip_special,
+            strip_leading_space,
+        }
     }
 
     /// Adds token `id` and returns the text that is now complete (possibly empty).

@@ -6,15 +6,24 @@
 //!   `tokenizer.ggml.pre`; names transformers does not map (including `smollm`, `gpt2`,
 //!   `default`) get GPT-2's `ByteLevel` pattern, as transformers does. Tokens typed CONTROL
 //!   become special added tokens, USER_DEFINED plain added tokens.
+//!
+//!   That is not always what the vocabulary was trained with: llama.cpp (and SmolLM2's own
+//!   `tokenizer.json`) split every digit off first for `smollm` and its relatives. With
+//!   [`PreTokenizerReference::LlamaCpp`] those names get the digit split; on the golden
+//!   strings this changes 5 of 247 tokenisations (runs of spaces before a number, `½`).
 //! * `llama` model: SentencePiece-style BPE with byte fallback; merges come from the file
 //!   or, as usual, are derived from token scores (best-scored merged token first).
 
 use crate::engine::gguf::{GgufError, GgufFile, GgufValue};
 
 use super::pretokenizer::{
-    GPT2_PATTERN, GPT4O_PATTERN, LLAMA3_PATTERN, PreTokenizer, QWEN2_PATTERN, TEKKEN_PATTERN,
+    GPT2_PATTERN, GPT4O_PATTERN, LLAMA3_PATTERN, PreTokenizer, QWEN2_PATTERN, SplitRegex,
+    SplitStep, TEKKEN_PATTERN,
 };
-use super::{AddedSpec, END_OF_TURN_TOKENS, Model, Parts, Prepend, TokenizerError, byte_level, parse_byte_token};
+use super::{
+    AddedSpec, END_OF_TURN_TOKENS, Model, Parts, Prepend, TokenizerError, byte_level,
+    parse_byte_token,
+};
 
 /// `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`).
 mod token_type {
@@ -47,7 +56,11 @@ fn string_array(file: &GgufFile, key: &str) -> Result<Vec<String>, TokenizerErro
         .enumerate()
         .map(|(i, v)| {
             v.as_str().map(str::to_string).ok_or_else(|| {
-                meta(GgufError::WrongType { key: format!("{key}[{i}]"), expected: "string", found: v.value_type() })
+                meta(GgufError::WrongType {
+                    key: format!("{key}[{i}]"),
+                    expected: "string",
+                    found: v.value_type(),
+                })
             })
         })
         .collect()
@@ -60,28 +73,70 @@ fn optional_strings(file: &GgufFile, key: &str) -> Result<Option<Vec<String>>, T
     string_array(file, key).map(Some)
 }
 
-fn number_array<T>(file: &GgufFile, key: &str, n: usize, get: impl Fn(&GgufValue) -> Option<T>) -> Result<Option<Vec<T>>, TokenizerError> {
-    let Some(values) = optional(file, key, GgufFile::get_array)? else { return Ok(None) };
+fn number_array<T>(
+    file: &GgufFile,
+    key: &str,
+    n: usize,
+    get: impl Fn(&GgufValue) -> Option<T>,
+) -> Result<Option<Vec<T>>, TokenizerError> {
+    let Some(values) = optional(file, key, GgufFile::get_array)? else {
+        return Ok(None);
+    };
     if values.len() != n {
-        return Err(TokenizerError::BadVocab { reason: format!("`{key}` has {} entries for {n} tokens", values.len()) });
+        return Err(TokenizerError::BadVocab {
+            reason: format!("`{key}` has {} entries for {n} tokens", values.len()),
+        });
     }
     values
         .iter()
         .enumerate()
         .map(|(i, v)| {
             get(v).ok_or_else(|| {
-                meta(GgufError::WrongType { key: format!("{key}[{i}]"), expected: "number", found: v.value_type() })
+                meta(GgufError::WrongType {
+                    key: format!("{key}[{i}]"),
+                    expected: "number",
+                    found: v.value_type(),
+                })
             })
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
 }
 
+/// Which implementation's reading of `tokenizer.ggml.pre` to follow where they differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PreTokenizerReference {
+    /// Hugging Face transformers' GGUF conversion (the default: the correctness reference).
+    #[default]
+    Transformers,
+    /// llama.cpp, which isolates digits for `smollm`, `starcoder`, `refact`, `command-r`,
+    /// `codeshell`, `exaone` and `minerva` before GPT-2's pattern.
+    LlamaCpp,
+}
+
+/// The pre-tokenizer for a `tokenizer.ggml.pre` name under `reference`.
+fn pre_tokenizer(
+    pre: Option<&str>,
+    reference: PreTokenizerReference,
+) -> Result<PreTokenizer, TokenizerError> {
+    let digits_first = matches!(
+        pre,
+        Some("smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva")
+    );
+    if reference == PreTokenizerReference::LlamaCpp && digits_first {
+        return Ok(PreTokenizer::new(vec![
+            SplitStep::Digits { individual: true },
+            SplitStep::Pattern(SplitRegex::new(GPT2_PATTERN)?),
+        ]));
+    }
+    PreTokenizer::pattern(pre_pattern(pre))
+}
+
 /// The split pattern transformers applies for a `tokenizer.ggml.pre` name.
 fn pre_pattern(pre: Option<&str>) -> &'static str {
     match pre.unwrap_or("default") {
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2"
-        | "jina-v5-nano" | "dbrx" | "smaug-bpe" => LLAMA3_PATTERN,
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0"
+        | "lfm2" | "jina-v5-nano" | "dbrx" | "smaug-bpe" => LLAMA3_PATTERN,
         "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "megrez" => QWEN2_PATTERN,
         "tekken" => TEKKEN_PATTERN,
         "gpt-4o" | "llama4" | "kanana2" | "talkie" | "minimax-m2" => GPT4O_PATTERN,
@@ -90,8 +145,14 @@ fn pre_pattern(pre: Option<&str>) -> &'static str {
     }
 }
 
-pub(super) fn parts(file: &GgufFile) -> Result<Parts, TokenizerError> {
-    let model_name = file.get_str("tokenizer.ggml.model").map_err(meta)?.to_string();
+pub(super) fn parts(
+    file: &GgufFile,
+    reference: PreTokenizerReference,
+) -> Result<Parts, TokenizerError> {
+    let model_name = file
+        .get_str("tokenizer.ggml.model")
+        .map_err(meta)?
+        .to_string();
     let tokens = string_array(file, "tokenizer.ggml.tokens")?;
     let n = tokens.len();
     let types = number_array(file, "tokenizer.ggml.token_type", n, GgufValue::as_i128)?;
@@ -110,20 +171,35 @@ pub(super) fn parts(file: &GgufFile) -> Result<Parts, TokenizerError> {
             eos_ids.push(id as u32);
         }
     }
-    let add_eos = optional(file, "tokenizer.ggml.add_eos_token", GgufFile::get_bool)?.unwrap_or(false);
+    let add_eos =
+        optional(file, "tokenizer.ggml.add_eos_token", GgufFile::get_bool)?.unwrap_or(false);
 
     let mut byte_override = Vec::new();
     let (model, merges, add_bos, byte_level_vocab) = match model_name.as_str() {
         "gpt2" => {
-            let merges = optional_strings(file, "tokenizer.ggml.merges")?
-                .ok_or_else(|| meta(GgufError::MissingKey { key: "tokenizer.ggml.merges".into() }))?;
+            let merges = optional_strings(file, "tokenizer.ggml.merges")?.ok_or_else(|| {
+                meta(GgufError::MissingKey {
+                    key: "tokenizer.ggml.merges".into(),
+                })
+            })?;
             let merges = split_merges(&merges)?;
             let pre = optional(file, "tokenizer.ggml.pre", GgufFile::get_str)?;
-            let pre = PreTokenizer::pattern(pre_pattern(pre))?;
+            let pre = pre_tokenizer(pre, reference)?;
             let byte_ids = byte_ids_of(&tokens);
             // transformers' GPT2Tokenizer adds no BOS unless the file says so.
-            let add_bos = optional(file, "tokenizer.ggml.add_bos_token", GgufFile::get_bool)?.unwrap_or(false);
-            (Model::ByteLevel { pre, add_prefix_space: false, byte_ids, ignore_merges: false }, merges, add_bos, true)
+            let add_bos = optional(file, "tokenizer.ggml.add_bos_token", GgufFile::get_bool)?
+                .unwrap_or(false);
+            (
+                Model::ByteLevel {
+                    pre,
+                    add_prefix_space: false,
+                    byte_ids,
+                    ignore_merges: false,
+                },
+                merges,
+                add_bos,
+                true,
+            )
         }
         "llama" => {
             let scores = number_array(file, "tokenizer.ggml.scores", n, GgufValue::as_f32)?;
@@ -145,11 +221,24 @@ pub(super) fn parts(file: &GgufFile) -> Result<Parts, TokenizerError> {
             }
             let byte_ids = (found >= 256).then_some(byte_ids);
             // Older files have no flag, and SentencePiece vocabularies start with BOS.
-            let add_bos = optional(file, "tokenizer.ggml.add_bos_token", GgufFile::get_bool)?.unwrap_or(true);
-            (Model::Metaspace { prepend: Prepend::First, byte_ids, unk_id }, merges, add_bos, false)
+            let add_bos =
+                optional(file, "tokenizer.ggml.add_bos_token", GgufFile::get_bool)?.unwrap_or(true);
+            (
+                Model::Metaspace {
+                    prepend: Prepend::First,
+                    byte_ids,
+                    unk_id,
+                },
+                merges,
+                add_bos,
+                false,
+            )
         }
         other => {
-            return Err(TokenizerError::UnsupportedModel { model: other.into(), supported: "gpt2, llama" });
+            return Err(TokenizerError::UnsupportedModel {
+                model: other.into(),
+                supported: "gpt2, llama",
+            });
         }
     };
 
@@ -162,8 +251,16 @@ pub(super) fn parts(file: &GgufFile) -> Result<Parts, TokenizerError> {
         // mislabel; transformers skips it, and so do we.
         let usable = !byte_level_vocab || spelled_in_bytes(tok);
         match kind {
-            token_type::CONTROL if usable => added.push(AddedSpec { content: tok.clone(), id: id as u32, special: true }),
-            token_type::USER_DEFINED => added.push(AddedSpec { content: tok.clone(), id: id as u32, special: false }),
+            token_type::CONTROL if usable => added.push(AddedSpec {
+                content: tok.clone(),
+                id: id as u32,
+                special: true,
+            }),
+            token_type::USER_DEFINED => added.push(AddedSpec {
+                content: tok.clone(),
+                id: id as u32,
+                special: false,
+            }),
             token_type::UNKNOWN => extra_special.push(id as u32),
             _ => {}
         }
@@ -190,11 +287,13 @@ fn split_merges(merges: &[String]) -> Result<Vec<(String, String)>, TokenizerErr
         .iter()
         .enumerate()
         .map(|(index, m)| {
-            m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| TokenizerError::BadMerge {
-                index,
-                merge: m.clone(),
-                reason: "expected two tokens separated by a space".into(),
-            })
+            m.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| TokenizerError::BadMerge {
+                    index,
+                    merge: m.clone(),
+                    reason: "expected two tokens separated by a space".into(),
+                })
         })
         .collect()
 }
@@ -223,11 +322,22 @@ fn merges_from_scores(
     scores: Option<&[f32]>,
     type_of: &dyn Fn(usize) -> i128,
 ) -> Result<Vec<(String, String)>, TokenizerError> {
-    let scores = scores.ok_or_else(|| meta(GgufError::MissingKey { key: "tokenizer.ggml.scores".into() }))?;
-    let index: std::collections::HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
+    let scores = scores.ok_or_else(|| {
+        meta(GgufError::MissingKey {
+            key: "tokenizer.ggml.scores".into(),
+        })
+    })?;
+    let index: std::collections::HashMap<&str, usize> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
     let mut found: Vec<(f32, usize, usize, String, String)> = Vec::new();
     for (id, tok) in tokens.iter().enumerate() {
-        if matches!(type_of(id), token_type::CONTROL | token_type::BYTE | token_type::UNKNOWN) {
+        if matches!(
+            type_of(id),
+            token_type::CONTROL | token_type::BYTE | token_type::UNKNOWN
+        ) {
             continue;
         }
         let mut local = Vec::new();
@@ -239,7 +349,13 @@ fn merges_from_scores(
         }
         local.sort_by_key(|&(li, ri, _, _)| (li, ri));
         for (_, _, l, r) in local {
-            found.push((scores[id], l.chars().count(), r.chars().count(), l.to_string(), r.to_string()));
+            found.push((
+                scores[id],
+                l.chars().count(),
+                r.chars().count(),
+                l.to_string(),
+                r.to_string(),
+            ));
         }
     }
     // Stable sort, descending on (score, left length, right length).

@@ -9,18 +9,26 @@
 use serde_json::Value;
 
 use super::pretokenizer::{GPT2_PATTERN, PreTokenizer, SplitRegex, SplitStep};
-use super::{AddedSpec, END_OF_TURN_TOKENS, Model, Parts, Prepend, TokenizerError, byte_level, parse_byte_token};
+use super::{
+    AddedSpec, END_OF_TURN_TOKENS, Model, Parts, Prepend, TokenizerError, byte_level,
+    parse_byte_token,
+};
 
 /// The largest vocabulary accepted: a `tokenizer.json` is input too, and ids index arrays.
 /// The largest real vocabularies are ~262k tokens.
 const MAX_VOCAB: u64 = 1 << 22;
 
 fn json_err(reason: impl Into<String>) -> TokenizerError {
-    TokenizerError::Json { reason: reason.into() }
+    TokenizerError::Json {
+        reason: reason.into(),
+    }
 }
 
 fn unsupported(component: &'static str, kind: impl Into<String>) -> TokenizerError {
-    TokenizerError::UnsupportedJson { component, kind: kind.into() }
+    TokenizerError::UnsupportedJson {
+        component,
+        kind: kind.into(),
+    }
 }
 
 fn type_of(v: &Value) -> &str {
@@ -38,7 +46,11 @@ pub(super) fn parts(json: &[u8]) -> Result<Parts, TokenizerError> {
         return Err(unsupported("model", type_of(model)));
     }
     for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
-        if model.get(key).and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+        if model
+            .get(key)
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+        {
             return Err(unsupported("BPE option", key));
         }
     }
@@ -47,7 +59,9 @@ pub(super) fn parts(json: &[u8]) -> Result<Parts, TokenizerError> {
     let mut by_id: Vec<Option<String>> = Vec::new();
     let mut put = |id: u64, tok: &str| -> Result<(), TokenizerError> {
         if id >= MAX_VOCAB {
-            return Err(json_err(format!("token id {id} is above the limit of {MAX_VOCAB}")));
+            return Err(json_err(format!(
+                "token id {id} is above the limit of {MAX_VOCAB}"
+            )));
         }
         let id = id as usize;
         if by_id.len() <= id {
@@ -56,19 +70,43 @@ pub(super) fn parts(json: &[u8]) -> Result<Parts, TokenizerError> {
         by_id[id] = Some(tok.to_string());
         Ok(())
     };
-    let vocab = model.get("vocab").and_then(Value::as_object).ok_or_else(|| json_err("no `model.vocab` object"))?;
+    let vocab = model
+        .get("vocab")
+        .and_then(Value::as_object)
+        .ok_or_else(|| json_err("no `model.vocab` object"))?;
     for (tok, id) in vocab {
-        put(id.as_u64().ok_or_else(|| json_err(format!("vocab id of `{tok}` is not an integer")))?, tok)?;
+        put(
+            id.as_u64()
+                .ok_or_else(|| json_err(format!("vocab id of `{tok}` is not an integer")))?,
+            tok,
+        )?;
     }
     let mut added = Vec::new();
-    for a in root.get("added_tokens").and_then(Value::as_array).map_or(&[][..], Vec::as_slice) {
-        let content = a.get("content").and_then(Value::as_str).ok_or_else(|| json_err("added token without `content`"))?;
-        let id = a.get("id").and_then(Value::as_u64).ok_or_else(|| json_err(format!("added token `{content}` without `id`")))?;
+    for a in root
+        .get("added_tokens")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice)
+    {
+        let content = a
+            .get("content")
+            .and_then(Value::as_str)
+            .ok_or_else(|| json_err("added token without `content`"))?;
+        let id = a
+            .get("id")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| json_err(format!("added token `{content}` without `id`")))?;
         if flag(a, "lstrip", false) || flag(a, "rstrip", false) || flag(a, "single_word", false) {
-            return Err(unsupported("added token option", format!("lstrip/rstrip/single_word on `{content}`")));
+            return Err(unsupported(
+                "added token option",
+                format!("lstrip/rstrip/single_word on `{content}`"),
+            ));
         }
         put(id, content)?;
-        added.push(AddedSpec { content: content.to_string(), id: id as u32, special: flag(a, "special", false) });
+        added.push(AddedSpec {
+            content: content.to_string(),
+            id: id as u32,
+            special: flag(a, "special", false),
+        });
     }
     let vocab: Vec<String> = by_id
         .into_iter()
@@ -85,13 +123,21 @@ pub(super) fn parts(json: &[u8]) -> Result<Parts, TokenizerError> {
             if split {
                 return Err(unsupported("Metaspace option", "split: true"));
             }
-            let byte_ids = if flag(model, "byte_fallback", false) { Some(byte_token_ids(&vocab)?) } else { None };
+            let byte_ids = if flag(model, "byte_fallback", false) {
+                Some(byte_token_ids(&vocab)?)
+            } else {
+                None
+            };
             let unk_id = model
                 .get("unk_token")
                 .and_then(Value::as_str)
                 .and_then(|u| vocab.iter().position(|t| t == u))
                 .map(|i| i as u32);
-            Model::Metaspace { prepend, byte_ids, unk_id }
+            Model::Metaspace {
+                prepend,
+                byte_ids,
+                unk_id,
+            }
         }
         None => {
             if let Some(n) = normalizer {
@@ -104,7 +150,10 @@ pub(super) fn parts(json: &[u8]) -> Result<Parts, TokenizerError> {
                 collect_steps(p, &mut steps, &mut add_prefix_space, &mut byte_level)?;
             }
             if !byte_level {
-                return Err(unsupported("pre-tokenizer", "BPE without ByteLevel or Metaspace"));
+                return Err(unsupported(
+                    "pre-tokenizer",
+                    "BPE without ByteLevel or Metaspace",
+                ));
             }
             let byte_ids = byte_level_ids(&vocab);
             Model::ByteLevel {
@@ -138,30 +187,46 @@ pub(super) fn parts(json: &[u8]) -> Result<Parts, TokenizerError> {
 }
 
 fn merges_of(model: &Value) -> Result<Vec<(String, String)>, TokenizerError> {
-    let list = model.get("merges").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let list = model
+        .get("merges")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
     list.iter()
         .enumerate()
         .map(|(index, m)| {
             let pair = match m {
-                Value::String(s) => s.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())),
+                Value::String(s) => s
+                    .split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string())),
                 Value::Array(v) => match v.as_slice() {
                     [Value::String(a), Value::String(b)] => Some((a.clone(), b.clone())),
                     _ => None,
                 },
                 _ => None,
             };
-            pair.ok_or_else(|| TokenizerError::BadMerge { index, merge: m.to_string(), reason: "expected \"a b\" or [a, b]".into() })
+            pair.ok_or_else(|| TokenizerError::BadMerge {
+                index,
+                merge: m.to_string(),
+                reason: "expected \"a b\" or [a, b]".into(),
+            })
         })
         .collect()
 }
 
 /// A SentencePiece-style setup: `Some((prepend, split))` when the normalizer or the
 /// pre-tokenizer spells spaces as `▁`.
-fn find_metaspace(normalizer: Option<&Value>, pre: Option<&Value>) -> Result<Option<(Prepend, bool)>, TokenizerError> {
+fn find_metaspace(
+    normalizer: Option<&Value>,
+    pre: Option<&Value>,
+) -> Result<Option<(Prepend, bool)>, TokenizerError> {
     if let Some(n) = normalizer {
         // Llama 2: Sequence[Prepend("▁"), Replace(" ", "▁")], no pre-tokenizer.
         let items = match type_of(n) {
-            "Sequence" => n.get("normalizers").and_then(Value::as_array).cloned().unwrap_or_default(),
+            "Sequence" => n
+                .get("normalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
             _ => vec![n.clone()],
         };
         let has = |t: &str| items.iter().any(|i| type_of(i) == t);
@@ -170,11 +235,22 @@ fn find_metaspace(normalizer: Option<&Value>, pre: Option<&Value>) -> Result<Opt
                 && i.pointer("/pattern/String").and_then(Value::as_str) == Some(" ")
                 && i.get("content").and_then(Value::as_str) == Some("\u{2581}")
         });
-        if replaces_space && items.iter().all(|i| matches!(type_of(i), "Prepend" | "Replace")) {
+        if replaces_space
+            && items
+                .iter()
+                .all(|i| matches!(type_of(i), "Prepend" | "Replace"))
+        {
             if pre.is_some() {
-                return Err(unsupported("pre-tokenizer", "a pre-tokenizer after a ▁ normalizer"));
+                return Err(unsupported(
+                    "pre-tokenizer",
+                    "a pre-tokenizer after a ▁ normalizer",
+                ));
             }
-            let prepend = if has("Prepend") { Prepend::Unconditional } else { Prepend::Never };
+            let prepend = if has("Prepend") {
+                Prepend::Unconditional
+            } else {
+                Prepend::Never
+            };
             return Ok(Some((prepend, false)));
         }
         return Ok(None);
@@ -182,7 +258,12 @@ fn find_metaspace(normalizer: Option<&Value>, pre: Option<&Value>) -> Result<Opt
     match pre {
         Some(p) if type_of(p) == "Metaspace" => {
             if p.get("replacement").and_then(Value::as_str) != Some("\u{2581}") {
-                return Err(unsupported("Metaspace replacement", p.get("replacement").map(Value::to_string).unwrap_or_default()));
+                return Err(unsupported(
+                    "Metaspace replacement",
+                    p.get("replacement")
+                        .map(Value::to_string)
+                        .unwrap_or_default(),
+                ));
             }
             let prepend = match p.get("prepend_scheme").and_then(Value::as_str) {
                 Some("always") => Prepend::Always,
@@ -198,10 +279,19 @@ fn find_metaspace(normalizer: Option<&Value>, pre: Option<&Value>) -> Result<Opt
     }
 }
 
-fn collect_steps(p: &Value, steps: &mut Vec<SplitStep>, add_prefix_space: &mut bool, byte_level: &mut bool) -> Result<(), TokenizerError> {
+fn collect_steps(
+    p: &Value,
+    steps: &mut Vec<SplitStep>,
+    add_prefix_space: &mut bool,
+    byte_level: &mut bool,
+) -> Result<(), TokenizerError> {
     match type_of(p) {
         "Sequence" => {
-            for inner in p.get("pretokenizers").and_then(Value::as_array).map_or(&[][..], Vec::as_slice) {
+            for inner in p
+                .get("pretokenizers")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice)
+            {
                 collect_steps(inner, steps, add_prefix_space, byte_level)?;
             }
         }
@@ -227,15 +317,22 @@ fn collect_steps(p: &Value, steps: &mut Vec<SplitStep>, add_prefix_space: &mut b
             };
             steps.push(SplitStep::Pattern(SplitRegex::new(&pattern)?));
         }
-        "Digits" => steps.push(SplitStep::Digits { individual: flag(p, "individual_digits", false) }),
+        "Digits" => steps.push(SplitStep::Digits {
+            individual: flag(p, "individual_digits", false),
+        }),
         other => return Err(unsupported("pre-tokenizer", other)),
     }
     Ok(())
 }
 
 /// `(bos_id, add_bos, eos_id appended)` from a `TemplateProcessing` post-processor.
-fn post_processor(p: Option<&Value>, vocab: &[String]) -> Result<(Option<u32>, bool, Option<u32>), TokenizerError> {
-    let Some(p) = p.filter(|v| !v.is_null()) else { return Ok((None, false, None)) };
+fn post_processor(
+    p: Option<&Value>,
+    vocab: &[String],
+) -> Result<(Option<u32>, bool, Option<u32>), TokenizerError> {
+    let Some(p) = p.filter(|v| !v.is_null()) else {
+        return Ok((None, false, None));
+    };
     let template = match type_of(p) {
         "TemplateProcessing" => Some(p),
         "Sequence" => p
@@ -246,17 +343,31 @@ fn post_processor(p: Option<&Value>, vocab: &[String]) -> Result<(Option<u32>, b
         "ByteLevel" => None,
         other => return Err(unsupported("post-processor", other)),
     };
-    let Some(t) = template else { return Ok((None, false, None)) };
-    let single = t.get("single").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let Some(t) = template else {
+        return Ok((None, false, None));
+    };
+    let single = t
+        .get("single")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
     let id_of = |item: &Value| -> Result<Option<u32>, TokenizerError> {
-        let Some(name) = item.pointer("/SpecialToken/id").and_then(Value::as_str) else { return Ok(None) };
+        let Some(name) = item.pointer("/SpecialToken/id").and_then(Value::as_str) else {
+            return Ok(None);
+        };
         vocab
             .iter()
             .position(|v| v == name)
             .map(|i| Some(i as u32))
-            .ok_or_else(|| json_err(format!("post-processor token `{name}` is not in the vocabulary")))
+            .ok_or_else(|| {
+                json_err(format!(
+                    "post-processor token `{name}` is not in the vocabulary"
+                ))
+            })
     };
-    let seq_at = single.iter().position(|i| i.get("Sequence").is_some()).unwrap_or(single.len());
+    let seq_at = single
+        .iter()
+        .position(|i| i.get("Sequence").is_some())
+        .unwrap_or(single.len());
     let mut bos = None;
     for item in &single[..seq_at] {
         bos = bos.or(id_of(item)?);
@@ -288,7 +399,9 @@ fn byte_token_ids(vocab: &[String]) -> Result<Box<[u32; 256]>, TokenizerError> {
         }
     }
     match ids.iter().position(|&id| id == u32::MAX) {
-        Some(b) => Err(TokenizerError::BadVocab { reason: format!("byte_fallback is set but there is no <0x{b:02X}> token") }),
+        Some(b) => Err(TokenizerError::BadVocab {
+            reason: format!("byte_fallback is set but there is no <0x{b:02X}> token"),
+        }),
         None => Ok(ids),
     }
 }

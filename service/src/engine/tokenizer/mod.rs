@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 pub use decoder::StreamDecoder;
+pub use from_gguf::PreTokenizerReference;
 
 use crate::engine::gguf::GgufError;
 use added::{AddedTokens, Segment};
@@ -44,7 +45,10 @@ pub enum TokenizerError {
     },
     /// The vocabulary's model type is not one this engine implements.
     #[error("unsupported tokenizer model `{model}` (supported: {supported})")]
-    UnsupportedModel { model: String, supported: &'static str },
+    UnsupportedModel {
+        model: String,
+        supported: &'static str,
+    },
     /// The vocabulary itself is unusable.
     #[error("bad vocabulary: {reason}")]
     BadVocab { reason: String },
@@ -66,7 +70,10 @@ pub enum TokenizerError {
     Json { reason: String },
     /// `tokenizer.json` uses a component this engine does not implement.
     #[error("tokenizer.json: unsupported {component} `{kind}`")]
-    UnsupportedJson { component: &'static str, kind: String },
+    UnsupportedJson {
+        component: &'static str,
+        kind: String,
+    },
     /// A token id outside the vocabulary.
     #[error("token id {id} is outside the vocabulary of {vocab_size}")]
     UnknownTokenId { id: u32, vocab_size: usize },
@@ -164,9 +171,19 @@ pub struct Tokenizer {
 }
 
 impl Tokenizer {
-    /// Builds a tokenizer from a GGUF file's `tokenizer.ggml.*` metadata.
+    /// Builds a tokenizer from a GGUF file's `tokenizer.ggml.*` metadata, exactly as
+    /// transformers builds one from the same file.
     pub fn from_gguf(file: &crate::engine::gguf::GgufFile) -> Result<Tokenizer, TokenizerError> {
-        Self::build(from_gguf::parts(file)?)
+        Self::from_gguf_with(file, PreTokenizerReference::Transformers)
+    }
+
+    /// As [`Tokenizer::from_gguf`], following `reference` where transformers and llama.cpp
+    /// read `tokenizer.ggml.pre` differently.
+    pub fn from_gguf_with(
+        file: &crate::engine::gguf::GgufFile,
+        reference: PreTokenizerReference,
+    ) -> Result<Tokenizer, TokenizerError> {
+        Self::build(from_gguf::parts(file, reference)?)
     }
 
     /// Builds a tokenizer from the bytes of a Hugging Face `tokenizer.json`.
@@ -176,15 +193,18 @@ impl Tokenizer {
 
     /// Reads and builds a tokenizer from a `tokenizer.json` file.
     pub fn from_tokenizer_json_file(path: &std::path::Path) -> Result<Tokenizer, TokenizerError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| TokenizerError::Json { reason: format!("cannot read {}: {e}", path.display()) })?;
+        let bytes = std::fs::read(path).map_err(|e| TokenizerError::Json {
+            reason: format!("cannot read {}: {e}", path.display()),
+        })?;
         Self::from_tokenizer_json(&bytes)
     }
 
     fn build(parts: Parts) -> Result<Tokenizer, TokenizerError> {
         let n = parts.vocab.len();
         if n == 0 || n > u32::MAX as usize {
-            return Err(TokenizerError::BadVocab { reason: format!("{n} tokens") });
+            return Err(TokenizerError::BadVocab {
+                reason: format!("{n} tokens"),
+            });
         }
         let mut token_to_id = HashMap::with_capacity(n);
         for (id, tok) in parts.vocab.iter().enumerate() {
@@ -195,7 +215,9 @@ impl Tokenizer {
             if (id as usize) < n {
                 Ok(id)
             } else {
-                Err(TokenizerError::BadVocab { reason: format!("{what} id {id} is outside the vocabulary of {n}") })
+                Err(TokenizerError::BadVocab {
+                    reason: format!("{what} id {id} is outside the vocabulary of {n}"),
+                })
             }
         };
         let bos_id = parts.bos_id.map(|id| check_id(id, "BOS")).transpose()?;
@@ -209,8 +231,17 @@ impl Tokenizer {
 
         let mut merges = Merges::with_capacity(parts.merges.len());
         for (index, (a, b)) in parts.merges.iter().enumerate() {
-            let bad = |reason: String| TokenizerError::BadMerge { index, merge: format!("{a} {b}"), reason };
-            let lookup = |s: &str| token_to_id.get(s).copied().ok_or_else(|| bad(format!("`{s}` is not in the vocabulary")));
+            let bad = |reason: String| TokenizerError::BadMerge {
+                index,
+                merge: format!("{a} {b}"),
+                reason,
+            };
+            let lookup = |s: &str| {
+                token_to_id
+                    .get(s)
+                    .copied()
+                    .ok_or_else(|| bad(format!("`{s}` is not in the vocabulary")))
+            };
             let (left, right) = (lookup(a)?, lookup(b)?);
             let merged = lookup(&format!("{a}{b}"))?;
             merges.insert(left, right, index as u32, merged);
@@ -271,9 +302,19 @@ impl Tokenizer {
         Ok(ids)
     }
 
-    fn encode_plain(&self, text: &str, at_start: bool, ids: &mut Vec<u32>) -> Result<(), TokenizerError> {
+    fn encode_plain(
+        &self,
+        text: &str,
+        at_start: bool,
+        ids: &mut Vec<u32>,
+    ) -> Result<(), TokenizerError> {
         match &self.model {
-            Model::ByteLevel { pre, add_prefix_space, byte_ids, ignore_merges } => {
+            Model::ByteLevel {
+                pre,
+                add_prefix_space,
+                byte_ids,
+                ignore_merges,
+            } => {
                 let owned;
                 let text = if *add_prefix_space && !text.starts_with(' ') {
                     owned = format!(" {text}");
@@ -285,7 +326,11 @@ impl Tokenizer {
                     self.encode_byte_piece(piece, byte_ids, *ignore_merges, ids);
                 }
             }
-            Model::Metaspace { prepend, byte_ids, unk_id } => {
+            Model::Metaspace {
+                prepend,
+                byte_ids,
+                unk_id,
+            } => {
                 let mut s = text.replace(' ', "\u{2581}");
                 let wants_prefix = match prepend {
                     Prepend::Always => !s.starts_with('\u{2581}'),
@@ -322,7 +367,13 @@ impl Tokenizer {
         Ok(())
     }
 
-    fn encode_byte_piece(&self, piece: &str, byte_ids: &[Option<u32>; 256], ignore_merges: bool, ids: &mut Vec<u32>) {
+    fn encode_byte_piece(
+        &self,
+        piece: &str,
+        byte_ids: &[Option<u32>; 256],
+        ignore_merges: bool,
+        ids: &mut Vec<u32>,
+    ) {
         if ignore_merges {
             let table = byte_level::byte_to_char();
             let spelled: String = piece.bytes().map(|b| table[usize::from(b)]).collect();
@@ -340,7 +391,10 @@ impl Tokenizer {
                 }
             }
         }
-        let mut word: Vec<u32> = piece.bytes().filter_map(|b| byte_ids[usize::from(b)]).collect();
+        let mut word: Vec<u32> = piece
+            .bytes()
+            .filter_map(|b| byte_ids[usize::from(b)])
+            .collect();
         self.merges.apply(&mut word);
         ids.extend_from_slice(&word);
         if cacheable {
@@ -384,7 +438,10 @@ impl Tokenizer {
         self.token_bytes
             .get(id as usize)
             .map(Vec::as_slice)
-            .ok_or(TokenizerError::UnknownTokenId { id, vocab_size: self.vocab.len() })
+            .ok_or(TokenizerError::UnknownTokenId {
+                id,
+                vocab_size: self.vocab.len(),
+            })
     }
 
     /// Token `id` as the vocabulary spells it (`Ġhello`, `▁hello`, `<|im_end|>`).
@@ -427,7 +484,9 @@ impl Tokenizer {
 /// The bytes a token stands for under the model's spelling convention.
 fn default_token_bytes(model: &Model, token: &str) -> Vec<u8> {
     match model {
-        Model::ByteLevel { .. } => byte_level::decode_token(token).unwrap_or_else(|| token.as_bytes().to_vec()),
+        Model::ByteLevel { .. } => {
+            byte_level::decode_token(token).unwrap_or_else(|| token.as_bytes().to_vec())
+        }
         Model::Metaspace { byte_ids, .. } => {
             if byte_ids.is_some() {
                 if let Some(b) = parse_byte_token(token) {

@@ -50,7 +50,10 @@ const WHITESPACE_TAIL: &str = r"\s+(?!\S)|\s+";
 pub(crate) enum SplitRegex {
     /// A `regex` pattern; `trailing_ws_group` is the capture group standing in for
     /// [`WHITESPACE_TAIL`], when the pattern had it.
-    Linear { re: Regex, trailing_ws_group: Option<usize> },
+    Linear {
+        re: Regex,
+        trailing_ws_group: Option<usize>,
+    },
     /// Lookaround the emulation does not cover.
     Backtracking(fancy_regex::Regex),
 }
@@ -61,25 +64,39 @@ impl SplitRegex {
             let rewritten = format!(r"{head}(\s+)");
             if let Ok(re) = Regex::new(&rewritten) {
                 let group = re.captures_len() - 1;
-                return Ok(SplitRegex::Linear { re, trailing_ws_group: Some(group) });
+                return Ok(SplitRegex::Linear {
+                    re,
+                    trailing_ws_group: Some(group),
+                });
             }
         }
         if let Ok(re) = Regex::new(pattern) {
-            return Ok(SplitRegex::Linear { re, trailing_ws_group: None });
+            return Ok(SplitRegex::Linear {
+                re,
+                trailing_ws_group: None,
+            });
         }
         fancy_regex::Regex::new(pattern)
             .map(SplitRegex::Backtracking)
-            .map_err(|e| TokenizerError::BadPattern { pattern: pattern.into(), reason: e.to_string() })
+            .map_err(|e| TokenizerError::BadPattern {
+                pattern: pattern.into(),
+                reason: e.to_string(),
+            })
     }
 
     /// The spans of `text` the pattern matches, in order (non-empty, non-overlapping).
     fn matches(&self, text: &str, out: &mut Vec<(usize, usize)>) -> Result<(), TokenizerError> {
         match self {
-            SplitRegex::Linear { re, trailing_ws_group } => {
+            SplitRegex::Linear {
+                re,
+                trailing_ws_group,
+            } => {
                 let mut locs = re.capture_locations();
                 let mut at = 0;
                 while at < text.len() {
-                    let Some(m) = re.captures_read_at(&mut locs, text, at) else { break };
+                    let Some(m) = re.captures_read_at(&mut locs, text, at) else {
+                        break;
+                    };
                     let (start, mut end) = (m.start(), m.end());
                     if start == end {
                         at = next_boundary(text, end);
@@ -89,7 +106,10 @@ impl SplitRegex {
                     if ws_tail && end < text.len() {
                         // `\s+(?!\S)`: leave the last whitespace character to what follows,
                         // unless the run is a single character (then plain `\s+` matched).
-                        let last = text[start..end].char_indices().last().map_or(start, |(i, _)| start + i);
+                        let last = text[start..end]
+                            .char_indices()
+                            .last()
+                            .map_or(start, |(i, _)| start + i);
                         if last > start {
                             end = last;
                         }
@@ -101,7 +121,9 @@ impl SplitRegex {
             }
             SplitRegex::Backtracking(re) => {
                 for m in re.find_iter(text) {
-                    let m = m.map_err(|e| TokenizerError::PatternFailed { reason: e.to_string() })?;
+                    let m = m.map_err(|e| TokenizerError::PatternFailed {
+                        reason: e.to_string(),
+                    })?;
                     if !m.as_str().is_empty() {
                         out.push((m.start(), m.end()));
                     }
@@ -113,7 +135,10 @@ impl SplitRegex {
 }
 
 fn next_boundary(text: &str, at: usize) -> usize {
-    text[at..].chars().next().map_or(text.len(), |c| at + c.len_utf8())
+    text[at..]
+        .chars()
+        .next()
+        .map_or(text.len(), |c| at + c.len_utf8())
 }
 
 /// One splitting step; every step keeps all the text ("isolated" behaviour): matches and
@@ -140,7 +165,9 @@ impl PreTokenizer {
 
     /// A single pattern.
     pub(crate) fn pattern(pattern: &str) -> Result<PreTokenizer, TokenizerError> {
-        Ok(PreTokenizer { steps: vec![SplitStep::Pattern(SplitRegex::new(pattern)?)] })
+        Ok(PreTokenizer {
+            steps: vec![SplitStep::Pattern(SplitRegex::new(pattern)?)],
+        })
     }
 
     /// Cuts `text` into pieces that together are `text`.
@@ -204,16 +231,34 @@ mod tests {
     use super::*;
 
     fn split(pattern: &str, text: &str) -> Vec<String> {
-        PreTokenizer::pattern(pattern).unwrap().split(text).unwrap().into_iter().map(String::from).collect()
+        PreTokenizer::pattern(pattern)
+            .unwrap()
+            .split(text)
+            .unwrap()
+            .into_iter()
+            .map(String::from)
+            .collect()
     }
 
     #[test]
     fn whitespace_lookahead_matches_the_backtracking_engine() {
         let fancy = |text: &str| -> Vec<String> {
             let re = fancy_regex::Regex::new(GPT2_PATTERN).unwrap();
-            re.find_iter(text).map(|m| m.unwrap().as_str().to_string()).collect()
+            re.find_iter(text)
+                .map(|m| m.unwrap().as_str().to_string())
+                .collect()
         };
-        for text in ["a   b", "a \t b", "  x", "x  ", "\t\tx", " ", "a\n\n b", "it's  12\u{3000}\u{3000}z", ""] {
+        for text in [
+            "a   b",
+            "a \t b",
+            "  x",
+            "x  ",
+            "\t\tx",
+            " ",
+            "a\n\n b",
+            "it's  12\u{3000}\u{3000}z",
+            "",
+        ] {
             assert_eq!(split(GPT2_PATTERN, text), fancy(text), "{text:?}");
         }
         assert_eq!(split(GPT2_PATTERN, "a   b"), ["a", "  ", " b"]);
@@ -221,7 +266,10 @@ mod tests {
 
     #[test]
     fn llama3_groups_digits_by_three_and_keeps_newlines_together() {
-        assert_eq!(split(LLAMA3_PATTERN, "1234567 x\n\n  y"), ["123", "456", "7", " x", "\n\n", " ", " y"]);
+        assert_eq!(
+            split(LLAMA3_PATTERN, "1234567 x\n\n  y"),
+            ["123", "456", "7", " x", "\n\n", " ", " y"]
+        );
     }
 
     #[test]
