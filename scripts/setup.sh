@@ -34,6 +34,11 @@ mkdir -p "$CACHE"
 # binary runs where the CUDA libraries are absent. To keep torch-sys from linking
 # libtorch_cuda.so, the link directory ($LINK/lib) holds every library of torch/lib except
 # the CUDA ones.
+# libtorch_cpu.so of the CUDA wheel needs libcudart and libcupti (its profiler links them)
+# even on a CPU; they come from these two small wheels, found through libtorch's own
+# RPATH ($ORIGIN/../../nvidia/cu13/lib). The rest of CUDA (cuBLAS, cuDNN, ...) is only
+# needed by libtorch_cuda.so, which is loaded at start-up where a GPU machine provides it.
+CUDA_RUNTIME_WHEELS=(nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85)
 TORCH_VENV="$CACHE/torch-$TORCH_VERSION"
 LINK="$CACHE/libtorch-$TORCH_VERSION"
 install_torch() {
@@ -41,11 +46,11 @@ install_torch() {
     rm -rf "$tmp" "$TORCH_VENV"
     say "libtorch: creating a virtual environment in $TORCH_VENV"
     "$PYTHON" -m venv "$tmp" || fail "python3 -m venv $tmp" "apt-get install python3-venv; make setup"
-    say "libtorch: pip install --no-deps torch==$TORCH_VERSION (about 530 MB download, 1.5 GB on disk)"
+    say "libtorch: pip install --no-deps torch==$TORCH_VERSION ${CUDA_RUNTIME_WHEELS[*]} (about 540 MB download, 1.5 GB on disk)"
     if ! "$tmp/bin/pip" install --quiet --disable-pip-version-check --no-deps \
-        "torch==$TORCH_VERSION"; then
+        "torch==$TORCH_VERSION" "${CUDA_RUNTIME_WHEELS[@]}"; then
         rm -rf "$tmp"
-        fail "pip install --no-deps torch==$TORCH_VERSION (package registry unreachable or out of space?)" \
+        fail "pip install --no-deps torch==$TORCH_VERSION ${CUDA_RUNTIME_WHEELS[*]} (package registry unreachable or out of space?)" \
             "check network and disk (df -h $CACHE), then: make setup"
     fi
     # Make the venv relocatable-by-rename: venv scripts hard-code their path, but we only
@@ -57,6 +62,8 @@ torch_ok() {
     local d
     d="$(torch_dir)"
     [ -f "$TORCH_VENV/.complete" ] && [ -f "$d/lib/libtorch_cpu.so" ] \
+        && [ -f "$d/../nvidia/cu13/lib/libcudart.so.13" ] \
+        && [ -f "$d/../nvidia/cu13/lib/libcupti.so.13" ] \
         && grep -q "__version__ = '$TORCH_VERSION" "$d/version.py"
 }
 if ! torch_ok; then
