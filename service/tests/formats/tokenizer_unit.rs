@@ -248,3 +248,13 @@ fn out_of_range_special_ids_and_mismatched_arrays_are_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn engine_text_types_can_be_shared_across_threads() {
+    // The server shares one tokenizer, template and model file between request tasks.
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Tokenizer>();
+    shareable::<GgufFile>();
+    shareable::<sworn_service::engine::chat_template::ChatTemplate>();
+    shareable::<sworn_service::engine::tokenizer::StreamDecoder>();
+}
