@@ -1,0 +1,80 @@
+//! Errors of the sled-backed ledger.
+
+use crate::checkpoint::CheckpointError;
+use crate::receipt::BodyError;
+
+/// Why a ledger operation failed. `Sled` and `Corrupt` are storage faults (the operation
+/// may be retried after the operator intervenes); the rest describe the request.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled reported an I/O or internal error.
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    /// Stored data is not what this crate wrote (missing node, undecodable record, …).
+    #[error("store is corrupt: {what}")]
+    Corrupt {
+        /// What was found wrong.
+        what: String,
+    },
+    /// The append request does not make a valid body.
+    #[error("invalid append request: {0}")]
+    Body(#[from] BodyError),
+    /// Content larger than the configured cap.
+    #[error("{field} content is {len} bytes, over the cap of {max}")]
+    ContentTooLarge {
+        /// `prompt` or `response`.
+        field: &'static str,
+        /// Bytes given.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// A receipt with this request id already exists (ids are unique per log).
+    #[error("request id {request_id:?} is already in the log")]
+    DuplicateRequestId {
+        /// The id.
+        request_id: String,
+    },
+    /// No such request id, index or checkpoint.
+    #[error("not found: {what}")]
+    NotFound {
+        /// What was looked up.
+        what: String,
+    },
+    /// The content of this receipt was already erased.
+    #[error("the content of request {request_id:?} was already erased")]
+    AlreadyErased {
+        /// The id.
+        request_id: String,
+    },
+    /// A proof was asked for sizes or indices the log does not have durably.
+    #[error("invalid proof request: {reason}")]
+    InvalidProofRequest {
+        /// Which precondition failed.
+        reason: String,
+    },
+    /// The store belongs to another origin or key than the configuration names.
+    #[error("store identity mismatch: {what}")]
+    IdentityMismatch {
+        /// Which identity field differs.
+        what: &'static str,
+    },
+    /// Signing a checkpoint failed.
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
+    /// The writer thread has stopped (the ledger is shutting down or hit a fatal error).
+    #[error("the ledger writer has stopped")]
+    Closed,
+    /// The configuration is unusable.
+    #[error("invalid configuration: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(what: impl Into<String>) -> Self {
+        StoreError::Corrupt { what: what.into() }
+    }
+}

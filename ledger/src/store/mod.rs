@@ -1,0 +1,160 @@
+//! The durable log: sled on disk, group-committed appends, stored subtree hashes.
+//!
+//! [`Ledger`] is a cheap-to-clone handle. Appends go through a dedicated builder thread
+//! and a flusher thread (see `writer`); reads go straight to sled and only ever see the
+//! durable prefix of the log ([`Ledger::size`]). An optional sealer thread signs a
+//! checkpoint every N entries or T milliseconds (see [`crate::sealer`]).
+
+mod error;
+mod hashes;
+mod ledger;
+mod open;
+pub(crate) mod schema;
+mod side;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::entry::SignedEntry;
+use crate::keys::{LogKey, PinnedKey};
+use crate::merkle::Hash;
+use crate::receipt::{ModelInfo, ParamValue};
+
+pub use error::StoreError;
+pub use hashes::SledHashes;
+pub use ledger::Ledger;
+pub use schema::StoredContent;
+pub use side::{MAX_META_KEY_LEN, MAX_SIDE_VALUE_LEN};
+
+/// Default cap on each of prompt and response content: 8 MiB (a 128k-token context is
+/// well under it).
+pub const DEFAULT_MAX_CONTENT_BYTES: usize = 8 * 1024 * 1024;
+
+/// How to open a ledger.
+#[derive(Debug)]
+pub struct LedgerConfig {
+    /// Directory of the sled database (created if missing).
+    pub path: PathBuf,
+    /// The log's origin, e.g. `sworn.example/prod-eu-1`; fixed at first open.
+    pub origin: String,
+    /// The log's signing key; its public key is fixed at first open.
+    pub key: LogKey,
+    /// Most appends in one group (one sled batch, one flush).
+    pub max_batch: usize,
+    /// Seal a checkpoint once this many new entries are durable (0 disables the count).
+    pub seal_every_entries: u64,
+    /// Seal a checkpoint at least this often when anything new is durable.
+    pub seal_interval: Duration,
+    /// Run the sealer thread (turn off to seal only through [`Ledger::seal_now`]).
+    pub sealer: bool,
+    /// sled page cache size in bytes: the main bound on resident memory.
+    pub cache_bytes: u64,
+    /// Cap on each of prompt and response content in bytes.
+    pub max_content_bytes: usize,
+}
+
+impl LedgerConfig {
+    /// A configuration with defaults: groups of up to 1024, a checkpoint every 1024
+    /// entries or 1 s, sealer on, 64 MiB cache, 8 MiB content cap.
+    pub fn new(path: impl Into<PathBuf>, origin: &str, key: LogKey) -> Self {
+        LedgerConfig {
+            path: path.into(),
+            origin: origin.to_string(),
+            key,
+            max_batch: 1024,
+            seal_every_entries: 1024,
+            seal_interval: Duration::from_millis(1000),
+            sealer: true,
+            cache_bytes: 64 * 1024 * 1024,
+            max_content_bytes: DEFAULT_MAX_CONTENT_BYTES,
+        }
+    }
+}
+
+/// What the service knows about a finished request, to be sworn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendRequest {
+    /// Unique request id (`[A-Za-z0-9._:-]`, ≤ 128).
+    pub request_id: String,
+    /// Tenant (API key id).
+    pub tenant: String,
+    /// The model that answered.
+    pub model: ModelInfo,
+    /// Sampling parameters as applied (decimal strings, integers, booleans).
+    pub params: BTreeMap<String, ParamValue>,
+    /// Canonical prompt content (RFC 8785 bytes of the messages array or prompt string).
+    pub prompt: Vec<u8>,
+    /// Prompt length in tokens.
+    pub prompt_tokens: u64,
+    /// Response content as returned to the client.
+    pub response: Vec<u8>,
+    /// Generated tokens.
+    pub response_tokens: u64,
+    /// Why generation stopped.
+    pub finish_reason: String,
+    /// When the answer completed (written as UTC with microseconds).
+    pub time: OffsetDateTime,
+}
+
+/// The result of erasing one receipt's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureOutcome {
+    /// Index of the receipt whose content and salts were deleted.
+    pub erased_index: u64,
+    /// The signed erasure event appended to the log.
+    pub event: SignedEntry,
+    /// The event's leaf hash.
+    pub leaf_hash: Hash,
+}
+
+/// State shared by the handle, the writer threads and the sealer.
+pub(crate) struct Shared {
+    pub(crate) db: sled::Db,
+    pub(crate) log: sled::Tree,
+    pub(crate) checkpoints: sled::Tree,
+    pub(crate) anchors: sled::Tree,
+    pub(crate) meta: sled::Tree,
+    pub(crate) origin: String,
+    pub(crate) key: LogKey,
+    pub(crate) pinned: PinnedKey,
+    /// Entries `[0, durable_size)` are flushed; readers never look past it.
+    pub(crate) durable_size: AtomicU64,
+    /// Serialises sealing (sealer thread and `seal_now`).
+    pub(crate) seal_lock: Mutex<()>,
+    pub(crate) signal: SealSignal,
+    pub(crate) max_content_bytes: usize,
+}
+
+/// Wakes the sealer when the durable size grows, or to stop it.
+#[derive(Debug, Default)]
+pub(crate) struct SealSignal {
+    pub(crate) state: Mutex<SignalState>,
+    pub(crate) cv: Condvar,
+}
+
+/// What the sealer waits on.
+#[derive(Debug, Default)]
+pub(crate) struct SignalState {
+    pub(crate) durable: u64,
+    pub(crate) stop: bool,
+}
+
+impl SealSignal {
+    pub(crate) fn durable(&self, size: u64) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.durable = state.durable.max(size);
+        self.cv.notify_all();
+    }
+
+    pub(crate) fn stop(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.stop = true;
+        self.cv.notify_all();
+    }
+}

@@ -1,0 +1,191 @@
+//! On-disk layout.
+//!
+//! Everything an append writes lives in one sled tree, `log`, under one-byte key prefixes,
+//! so that an append group is a single atomic sled batch: entries, content, subtree
+//! hashes, the request-id index and the size either all land or none do. Recovery can then
+//! trust `size` without scanning.
+//!
+//! | key                                  | value                                          |
+//! |--------------------------------------|------------------------------------------------|
+//! | `e` ‖ index u64 BE                   | signature (64) ‖ canonical body                |
+//! | `c` ‖ index u64 BE                   | prompt salt (32) ‖ response salt (32) ‖ prompt length u32 BE ‖ prompt ‖ response (erasable) |
+//! | `h` ‖ level u8 ‖ index u64 BE        | hash (32) of the complete subtree at (level, index) |
+//! | `r` ‖ request id                     | index u64 BE                                   |
+//! | `z` ‖ erased index u64 BE            | index u64 BE of the erasure event              |
+//! | `m` ‖ `size`                         | number of entries, u64 BE                      |
+//! | `m` ‖ `origin`, `m` ‖ `public_key`   | the log's identity, fixed at first open        |
+//!
+//! Separate trees, written outside append groups and flushed on their own:
+//! `checkpoints` (tree size u64 BE → signed note; sizes only grow, so key order is sealing
+//! order), `anchors` (seq u64 BE → anchorer-defined record) and `meta` (free-form small
+//! values for other components).
+
+use crate::commitment::{SALT_LEN, Salt};
+use crate::keys::Signature;
+use crate::merkle::Hash;
+
+/// Name of the tree holding entries, content, hashes and the log's own metadata.
+pub(crate) const LOG_TREE: &str = "log";
+/// Name of the checkpoints tree.
+pub(crate) const CHECKPOINTS_TREE: &str = "checkpoints";
+/// Name of the anchor records tree.
+pub(crate) const ANCHORS_TREE: &str = "anchors";
+/// Name of the free-form metadata tree.
+pub(crate) const META_TREE: &str = "meta";
+
+const ENTRY: u8 = b'e';
+const CONTENT: u8 = b'c';
+const HASH: u8 = b'h';
+const REQUEST: u8 = b'r';
+const ERASED: u8 = b'z';
+const META: u8 = b'm';
+
+pub(crate) fn entry_key(index: u64) -> [u8; 9] {
+    prefixed(ENTRY, index)
+}
+
+pub(crate) fn content_key(index: u64) -> [u8; 9] {
+    prefixed(CONTENT, index)
+}
+
+pub(crate) fn erased_key(index: u64) -> [u8; 9] {
+    prefixed(ERASED, index)
+}
+
+pub(crate) fn hash_key(level: u8, index: u64) -> [u8; 10] {
+    let mut key = [0u8; 10];
+    key[0] = HASH;
+    key[1] = level;
+    key[2..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+pub(crate) fn request_key(request_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + request_id.len());
+    key.push(REQUEST);
+    key.extend_from_slice(request_id.as_bytes());
+    key
+}
+
+pub(crate) fn meta_key(name: &str) -> Vec<u8> {
+    let mut key = vec![META];
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// First key after every entry key (for range scans of entries).
+pub(crate) fn entry_range(from: u64) -> std::ops::Range<[u8; 9]> {
+    entry_key(from)..prefixed(ENTRY + 1, 0)
+}
+
+fn prefixed(prefix: u8, index: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = prefix;
+    key[1..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+pub(crate) fn decode_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+pub(crate) fn encode_entry(signature: &Signature, body: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(64 + body.len());
+    value.extend_from_slice(&signature.to_bytes());
+    value.extend_from_slice(body);
+    value
+}
+
+pub(crate) fn decode_entry(value: &[u8]) -> Option<(Signature, Vec<u8>)> {
+    if value.len() < 64 {
+        return None;
+    }
+    let (sig, body) = value.split_at(64);
+    let sig: [u8; 64] = sig.try_into().ok()?;
+    Some((Signature::from_bytes(&sig), body.to_vec()))
+}
+
+pub(crate) fn decode_hash(value: &[u8]) -> Option<Hash> {
+    Hash::from_slice(value).ok()
+}
+
+/// Stored content of one receipt: the two salts and the committed bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredContent {
+    /// Salt of the prompt commitment.
+    pub prompt_salt: Salt,
+    /// Salt of the response commitment.
+    pub response_salt: Salt,
+    /// Canonical prompt content as committed.
+    pub prompt: Vec<u8>,
+    /// Response content as committed.
+    pub response: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Content is user data: never in logs.
+        write!(
+            f,
+            "StoredContent {{ prompt: {} bytes, response: {} bytes }}",
+            self.prompt.len(),
+            self.response.len()
+        )
+    }
+}
+
+pub(crate) fn encode_content(content: &StoredContent) -> Option<Vec<u8>> {
+    let prompt_len = u32::try_from(content.prompt.len()).ok()?;
+    let mut value =
+        Vec::with_capacity(2 * SALT_LEN + 4 + content.prompt.len() + content.response.len());
+    value.extend_from_slice(&content.prompt_salt.0);
+    value.extend_from_slice(&content.response_salt.0);
+    value.extend_from_slice(&prompt_len.to_be_bytes());
+    value.extend_from_slice(&content.prompt);
+    value.extend_from_slice(&content.response);
+    Some(value)
+}
+
+pub(crate) fn decode_content(value: &[u8]) -> Option<StoredContent> {
+    let prompt_salt: [u8; SALT_LEN] = value.get(..SALT_LEN)?.try_into().ok()?;
+    let response_salt: [u8; SALT_LEN] = value.get(SALT_LEN..2 * SALT_LEN)?.try_into().ok()?;
+    let len_bytes: [u8; 4] = value.get(2 * SALT_LEN..2 * SALT_LEN + 4)?.try_into().ok()?;
+    let prompt_len = usize::try_from(u32::from_be_bytes(len_bytes)).ok()?;
+    let rest = value.get(2 * SALT_LEN + 4..)?;
+    if rest.len() < prompt_len {
+        return None;
+    }
+    let (prompt, response) = rest.split_at(prompt_len);
+    Some(StoredContent {
+        prompt_salt: Salt(prompt_salt),
+        response_salt: Salt(response_salt),
+        prompt: prompt.to_vec(),
+        response: response.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_round_trips_and_truncation_is_refused() {
+        let content = StoredContent {
+            prompt_salt: Salt([1; 32]),
+            response_salt: Salt([2; 32]),
+            prompt: b"prompt".to_vec(),
+            response: b"response".to_vec(),
+        };
+        let bytes = encode_content(&content).unwrap();
+        assert_eq!(decode_content(&bytes), Some(content));
+        assert_eq!(decode_content(&bytes[..70]), None);
+        assert_eq!(decode_content(&bytes[..10]), None);
+    }
+
+    #[test]
+    fn entry_keys_sort_by_index() {
+        assert!(entry_key(1) < entry_key(256));
+        assert!(entry_range(0).contains(&entry_key(u64::MAX)));
+        assert!(!entry_range(0).contains(&content_key(0)));
+    }
+}

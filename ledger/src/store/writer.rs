@@ -1,0 +1,323 @@
+//! Group commit: one builder thread and one flusher thread.
+//!
+//! Appenders hand a prepared request (content already committed in their own thread) to
+//! the builder, which takes everything queued (up to `max_batch`), assigns indices, signs,
+//! extends the in-memory right edge of the tree, and applies the whole group as **one
+//! atomic sled batch** — entries, content, subtree hashes, request ids and the new size.
+//! The flusher then takes every group applied so far, calls `flush` (fsync) once for all
+//! of them, publishes the new durable size and only then answers the appenders. While it
+//! waits on the disk, the builder is already preparing the next group.
+//!
+//! A receipt is therefore never acknowledged before it is durable, and whatever sled
+//! recovers after a crash is a prefix of whole groups, whose `size` key is exact.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, SyncSender};
+
+use time::OffsetDateTime;
+
+use crate::entry::{ErasedRef, ErasureBody, ErasureKind, Receipt, ReceiptSalts, SignedEntry};
+use crate::merkle::{CompactRange, NewNode, hash_leaf};
+use crate::receipt::{BODY_VERSION, ReceiptBody, format_time};
+
+use super::error::StoreError;
+use super::schema::{
+    StoredContent, content_key, decode_entry, decode_u64, encode_content, encode_entry, entry_key,
+    erased_key, hash_key, meta_key, request_key,
+};
+use super::{ErasureOutcome, Shared};
+
+/// Where to send the answer to one job: a blocking caller or an async one.
+#[derive(Debug)]
+pub(crate) enum Reply<T> {
+    /// A thread blocked in `append`.
+    Blocking(SyncSender<Result<T, StoreError>>),
+    /// A task awaiting `append_async`.
+    Async(tokio::sync::oneshot::Sender<Result<T, StoreError>>),
+}
+
+impl<T> Reply<T> {
+    /// Answers the caller; a caller that has gone away (client disconnected) is ignored —
+    /// the entry is durable either way.
+    pub(crate) fn send(self, result: Result<T, StoreError>) {
+        match self {
+            Reply::Blocking(tx) => {
+                let _ = tx.send(result);
+            }
+            Reply::Async(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
+}
+
+/// An append whose content has been committed and whose body (all but index) is validated.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// The body with a placeholder index.
+    pub(crate) template: ReceiptBody,
+    /// Salts and content to store.
+    pub(crate) content: StoredContent,
+}
+
+/// Work for the builder.
+#[derive(Debug)]
+pub(crate) enum Job {
+    /// Append a receipt.
+    Append {
+        prepared: Box<Prepared>,
+        reply: Reply<Receipt>,
+    },
+    /// Erase one receipt's content and log the erasure.
+    Erase {
+        request_id: String,
+        time: OffsetDateTime,
+        reply: Reply<ErasureOutcome>,
+    },
+}
+
+/// A job that made it into an applied group, waiting for the flush.
+#[allow(clippy::large_enum_variant)] // One per pending append; boxing adds an allocation each.
+enum Done {
+    Append(Reply<Receipt>, Receipt),
+    Erase(Reply<ErasureOutcome>, ErasureOutcome),
+}
+
+/// One applied sled batch and the size it brings the log to.
+pub(crate) struct Group {
+    size: u64,
+    done: Vec<Done>,
+}
+
+/// The builder loop: runs until every `Ledger` handle is dropped.
+pub(crate) fn run_builder(
+    shared: &Shared,
+    jobs: &Receiver<Job>,
+    groups: &SyncSender<Group>,
+    mut range: CompactRange,
+    max_batch: usize,
+) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = Vec::with_capacity(max_batch.min(4096));
+        batch.push(first);
+        while batch.len() < max_batch {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Some(group) = build_group(shared, &mut range, batch) {
+            if groups.send(group).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+fn build_group(shared: &Shared, range: &mut CompactRange, jobs: Vec<Job>) -> Option<Group> {
+    let before = range.clone();
+    let mut batch = sled::Batch::default();
+    let mut ids_in_group = HashSet::new();
+    let mut erased_in_group = HashSet::new();
+    let mut done = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match job {
+            Job::Append { prepared, reply } => {
+                match add_append(shared, range, &mut batch, &mut ids_in_group, *prepared) {
+                    Ok(receipt) => done.push(Done::Append(reply, receipt)),
+                    Err(e) => reply.send(Err(e)),
+                }
+            }
+            Job::Erase {
+                request_id,
+                time,
+                reply,
+            } => match add_erase(
+                shared,
+                range,
+                &mut batch,
+                &mut erased_in_group,
+                &request_id,
+                time,
+            ) {
+                Ok(outcome) => done.push(Done::Erase(reply, outcome)),
+                Err(e) => reply.send(Err(e)),
+            },
+        }
+    }
+    if done.is_empty() {
+        return None;
+    }
+    batch.insert(&meta_key("size")[..], &range.size().to_be_bytes()[..]);
+    if let Err(e) = shared.log.apply_batch(batch) {
+        *range = before;
+        for d in done {
+            match d {
+                Done::Append(reply, _) => reply.send(Err(StoreError::Sled(e.clone()))),
+                Done::Erase(reply, _) => reply.send(Err(StoreError::Sled(e.clone()))),
+            }
+        }
+        return None;
+    }
+    Some(Group {
+        size: range.size(),
+        done,
+    })
+}
+
+fn insert_nodes(batch: &mut sled::Batch, nodes: &[NewNode]) {
+    for node in nodes {
+        batch.insert(&hash_key(node.level, node.index)[..], &node.hash.0[..]);
+    }
+}
+
+fn add_append(
+    shared: &Shared,
+    range: &mut CompactRange,
+    batch: &mut sled::Batch,
+    ids_in_group: &mut HashSet<String>,
+    prepared: Prepared,
+) -> Result<Receipt, StoreError> {
+    let Prepared {
+        mut template,
+        content,
+    } = prepared;
+    let id_key = request_key(&template.request_id);
+    if ids_in_group.contains(&template.request_id) || shared.log.contains_key(&id_key)? {
+        return Err(StoreError::DuplicateRequestId {
+            request_id: template.request_id,
+        });
+    }
+    let index = range.size();
+    template.index = index;
+    let body = template.to_canonical_bytes()?;
+    let content_value = encode_content(&content).ok_or(StoreError::ContentTooLarge {
+        field: "prompt",
+        len: content.prompt.len(),
+        max: u32::MAX as usize,
+    })?;
+    let signature = shared.key.sign(&body);
+    let leaf_hash = hash_leaf(&body);
+    let nodes = range
+        .push(leaf_hash)
+        .ok_or_else(|| StoreError::corrupt("the log is full"))?;
+    batch.insert(&entry_key(index)[..], encode_entry(&signature, &body));
+    batch.insert(&content_key(index)[..], content_value);
+    batch.insert(id_key, &index.to_be_bytes()[..]);
+    insert_nodes(batch, &nodes);
+    ids_in_group.insert(template.request_id.clone());
+    Ok(Receipt {
+        entry: SignedEntry {
+            index,
+            body,
+            signature,
+        },
+        body: template,
+        leaf_hash,
+        salts: Some(ReceiptSalts {
+            prompt: content.prompt_salt,
+            response: content.response_salt,
+        }),
+    })
+}
+
+fn add_erase(
+    shared: &Shared,
+    range: &mut CompactRange,
+    batch: &mut sled::Batch,
+    erased_in_group: &mut HashSet<u64>,
+    request_id: &str,
+    time: OffsetDateTime,
+) -> Result<ErasureOutcome, StoreError> {
+    let not_found = || StoreError::NotFound {
+        what: format!("request id {request_id:?}"),
+    };
+    let target = match shared.log.get(request_key(request_id))? {
+        Some(v) => decode_u64(&v).ok_or_else(|| StoreError::corrupt("request id index"))?,
+        None => return Err(not_found()),
+    };
+    // Only durable receipts can be erased: the client has its receipt in hand.
+    if target >= shared.durable_size.load(Ordering::Acquire) {
+        return Err(not_found());
+    }
+    if erased_in_group.contains(&target) || !shared.log.contains_key(content_key(target))? {
+        return Err(StoreError::AlreadyErased {
+            request_id: request_id.to_string(),
+        });
+    }
+    let stored = shared
+        .log
+        .get(entry_key(target))?
+        .ok_or_else(|| StoreError::corrupt(format!("entry {target} missing")))?;
+    let (_, erased_body) =
+        decode_entry(&stored).ok_or_else(|| StoreError::corrupt(format!("entry {target}")))?;
+    let index = range.size();
+    let event = ErasureBody {
+        v: BODY_VERSION,
+        kind: ErasureKind::Erasure,
+        log: shared.origin.clone(),
+        index,
+        time: format_time(time).ok_or(StoreError::Body(crate::receipt::BodyError::Field {
+            field: "time",
+            reason: "outside years 0-9999",
+        }))?,
+        erased: ErasedRef {
+            index: target,
+            leaf_hash: hash_leaf(&erased_body),
+        },
+    };
+    let body = event.to_canonical_bytes()?;
+    let signature = shared.key.sign(&body);
+    let leaf_hash = hash_leaf(&body);
+    let nodes = range
+        .push(leaf_hash)
+        .ok_or_else(|| StoreError::corrupt("the log is full"))?;
+    batch.remove(&content_key(target)[..]);
+    batch.insert(&erased_key(target)[..], &index.to_be_bytes()[..]);
+    batch.insert(&entry_key(index)[..], encode_entry(&signature, &body));
+    insert_nodes(batch, &nodes);
+    erased_in_group.insert(target);
+    Ok(ErasureOutcome {
+        erased_index: target,
+        event: SignedEntry {
+            index,
+            body,
+            signature,
+        },
+        leaf_hash,
+    })
+}
+
+/// The flusher loop: one `flush` for every group applied since the last one, then answer.
+pub(crate) fn run_flusher(shared: &Shared, groups: &Receiver<Group>) {
+    while let Ok(first) = groups.recv() {
+        let mut pending = vec![first];
+        while let Ok(more) = groups.try_recv() {
+            pending.push(more);
+        }
+        let flushed = shared.db.flush();
+        let size = pending.iter().map(|g| g.size).max().unwrap_or(0);
+        if flushed.is_ok() {
+            shared.durable_size.fetch_max(size, Ordering::AcqRel);
+            shared.signal.durable(size);
+        }
+        for group in pending {
+            for d in group.done {
+                match (d, &flushed) {
+                    (Done::Append(reply, receipt), Ok(_)) => reply.send(Ok(receipt)),
+                    (Done::Erase(reply, outcome), Ok(_)) => reply.send(Ok(outcome)),
+                    (Done::Append(reply, _), Err(e)) => {
+                        reply.send(Err(StoreError::Sled(e.clone())))
+                    }
+                    (Done::Erase(reply, _), Err(e)) => reply.send(Err(StoreError::Sled(e.clone()))),
+                }
+            }
+        }
+        if flushed.is_err() {
+            // What is on disk is now unknown: stop, so no later append is acknowledged on
+            // top of it. Reopening recovers to the last durable state.
+            break;
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! sworn-ledger's integration tests, in one binary.
+
+// Helpers shared by tests panic on failure like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod crash;
+mod export;
+mod known_answers;
+mod merkle_vectors;
+mod proof_properties;
+mod store;
+mod vector_generator;
