@@ -4,6 +4,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PWD/anvil/node_modules/.bin:$PATH"
 
+echo "== contracts: forge tests, gas snapshot, committed artifact"
+bash anvil/test-contracts.sh
+
 echo "== cargo build (workspace, all targets)"
 cargo build --workspace --all-targets
 
