@@ -1,5 +1,7 @@
 //! `sworn`: the command-line entry point. Everything of substance lives in the library.
 
+mod cli;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use sworn_service::device::DeviceReport;
@@ -20,6 +22,10 @@ struct Cli {
 enum Command {
     /// Print the version report as JSON (for scripts and tests).
     Version,
+    /// Generate text for one prompt, streamed to stdout (timings on stderr).
+    Generate(cli::generate::GenerateArgs),
+    /// Tokenize stdin (one JSON string per line) into JSON arrays of ids on stdout.
+    Tokenize(cli::tokenize::TokenizeArgs),
 }
 
 fn main() -> Result<()> {
@@ -41,6 +47,8 @@ fn main() -> Result<()> {
             });
             println!("{json}");
         }
+        Some(Command::Generate(args)) => cli::generate::run(&args)?,
+        Some(Command::Tokenize(args)) => cli::tokenize::run(&args)?,
         None => {
             use clap::CommandFactory;
             Cli::command().print_help()?;
@@ -56,7 +64,11 @@ fn print_version() {
     println!(
         "cuda: {} device(s), cudnn: {}, backend {}",
         report.cuda_devices,
-        if report.cudnn { "available" } else { "unavailable" },
+        if report.cudnn {
+            "available"
+        } else {
+            "unavailable"
+        },
         report.cuda_backend
     );
     println!("cpu threads: {}", report.cpu_threads);

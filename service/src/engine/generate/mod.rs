@@ -1,0 +1,414 @@
+//! The synchronous engine the server drives from its engine thread.
+//!
+//! [`Engine::load`] opens a model (GGUF or HF directory), allocates its KV slots and keeps
+//! the tokenizer, chat template and model identity beside it. Generation is expressed as
+//! continuous batching from the start:
+//!
+//! * [`Engine::add`] prefills a prompt into a free slot and returns its first token;
+//! * [`Engine::step`] decodes one token for every running sequence, in one batch;
+//! * [`Engine::remove`] collects a finished sequence, or cancels a running one.
+//!
+//! [`Engine::generate`] is the one-request loop on top (used by `sworn generate`), with a
+//! callback that sees each token and can stop generation.
+
+mod load;
+mod sequence;
+pub mod stop;
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tch::{Device, Kind};
+
+pub use self::load::{DeviceChoice, DtypeChoice, read_tokenizer};
+use self::sequence::Sequence;
+pub use self::sequence::{FinishReason, GenerationOutput, SeqEvent, SeqId};
+use super::chat_template::{ChatTemplate, ChatTemplateError};
+use super::config::{ConfigError, ModelConfig};
+use super::gguf::GgufError;
+use super::kv_cache::KvSlots;
+use super::model::{DecodeInput, LlamaModel, Logits, ModelError};
+use super::sampling::{self, SamplingError, SamplingParams};
+use super::tokenizer::{Tokenizer, TokenizerError};
+use super::weights::WeightError;
+
+/// Why the engine could not load a model or run a request.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The model path could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The path is neither a GGUF file nor a checkpoint directory.
+    #[error("{path}: not a GGUF file (bad magic) nor a Hugging Face checkpoint directory")]
+    UnknownFormat {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The GGUF file is malformed.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    /// The hyper-parameters are unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The weights are unusable.
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+    /// The forward pass failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The tokenizer could not be built or failed on a token.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    /// The chat template could not be built.
+    #[error(transparent)]
+    ChatTemplate(#[from] ChatTemplateError),
+    /// Sampling failed (unusable logits).
+    #[error(transparent)]
+    Sampling(#[from] SamplingError),
+    /// The prompt is empty.
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    /// The prompt leaves no room for a generated token.
+    #[error(
+        "the prompt has {tokens} tokens; this engine's context holds {max} (including at least one generated token)"
+    )]
+    ContextLengthExceeded {
+        /// Prompt tokens.
+        tokens: usize,
+        /// Context positions per sequence.
+        max: usize,
+    },
+    /// Every KV slot is taken.
+    #[error("all {slots} sequence slots are busy")]
+    NoFreeSlot {
+        /// Slots in the engine.
+        slots: usize,
+    },
+    /// No sequence has this id.
+    #[error("no sequence {id:?}")]
+    UnknownSequence {
+        /// The id asked for.
+        id: SeqId,
+    },
+}
+
+/// How to load a model and size its KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Where to run.
+    pub device: DeviceChoice,
+    /// The compute dtype.
+    pub dtype: DtypeChoice,
+    /// Sequences that can run at once (KV slots).
+    pub slots: usize,
+    /// Positions per slot (prompt + generated), capped at the model's trained context.
+    pub max_ctx: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            device: DeviceChoice::Auto,
+            dtype: DtypeChoice::Auto,
+            slots: 1,
+            max_ctx: 2048,
+        }
+    }
+}
+
+/// The identity and placement of the loaded model, as receipts record it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// Model id: the file or directory name.
+    pub id: String,
+    /// SHA-256 (hex) of the weights file(s).
+    pub sha256: String,
+    /// `gguf` or `safetensors`.
+    pub format: String,
+    /// `llama`, `qwen2` or `mistral`.
+    pub architecture: String,
+    /// Compute dtype, e.g. `float32`.
+    pub dtype: String,
+    /// Device, e.g. `cpu` or `cuda:0`.
+    pub device: String,
+    /// Positions per sequence slot.
+    pub max_ctx: usize,
+    /// Sequence slots.
+    pub slots: usize,
+    /// Bytes held by the KV cache.
+    pub kv_bytes: usize,
+}
+
+/// A loaded model with its KV slots and running sequences.
+#[derive(Debug)]
+pub struct Engine {
+    model: LlamaModel,
+    tokenizer: Arc<Tokenizer>,
+    chat_template: Option<Arc<ChatTemplate>>,
+    info: ModelInfo,
+    kv: KvSlots,
+    sequences: Vec<Sequence>,
+    next_id: u64,
+}
+
+impl Engine {
+    /// Loads the model at `path` (GGUF file or HF checkpoint directory).
+    pub fn load(path: &Path, options: &EngineOptions) -> Result<Self, EngineError> {
+        let files = load::read_model(path)?;
+        let (device, kind) = options.device.resolve(options.dtype);
+        let max_ctx = options.max_ctx.max(1);
+        let model = LlamaModel::load(files.config, files.weights, device, kind, max_ctx)?;
+        let kv = model.new_kv_slots(options.slots, max_ctx)?;
+        let id = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let info = ModelInfo {
+            id,
+            sha256: files.sha256,
+            format: files.format.to_owned(),
+            architecture: model.config().architecture.as_str().to_owned(),
+            dtype: kind_name(kind).to_owned(),
+            device: device_name(device),
+            max_ctx: kv.max_ctx(),
+            slots: kv.slots(),
+            kv_bytes: kv.bytes(),
+        };
+        Ok(Self {
+            model,
+            tokenizer: Arc::new(files.tokenizer),
+            chat_template: files.chat_template.map(Arc::new),
+            info,
+            kv,
+            sequences: Vec::new(),
+            next_id: 0,
+        })
+    }
+
+    /// Identity and placement of the model.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The model's hyper-parameters.
+    pub fn config(&self) -> &ModelConfig {
+        self.model.config()
+    }
+
+    /// The model itself (for scoring and tests).
+    pub fn model(&self) -> &LlamaModel {
+        &self.model
+    }
+
+    /// The tokenizer that came with the model.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The chat template, when the model has one.
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat_template.as_deref()
+    }
+
+    /// Shared handles to the tokenizer and chat template, for encoding prompts on other
+    /// threads while the engine thread generates.
+    pub fn text_handles(&self) -> (Arc<Tokenizer>, Option<Arc<ChatTemplate>>) {
+        (Arc::clone(&self.tokenizer), self.chat_template.clone())
+    }
+
+    /// Sequences currently holding a KV slot (running).
+    pub fn running(&self) -> usize {
+        self.sequences.iter().filter(|s| s.finish.is_none()).count()
+    }
+
+    /// KV slots free for [`add`](Self::add).
+    pub fn free_slots(&self) -> usize {
+        self.kv.free_slots()
+    }
+
+    /// Prefills `prompt` into a free slot and samples the first token.
+    pub fn add(&mut self, prompt: &[u32], params: SamplingParams) -> Result<SeqEvent, EngineError> {
+        if prompt.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let max = self.kv.max_ctx();
+        if prompt.len() >= max {
+            return Err(EngineError::ContextLengthExceeded {
+                tokens: prompt.len(),
+                max,
+            });
+        }
+        let slot = self.kv.acquire().ok_or(EngineError::NoFreeSlot {
+            slots: self.kv.slots(),
+        })?;
+        let id = SeqId(self.next_id);
+        self.next_id += 1;
+        let first = self.prefill_and_sample(slot, prompt, &params);
+        let token = match first {
+            Ok(token) => token,
+            Err(e) => {
+                let _ = self.kv.release(slot);
+                return Err(e);
+            }
+        };
+        let mut seq = Sequence::new(id, slot, params, prompt.len(), &self.tokenizer);
+        let event = seq.accept(token, &self.tokenizer, prompt.len() >= max);
+        self.sequences.push(seq);
+        let event = self.settle(id, event)?;
+        Ok(event)
+    }
+
+    /// Decodes one token for every running sequence. Events come in the order the
+    /// sequences were added. Empty when nothing runs.
+    pub fn step(&mut self) -> Result<Vec<SeqEvent>, EngineError> {
+        self.step_where(|_| true)
+    }
+
+    /// Decodes one token for the running sequences among `ids` only (a scheduler that
+    /// keeps some sequences out of a step); unknown or finished ids are skipped.
+    pub fn step_some(&mut self, ids: &[SeqId]) -> Result<Vec<SeqEvent>, EngineError> {
+        self.step_where(|id| ids.contains(&id))
+    }
+
+    fn step_where(
+        &mut self,
+        include: impl Fn(SeqId) -> bool,
+    ) -> Result<Vec<SeqEvent>, EngineError> {
+        let mut batch = Vec::new();
+        for seq in self
+            .sequences
+            .iter()
+            .filter(|s| s.finish.is_none() && include(s.id))
+        {
+            if let (Some(slot), Some(&token)) = (seq.slot, seq.tokens.last()) {
+                batch.push(DecodeInput { slot, token });
+            }
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let logits = self.model.decode(&mut self.kv, &batch)?;
+        let vocab = self.model.config().vocab_size;
+        let rows = Vec::<f32>::try_from(logits.f_flatten(0, -1).map_err(ModelError::from)?)
+            .map_err(ModelError::from)?;
+        let max = self.kv.max_ctx();
+        let mut events = Vec::with_capacity(batch.len());
+        for (row, input) in rows.chunks_exact(vocab).zip(&batch) {
+            let Some(index) = self
+                .sequences
+                .iter()
+                .position(|s| s.slot == Some(input.slot) && s.finish.is_none())
+            else {
+                continue;
+            };
+            let seq = &mut self.sequences[index];
+            let token = sampling::sample(row, &seq.params, seq.step())?;
+            let slot_full = self.kv.len(input.slot).map_or(true, |len| len >= max);
+            let event = seq.accept(token, &self.tokenizer, slot_full);
+            let id = seq.id;
+            events.push(self.settle(id, event)?);
+        }
+        Ok(events)
+    }
+
+    /// Takes sequence `id` out of the engine: its output if finished, or cancelled now
+    /// if still running. Frees its slot either way.
+    pub fn remove(&mut self, id: SeqId) -> Result<GenerationOutput, EngineError> {
+        let index = self
+            .sequences
+            .iter()
+            .position(|s| s.id == id)
+            .ok_or(EngineError::UnknownSequence { id })?;
+        let mut seq = self.sequences.remove(index);
+        seq.cancel();
+        if let Some(slot) = seq.slot.take() {
+            self.kv.release(slot).map_err(ModelError::from)?;
+        }
+        Ok(seq.output())
+    }
+
+    /// Generates for one prompt until it finishes or `on_token` breaks (cancellation).
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        params: SamplingParams,
+        mut on_token: impl FnMut(&SeqEvent) -> ControlFlow<()>,
+    ) -> Result<GenerationOutput, EngineError> {
+        let first = self.add(prompt, params)?;
+        let id = first.id;
+        let mut event = Some(first);
+        while let Some(current) = event.take() {
+            if on_token(&current).is_break() || current.finish.is_some() {
+                break;
+            }
+            match self.step() {
+                Ok(events) => event = events.into_iter().find(|e| e.id == id),
+                Err(e) => {
+                    let _ = self.remove(id);
+                    return Err(e);
+                }
+            }
+        }
+        self.remove(id)
+    }
+
+    fn prefill_and_sample(
+        &mut self,
+        slot: usize,
+        prompt: &[u32],
+        params: &SamplingParams,
+    ) -> Result<u32, EngineError> {
+        let logits = self
+            .model
+            .prefill(&mut self.kv, slot, prompt, Logits::Last)?;
+        let row = Vec::<f32>::try_from(logits.f_flatten(0, -1).map_err(ModelError::from)?)
+            .map_err(ModelError::from)?;
+        Ok(sampling::sample(&row, params, 0)?)
+    }
+
+    /// Frees the slot of a sequence whose event finished it; maps a detokeniser error.
+    fn settle(
+        &mut self,
+        id: SeqId,
+        event: Result<SeqEvent, TokenizerError>,
+    ) -> Result<SeqEvent, EngineError> {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                let _ = self.remove(id);
+                return Err(e.into());
+            }
+        };
+        if event.finish.is_some() {
+            if let Some(seq) = self.sequences.iter_mut().find(|s| s.id == id) {
+                if let Some(slot) = seq.slot.take() {
+                    self.kv.release(slot).map_err(ModelError::from)?;
+                }
+            }
+        }
+        Ok(event)
+    }
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Float => "float32",
+        Kind::BFloat16 => "bfloat16",
+        Kind::Half => "float16",
+        _ => "other",
+    }
+}
+
+fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".to_owned(),
+        Device::Cuda(n) => format!("cuda:{n}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}

@@ -1,0 +1,168 @@
+//! One sequence being generated: its slot, sampling state, streamed text and the rules
+//! that end it (EOS, stop strings, `max_tokens`, a full slot).
+
+use super::stop::{StopMatcher, StopScan};
+use crate::engine::sampling::SamplingParams;
+use crate::engine::tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
+
+/// Identifies a sequence within one [`Engine`](super::Engine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeqId(pub u64);
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The model produced an end-of-sequence token, or a stop string appeared.
+    Stop,
+    /// `max_tokens` was reached, or the sequence filled its KV slot.
+    Length,
+    /// The caller cancelled it (client gone, callback said stop).
+    Cancelled,
+}
+
+impl FinishReason {
+    /// The OpenAI `finish_reason` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What one step produced for one sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeqEvent {
+    /// The sequence.
+    pub id: SeqId,
+    /// The token generated.
+    pub token: u32,
+    /// Text that became final with this token (may be empty: an unfinished character or
+    /// a possible stop string is held back).
+    pub text: String,
+    /// Set when this token ended the sequence.
+    pub finish: Option<FinishReason>,
+}
+
+/// A finished (or cancelled) sequence's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationOutput {
+    /// Every generated token, including a final EOS token.
+    pub tokens: Vec<u32>,
+    /// The generated text, without special tokens and without the stop string.
+    pub text: String,
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+    /// Tokens generated (`tokens.len()`).
+    pub completion_tokens: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct Sequence {
+    pub(crate) id: SeqId,
+    pub(crate) slot: Option<usize>,
+    pub(crate) params: SamplingParams,
+    pub(crate) prompt_tokens: usize,
+    pub(crate) tokens: Vec<u32>,
+    pub(crate) text: String,
+    pub(crate) finish: Option<FinishReason>,
+    decoder: StreamDecoder,
+    stop: StopMatcher,
+}
+
+impl Sequence {
+    pub(crate) fn new(
+        id: SeqId,
+        slot: usize,
+        params: SamplingParams,
+        prompt_tokens: usize,
+        tokenizer: &Tokenizer,
+    ) -> Self {
+        let stop = StopMatcher::new(params.stop());
+        Self {
+            id,
+            slot: Some(slot),
+            params,
+            prompt_tokens,
+            tokens: Vec::new(),
+            text: String::new(),
+            finish: None,
+            decoder: tokenizer.stream_decoder(true),
+            stop,
+        }
+    }
+
+    /// The sampling step number of the next token (0 for the first).
+    pub(crate) fn step(&self) -> u64 {
+        self.tokens.len() as u64
+    }
+
+    /// Records `token`, streams its text and decides whether the sequence ends here.
+    /// `slot_full` says the KV slot cannot take this token back in as input.
+    pub(crate) fn accept(
+        &mut self,
+        token: u32,
+        tokenizer: &Tokenizer,
+        slot_full: bool,
+    ) -> Result<SeqEvent, TokenizerError> {
+        self.tokens.push(token);
+        let mut text = String::new();
+        let mut finish = None;
+        let mut stopped_by_string = false;
+        if tokenizer.eos_ids().contains(&token) {
+            finish = Some(FinishReason::Stop);
+        } else {
+            let piece = self.decoder.step(tokenizer, token)?;
+            match self.stop.push(&piece) {
+                StopScan::Emit(t) => text = t,
+                StopScan::Stopped(t) => {
+                    text = t;
+                    finish = Some(FinishReason::Stop);
+                    stopped_by_string = true;
+                }
+            }
+        }
+        if finish.is_none() && (self.tokens.len() >= self.params.max_tokens() as usize || slot_full)
+        {
+            finish = Some(FinishReason::Length);
+        }
+        if finish.is_some() && !stopped_by_string {
+            // The stream ends: an unfinished character and any held-back tail are final.
+            let decoder = std::mem::replace(&mut self.decoder, tokenizer.stream_decoder(true));
+            match self.stop.push(&decoder.finish()) {
+                StopScan::Emit(t) => {
+                    text.push_str(&t);
+                    text.push_str(&self.stop.finish());
+                }
+                StopScan::Stopped(t) => text.push_str(&t),
+            }
+        }
+        self.text.push_str(&text);
+        self.finish = finish;
+        Ok(SeqEvent {
+            id: self.id,
+            token,
+            text,
+            finish,
+        })
+    }
+
+    pub(crate) fn cancel(&mut self) {
+        if self.finish.is_none() {
+            self.finish = Some(FinishReason::Cancelled);
+        }
+    }
+
+    pub(crate) fn output(&self) -> GenerationOutput {
+        GenerationOutput {
+            tokens: self.tokens.clone(),
+            text: self.text.clone(),
+            finish_reason: self.finish.unwrap_or(FinishReason::Cancelled),
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.tokens.len(),
+        }
+    }
+}

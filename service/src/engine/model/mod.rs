@@ -1,0 +1,284 @@
+//! The Llama-family decoder (Llama, SmolLM, Qwen2, Mistral) on libtorch.
+//!
+//! Architecture as in Hugging Face `modeling_llama.py` (the numerical reference):
+//! token embedding → N × [`layer::DecoderLayer`] → RMSNorm → output head (tied to the
+//! embedding when the checkpoint says so). Float32 on the CPU, bfloat16 on CUDA.
+//!
+//! The forward pass is shaped for continuous batching: [`LlamaModel::prefill`] fills one
+//! sequence's KV slot, [`LlamaModel::decode`] advances many slots by one token each, every
+//! sequence at its own position. Everything that input can reach (token ids, slots,
+//! lengths, tensor shapes in the file) is checked and returned as a [`ModelError`].
+
+mod attention;
+mod layer;
+mod rope;
+
+use tch::{Device, Kind, Tensor};
+
+use self::attention::AttentionPlan;
+use self::layer::{DecoderLayer, RmsNorm};
+use self::rope::Rope;
+use super::config::ModelConfig;
+use super::kv_cache::{KvError, KvSlots};
+use super::weights::{WeightError, WeightSet};
+
+/// Why a forward pass or a load failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A weight was missing or misshapen.
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+    /// A KV slot was misused or full.
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    /// A token id is outside the vocabulary.
+    #[error("token id {token} is outside the vocabulary of {vocab}")]
+    TokenOutOfRange {
+        /// The id given.
+        token: u32,
+        /// The vocabulary size.
+        vocab: usize,
+    },
+    /// A forward pass was asked to process no tokens.
+    #[error("nothing to process: {what} is empty")]
+    Empty {
+        /// Which input was empty.
+        what: &'static str,
+    },
+    /// The same slot appears twice in one decode batch.
+    #[error("KV slot {slot} appears twice in one decode batch")]
+    DuplicateSlot {
+        /// The repeated slot.
+        slot: usize,
+    },
+    /// The KV cache was made for a model with a different number of layers.
+    #[error("KV cache has {cache} layers, the model {model}")]
+    CacheMismatch {
+        /// Layers in the cache.
+        cache: usize,
+        /// Layers in the model.
+        model: usize,
+    },
+    /// libtorch refused an operation.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// Which positions' logits a prefill returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last position (what generation needs).
+    Last,
+    /// Every position (for scoring and for tests).
+    All,
+}
+
+/// One sequence's entry in a decode step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeInput {
+    /// The sequence's KV slot.
+    pub slot: usize,
+    /// The token it appends (the one sampled last step).
+    pub token: u32,
+}
+
+/// A loaded model, ready to run.
+#[derive(Debug)]
+pub struct LlamaModel {
+    config: ModelConfig,
+    embed: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Tensor,
+    rope: Rope,
+    device: Device,
+    kind: Kind,
+}
+
+impl LlamaModel {
+    /// Builds the model from HF-named weights. Every tensor the config implies must be
+    /// present with its exact shape. `max_positions` bounds the rotary tables (and so
+    /// the usable context); it is capped at the config's trained context.
+    pub fn load(
+        config: ModelConfig,
+        mut weights: WeightSet,
+        device: Device,
+        kind: Kind,
+        max_positions: usize,
+    ) -> Result<Self, ModelError> {
+        let _guard = tch::no_grad_guard();
+        let to_device = |t: Tensor| -> Result<Tensor, tch::TchError> {
+            t.f_to_device(device)?.f_to_kind(kind)?.f_contiguous()
+        };
+        let (vocab, hidden) = (config.vocab_size as i64, config.hidden_size as i64);
+        let embed = to_device(weights.take("model.embed_tokens.weight", &[vocab, hidden])?)?;
+        let mut layers = Vec::with_capacity(config.num_layers);
+        for index in 0..config.num_layers {
+            layers.push(DecoderLayer::load(
+                &mut weights,
+                &config,
+                index,
+                &to_device,
+            )?);
+        }
+        let norm = RmsNorm::new(
+            to_device(weights.take("model.norm.weight", &[hidden])?)?,
+            config.rms_norm_eps,
+        );
+        // A file may carry `lm_head.weight` even when tied; the config decides.
+        let head = weights.take_optional("lm_head.weight", &[vocab, hidden])?;
+        let lm_head = match head {
+            Some(head) if !config.tie_word_embeddings => to_device(head)?,
+            None if !config.tie_word_embeddings => {
+                return Err(WeightError::Missing {
+                    name: "lm_head.weight".to_owned(),
+                }
+                .into());
+            }
+            _ => embed.shallow_clone(),
+        };
+        let max_positions = max_positions.clamp(1, config.max_position_embeddings);
+        let rope = Rope::new(&config, max_positions, device, kind)?;
+        Ok(Self {
+            config,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            rope,
+            device,
+            kind,
+        })
+    }
+
+    /// The resolved hyper-parameters.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Where the weights live.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The compute dtype.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Allocates a KV cache for this model: `slots` sequences of up to `max_ctx`
+    /// positions (capped at the rotary table's length).
+    pub fn new_kv_slots(&self, slots: usize, max_ctx: usize) -> Result<KvSlots, ModelError> {
+        let max_ctx = max_ctx.min(self.rope.positions());
+        Ok(KvSlots::new(
+            &self.config,
+            slots,
+            max_ctx,
+            self.device,
+            self.kind,
+        )?)
+    }
+
+    /// Runs `tokens` of one sequence into `slot` (after what it already holds) and
+    /// returns float32 logits `[1 or tokens.len(), vocab]`.
+    pub fn prefill(
+        &self,
+        kv: &mut KvSlots,
+        slot: usize,
+        tokens: &[u32],
+        logits: Logits,
+    ) -> Result<Tensor, ModelError> {
+        let _guard = tch::no_grad_guard();
+        if tokens.is_empty() {
+            return Err(ModelError::Empty { what: "prompt" });
+        }
+        let start = kv.check_room(slot, tokens.len())?;
+        let ids = self
+            .token_tensor(tokens)?
+            .f_view([1, tokens.len() as i64])?;
+        let plan = AttentionPlan::prefill(&self.rope, slot, start, tokens.len(), self.device)?;
+        let hidden = self.run_layers(&ids, &plan, kv)?;
+        let hidden = match logits {
+            Logits::Last => hidden.f_narrow(1, tokens.len() as i64 - 1, 1)?,
+            Logits::All => hidden,
+        };
+        let out = self.head(&hidden)?;
+        kv.advance(slot, tokens.len());
+        Ok(out.f_squeeze_dim(0)?)
+    }
+
+    /// Appends one token to each sequence in `batch` and returns float32 logits
+    /// `[batch.len(), vocab]`, row `i` for `batch[i]`.
+    pub fn decode(&self, kv: &mut KvSlots, batch: &[DecodeInput]) -> Result<Tensor, ModelError> {
+        let _guard = tch::no_grad_guard();
+        if batch.is_empty() {
+            return Err(ModelError::Empty {
+                what: "decode batch",
+            });
+        }
+        let mut slots = Vec::with_capacity(batch.len());
+        let mut positions = Vec::with_capacity(batch.len());
+        let mut tokens = Vec::with_capacity(batch.len());
+        for entry in batch {
+            if slots.contains(&entry.slot) {
+                return Err(ModelError::DuplicateSlot { slot: entry.slot });
+            }
+            positions.push(kv.check_room(entry.slot, 1)?);
+            slots.push(entry.slot);
+            tokens.push(entry.token);
+        }
+        let ids = self
+            .token_tensor(&tokens)?
+            .f_view([batch.len() as i64, 1])?;
+        let plan = AttentionPlan::decode(&self.rope, &slots, &positions, self.device)?;
+        let hidden = self.run_layers(&ids, &plan, kv)?;
+        let out = self.head(&hidden)?.f_squeeze_dim(1)?;
+        for slot in slots {
+            kv.advance(slot, 1);
+        }
+        Ok(out)
+    }
+
+    fn token_tensor(&self, tokens: &[u32]) -> Result<Tensor, ModelError> {
+        let vocab = self.config.vocab_size;
+        let mut ids = Vec::with_capacity(tokens.len());
+        for &token in tokens {
+            if token as usize >= vocab {
+                return Err(ModelError::TokenOutOfRange { token, vocab });
+            }
+            ids.push(i64::from(token));
+        }
+        Ok(Tensor::f_from_slice(&ids)?.f_to_device(self.device)?)
+    }
+
+    fn run_layers(
+        &self,
+        ids: &Tensor,
+        plan: &AttentionPlan,
+        kv: &mut KvSlots,
+    ) -> Result<Tensor, ModelError> {
+        if kv.keys.len() != self.layers.len() {
+            return Err(ModelError::CacheMismatch {
+                cache: kv.keys.len(),
+                model: self.layers.len(),
+            });
+        }
+        let mut x = Tensor::f_embedding(&self.embed, ids, -1, false, false)?;
+        for ((layer, keys), values) in self
+            .layers
+            .iter()
+            .zip(kv.keys.iter_mut())
+            .zip(kv.values.iter_mut())
+        {
+            x = layer.forward(&x, plan, keys, values)?;
+        }
+        Ok(x)
+    }
+
+    fn head(&self, hidden: &Tensor) -> Result<Tensor, ModelError> {
+        let normed = self.norm.forward(hidden)?;
+        Ok(normed
+            .f_linear::<Tensor>(&self.lm_head, None)?
+            .f_to_kind(Kind::Float)?)
+    }
+}

@@ -1,0 +1,235 @@
+//! The engine API the server drives (add / step / remove, generate) on the tiny Llama
+//! checkpoint with its tokenizer: seeding, batch independence, stops, limits, cancel.
+
+use std::ops::ControlFlow;
+
+use sworn_service::engine::generate::{
+    DeviceChoice, Engine, EngineError, EngineOptions, FinishReason,
+};
+use sworn_service::engine::sampling::{SamplingParams, SamplingRequest};
+
+use crate::common::*;
+
+fn engine(slots: usize, max_ctx: usize) -> Engine {
+    let options = EngineOptions {
+        device: DeviceChoice::Cpu,
+        slots,
+        max_ctx,
+        ..Default::default()
+    };
+    Engine::load(&fixtures().join("tiny-llama"), &options).unwrap()
+}
+
+fn sampled(seed: u64, max_tokens: u32) -> SamplingParams {
+    SamplingRequest {
+        temperature: Some(1.0),
+        top_p: Some(0.95),
+        seed: Some(seed),
+        max_tokens: Some(max_tokens),
+        ..Default::default()
+    }
+    .validate(256)
+    .unwrap()
+}
+
+fn prompt(i: usize) -> Vec<u32> {
+    tiny_goldens("tiny-llama").cases[i].prompt_ids.clone()
+}
+
+fn run(engine: &mut Engine, ids: &[u32], params: SamplingParams) -> Vec<u32> {
+    engine
+        .generate(ids, params, |_| ControlFlow::Continue(()))
+        .unwrap()
+        .tokens
+}
+
+#[test]
+fn greedy_generation_follows_transformers() {
+    let mut engine = engine(1, 256);
+    let case = &tiny_goldens("tiny-llama").cases[0];
+    let out = engine
+        .generate(
+            &case.prompt_ids,
+            SamplingParams::greedy(case.greedy.len() as u32),
+            |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
+    // The tiny model's EOS (id 1) may appear; the reference greedy path never stops.
+    let n = out.tokens.len();
+    assert_greedy_matches(
+        &out.tokens,
+        &case.greedy[..n],
+        &case.greedy_gaps,
+        "engine tiny-llama",
+    );
+    assert_eq!(
+        out.text,
+        engine.tokenizer().decode(&out.tokens, true).unwrap()
+    );
+}
+
+#[test]
+fn seeded_sampling_is_reproducible() {
+    let mut engine = engine(1, 256);
+    let a = run(&mut engine, &prompt(0), sampled(11, 24));
+    let b = run(&mut engine, &prompt(0), sampled(11, 24));
+    let c = run(&mut engine, &prompt(0), sampled(12, 24));
+    assert_eq!(a, b);
+    assert_ne!(a, c, "seeds 11 and 12 drew the same 24 tokens");
+}
+
+#[test]
+fn seeded_sequence_ignores_its_batch_neighbours() {
+    let mut alone = engine(1, 256);
+    let expected = run(&mut alone, &prompt(0), sampled(5, 20));
+
+    let mut shared = engine(3, 256);
+    let first = shared.add(&prompt(1), sampled(99, 30)).unwrap();
+    let mine = shared.add(&prompt(0), sampled(5, 20)).unwrap();
+    let mut tokens = vec![mine.token];
+    let mut collect = |events: Vec<sworn_service::engine::generate::SeqEvent>| {
+        tokens.extend(events.iter().filter(|e| e.id == mine.id).map(|e| e.token));
+    };
+    collect(shared.step().unwrap());
+    // A third sequence joins mid-flight.
+    let _late = shared.add(&prompt(2), SamplingParams::greedy(30)).unwrap();
+    while shared.running() > 0 {
+        collect(shared.step().unwrap());
+    }
+    let out = shared.remove(mine.id).unwrap();
+    assert_eq!(out.tokens, expected, "neighbours changed a seeded sequence");
+    assert_eq!(tokens, expected, "streamed events match the output");
+    shared.remove(first.id).unwrap();
+}
+
+#[test]
+fn max_tokens_ends_with_length() {
+    let mut engine = engine(1, 256);
+    let out = engine
+        .generate(&prompt(1), sampled(3, 7), |_| ControlFlow::Continue(()))
+        .unwrap();
+    if out.finish_reason == FinishReason::Length {
+        assert_eq!(out.completion_tokens, 7);
+    } else {
+        assert_eq!(out.finish_reason, FinishReason::Stop);
+        assert!(
+            engine
+                .tokenizer()
+                .eos_ids()
+                .contains(out.tokens.last().unwrap())
+        );
+    }
+}
+
+#[test]
+fn full_slot_ends_with_length() {
+    let ids = prompt(2);
+    let max_ctx = ids.len() + 5;
+    let mut engine = engine(1, max_ctx);
+    let out = engine
+        .generate(&ids, SamplingParams::greedy(100), |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    let eos = engine.tokenizer().eos_ids().to_vec();
+    if !out.tokens.iter().any(|t| eos.contains(t)) {
+        assert_eq!(out.finish_reason, FinishReason::Length);
+        // Prefill holds the prompt; each further token needs one more position.
+        assert_eq!(out.completion_tokens, max_ctx - ids.len() + 1);
+    }
+}
+
+#[test]
+fn stop_string_spanning_tokens_is_trimmed() {
+    let mut engine = engine(1, 256);
+    let full = engine
+        .generate(&prompt(0), SamplingParams::greedy(30), |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    let chars: Vec<char> = full.text.chars().collect();
+    assert!(chars.len() >= 12, "need some text to cut: {:?}", full.text);
+    // A stop string from the middle of the text, spanning several tokens.
+    let stop: String = chars[6..11].iter().collect();
+    let cut = full.text.find(&stop).unwrap();
+    let params = SamplingRequest {
+        temperature: Some(0.0),
+        max_tokens: Some(30),
+        stop: vec![stop.clone()],
+        ..Default::default()
+    }
+    .validate(256)
+    .unwrap();
+    let mut streamed = String::new();
+    let out = engine
+        .generate(&prompt(0), params, |e| {
+            streamed.push_str(&e.text);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(out.finish_reason, FinishReason::Stop);
+    assert_eq!(out.text, full.text[..cut]);
+    assert_eq!(
+        streamed, out.text,
+        "no part of the stop string was streamed"
+    );
+    assert!(out.tokens.len() < full.tokens.len());
+}
+
+#[test]
+fn callback_break_cancels_and_frees_the_slot() {
+    let mut engine = engine(1, 256);
+    let mut seen = 0;
+    let out = engine
+        .generate(&prompt(0), SamplingParams::greedy(50), |_| {
+            seen += 1;
+            if seen == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+    assert_eq!(out.finish_reason, FinishReason::Cancelled);
+    assert_eq!(out.completion_tokens, 3);
+    assert_eq!(engine.free_slots(), 1);
+}
+
+#[test]
+fn slots_and_context_are_enforced() {
+    let mut engine = engine(1, 32);
+    let a = engine.add(&prompt(0), SamplingParams::greedy(10)).unwrap();
+    assert!(matches!(
+        engine.add(&prompt(1), SamplingParams::greedy(10)),
+        Err(EngineError::NoFreeSlot { slots: 1 })
+    ));
+    let out = engine.remove(a.id).unwrap();
+    assert_eq!(out.finish_reason, FinishReason::Cancelled);
+    assert!(matches!(
+        engine.remove(a.id),
+        Err(EngineError::UnknownSequence { .. })
+    ));
+    assert!(matches!(
+        engine.add(&[], SamplingParams::greedy(1)),
+        Err(EngineError::EmptyPrompt)
+    ));
+    let long = vec![5u32; 32];
+    assert!(matches!(
+        engine.add(&long, SamplingParams::greedy(1)),
+        Err(EngineError::ContextLengthExceeded {
+            tokens: 32,
+            max: 32
+        })
+    ));
+    assert!(
+        engine.add(&prompt(1), SamplingParams::greedy(2)).is_ok(),
+        "the slot was freed"
+    );
+}
+
+#[test]
+fn engine_can_move_to_the_engine_thread() {
+    // The server owns the engine on a dedicated thread: it must be `Send`.
+    fn assert_send<T: Send>() {}
+    assert_send::<Engine>();
+}

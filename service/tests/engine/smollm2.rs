@@ -1,0 +1,201 @@
+//! SmolLM2-135M-Instruct from the default Q4_1 GGUF against transformers loading the same
+//! file (it dequantises to float32 and un-permutes Q/K exactly as the engine does).
+
+use std::ops::ControlFlow;
+
+use serde::Deserialize;
+use sworn_service::engine::chat_template::ChatMessage;
+use sworn_service::engine::config::ModelConfig;
+use sworn_service::engine::generate::{DeviceChoice, Engine, EngineOptions, FinishReason};
+use sworn_service::engine::gguf::GgufFile;
+use sworn_service::engine::model::{DecodeInput, LlamaModel, Logits};
+use sworn_service::engine::sampling::SamplingParams;
+use sworn_service::engine::weights::{WeightSet, gguf};
+use tch::{Device, Kind};
+
+use crate::common::*;
+
+/// Last-position logits (values up to ~±30): both sides are float32 on the same
+/// dequantised weights; the difference is summation order in 30 layers (measured
+/// 1.9e-5).
+const LOGITS_TOL: f32 = 1e-4;
+/// Log-sum-exp of the whole 49152-wide row, which every logit feeds.
+const LSE_TOL: f64 = 1e-4;
+
+#[derive(Debug, Deserialize)]
+struct Message {
+    role: String,
+    content: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Case {
+    messages: Vec<Message>,
+    text: String,
+    prompt_ids: Vec<u32>,
+    top_ids: Vec<u32>,
+    top_logits: Vec<f32>,
+    logsumexp: f64,
+    greedy: Vec<u32>,
+    greedy_gaps: Vec<f32>,
+    greedy_text: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Goldens {
+    cases: Vec<Case>,
+}
+
+fn goldens() -> Goldens {
+    serde_json::from_slice(&std::fs::read(fixtures().join("smollm2-goldens.json")).unwrap())
+        .unwrap()
+}
+
+fn logsumexp(row: &[f32]) -> f64 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    max + row
+        .iter()
+        .map(|&l| (l as f64 - max).exp())
+        .sum::<f64>()
+        .ln()
+}
+
+#[test]
+fn smollm2_gguf_logits_and_greedy_match_transformers() {
+    let Some(path) = default_gguf() else { return };
+    let file = GgufFile::open(&path).unwrap();
+    let config = ModelConfig::from_gguf(&file).unwrap();
+    assert!(config.tie_word_embeddings && config.num_kv_heads == 3 && config.num_heads == 9);
+    let mut weights = WeightSet::default();
+    gguf::load_gguf(&file, &config, &mut weights).unwrap();
+    drop(file);
+    let model = LlamaModel::load(config, weights, Device::Cpu, Kind::Float, 1024).unwrap();
+    let (mut worst, mut worst_lse) = (0.0f32, 0.0f64);
+    for (i, case) in goldens().cases.iter().enumerate() {
+        let mut kv = model.new_kv_slots(1, 1024).unwrap();
+        let slot = kv.acquire().unwrap();
+        let row = to_vec(
+            &model
+                .prefill(&mut kv, slot, &case.prompt_ids, Logits::Last)
+                .unwrap(),
+        );
+        let ours: Vec<f32> = case.top_ids.iter().map(|&id| row[id as usize]).collect();
+        let diff = max_abs_diff(&ours, &case.top_logits);
+        let lse = (logsumexp(&row) - case.logsumexp).abs();
+        worst = worst.max(diff);
+        worst_lse = worst_lse.max(lse);
+        assert!(
+            diff < LOGITS_TOL,
+            "case {i}: top-{} logits differ by {diff}",
+            ours.len()
+        );
+        assert!(lse < LSE_TOL, "case {i}: log-sum-exp differs by {lse}");
+        assert_eq!(argmax(&row), case.top_ids[0], "case {i}: argmax");
+
+        let mut tokens = vec![argmax(&row)];
+        while tokens.len() < case.greedy.len() {
+            let token = *tokens.last().unwrap();
+            let logits = model
+                .decode(&mut kv, &[DecodeInput { slot, token }])
+                .unwrap();
+            tokens.push(argmax(&to_vec(&logits)));
+        }
+        let same = assert_greedy_matches(
+            &tokens,
+            &case.greedy,
+            &case.greedy_gaps,
+            &format!("smollm2 case {i}"),
+        );
+        eprintln!(
+            "smollm2 case {i}: {same}/{} greedy tokens identical",
+            case.greedy.len()
+        );
+    }
+    eprintln!(
+        "smollm2: top-256 logits max |Δ| = {worst:e} (tol {LOGITS_TOL:e}); log-sum-exp max |Δ| = {worst_lse:e}"
+    );
+}
+
+#[test]
+fn smollm2_engine_chat_generation_matches_transformers() {
+    let Some(path) = default_gguf() else { return };
+    let options = EngineOptions {
+        device: DeviceChoice::Cpu,
+        slots: 2,
+        max_ctx: 512,
+        ..Default::default()
+    };
+    let mut engine = Engine::load(&path, &options).unwrap();
+    let info = engine.info().clone();
+    assert_eq!(
+        (
+            info.format.as_str(),
+            info.dtype.as_str(),
+            info.device.as_str()
+        ),
+        ("gguf", "float32", "cpu")
+    );
+    let sums = std::fs::read_to_string(path.with_file_name("SHA256SUMS")).unwrap_or_default();
+    if !sums.is_empty() {
+        assert!(
+            sums.contains(&info.sha256),
+            "weights SHA-256 {} not in SHA256SUMS",
+            info.sha256
+        );
+    }
+    for (i, case) in goldens().cases.iter().enumerate() {
+        let messages: Vec<ChatMessage> = case
+            .messages
+            .iter()
+            .map(|m| ChatMessage::new(m.role.clone(), m.content.clone()))
+            .collect();
+        let text = engine
+            .chat_template()
+            .unwrap()
+            .render(&messages, true)
+            .unwrap();
+        assert_eq!(text, case.text, "case {i}: chat template");
+        let ids = engine.tokenizer().encode(&text, false).unwrap();
+        assert_eq!(ids, case.prompt_ids, "case {i}: tokenization");
+        let mut streamed = String::new();
+        let out = engine
+            .generate(
+                &ids,
+                SamplingParams::greedy(case.greedy.len() as u32),
+                |event| {
+                    streamed.push_str(&event.text);
+                    ControlFlow::Continue(())
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            streamed, out.text,
+            "case {i}: streamed text is the final text"
+        );
+        let same = assert_greedy_matches(
+            &out.tokens,
+            &case.greedy,
+            &case.greedy_gaps,
+            &format!("engine case {i}"),
+        );
+        if same == case.greedy.len() {
+            assert_eq!(out.text, case.greedy_text, "case {i}: text");
+            let eos_at_end = case
+                .greedy
+                .last()
+                .is_some_and(|t| engine.tokenizer().eos_ids().contains(t));
+            let expected = if eos_at_end {
+                FinishReason::Stop
+            } else {
+                FinishReason::Length
+            };
+            assert_eq!(out.finish_reason, expected, "case {i}: finish reason");
+        }
+        assert_eq!(
+            (out.prompt_tokens, out.completion_tokens),
+            (ids.len(), out.tokens.len())
+        );
+    }
+    assert_eq!(engine.running(), 0);
+    assert_eq!(engine.free_slots(), 2, "every slot is back in the pool");
+}
