@@ -4,6 +4,7 @@
 //! anchoring. No libtorch and no HTTP server here: the verifier depends on this crate.
 #![deny(missing_docs)]
 
+pub mod anchor;
 pub mod checkpoint;
 pub mod commitment;
 pub mod entry;
