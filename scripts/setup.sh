@@ -110,10 +110,14 @@ if [ -f "$ROOT/anvil/package-lock.json" ]; then
         fi
         echo "$want" >"$stamp"
     fi
-    for tool in anvil forge cast; do
-        v="$("$ROOT/anvil/node_modules/.bin/$tool" --version 2>/dev/null | head -n1)" \
-            || fail "$tool does not run (anvil/node_modules/.bin/$tool --version)" \
-                "rm -rf anvil/node_modules; make setup"
+    # The native binaries, not node_modules/.bin's Node wrappers (which hide exit codes).
+    # shellcheck source=anvil/tools.sh
+    source "$ROOT/anvil/tools.sh" || fail "native Foundry binaries missing under anvil/node_modules" \
+        "rm -rf anvil/node_modules; make setup"
+    for bin in "$ANVIL" "$FORGE" "$CAST"; do
+        tool="$(basename "$bin")"
+        v="$("$bin" --version 2>/dev/null | head -n1)" \
+            || fail "$tool does not run ($bin --version)" "rm -rf anvil/node_modules; make setup"
         case "$v" in *1.7.1*) ;; *) fail "$tool is not 1.7.1: $v" "rm -rf anvil/node_modules; make setup" ;; esac
     done
     say "foundry 1.7.1 (anvil, forge, cast) + solc: ok"

@@ -2,7 +2,6 @@
 # `make test`: every part of the system, for real. Called after `make setup`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-export PATH="$PWD/anvil/node_modules/.bin:$PATH"
 
 echo "== contracts: forge tests, gas snapshot, committed artifact"
 bash anvil/test-contracts.sh
