@@ -2,4 +2,26 @@
 //!
 //! The auditor's side: checks receipts and whole exports layer by layer, trusting only a
 //! pinned key, a contract address and an RPC endpoint. Never links libtorch.
+//!
+//! Layers are reported separately and never as a bare "valid" (DESIGN §6):
+//! signature ([`offline`]), commitment ([`content`]), inclusion and checkpoint
+//! ([`offline`]), consistency with what this auditor saw before ([`watch`], [`state`]),
+//! anchor and finality ([`chain`]); a whole export is audited in bounded memory by
+//! [`audit`]. Every cryptographic check is ledger's code (`sworn_ledger`): strict
+//! Ed25519, RFC 9162 inclusion and consistency, C2SP notes, the compact Merkle range.
+//! This crate decides *what* is checked against *which* pinned input, and reports it.
 #![deny(missing_docs)]
+
+pub mod audit;
+pub mod bundle;
+pub mod chain;
+pub mod cli;
+pub mod commands;
+pub mod content;
+pub mod offline;
+pub mod render;
+pub mod report;
+pub mod server;
+pub mod state;
+pub mod trust;
+pub mod watch;

@@ -1,0 +1,178 @@
+//! The receipt bundle as the auditor receives it, split into sections so that each
+//! layer parses (and fails on) only its own section.
+//!
+//! Three shapes are accepted, all emitted by Sworn:
+//! - the full bundle of `GET /v1/audit/receipts/{request_id}`:
+//!   `{"receipt": {…}, "inclusion": {"index", "tree_size", "hashes"}, "checkpoint":
+//!   {"size", "root_hash", "note"}, "anchor": <anchor record>}` (`inclusion`,
+//!   `checkpoint` and `anchor` optional);
+//! - a completion response with its top-level `"sworn"` receipt;
+//! - the bare receipt (`{"v":1,"log",…,"body","signature","salts"}`, ledger's
+//!   `ReceiptJson`).
+//!
+//! Parsing here checks only the outer shape and the size cap; a malformed section is
+//! kept as raw JSON and reported by its own layer.
+
+use serde_json::{Map, Value};
+
+/// Largest bundle read: a receipt (≤ 128 KiB), a checkpoint note (≤ 16 KiB), a 64-element
+/// proof and an anchor record fit with room to spare; anything larger is hostile.
+pub const MAX_BUNDLE_BYTES: usize = 512 * 1024;
+
+/// Why a bundle could not even be split into sections.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    /// Larger than [`MAX_BUNDLE_BYTES`].
+    #[error("bundle is {len} bytes, over the cap of {max}")]
+    TooLarge {
+        /// Bytes received.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// Not a JSON object.
+    #[error("bundle is not a JSON object: {reason}")]
+    NotJson {
+        /// The parser's message.
+        reason: String,
+    },
+    /// A member this format does not have (a hybrid or extended proof is refused, not
+    /// ignored).
+    #[error("bundle has an unknown member {name:?}")]
+    UnknownMember {
+        /// Its name.
+        name: String,
+    },
+    /// No receipt in it.
+    #[error("bundle has no receipt (expected `receipt`, `sworn`, or a bare receipt)")]
+    NoReceipt,
+}
+
+/// A bundle split into its sections (each still raw JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bundle {
+    /// The receipt (ledger's `ReceiptJson` shape).
+    pub receipt: Value,
+    /// The inclusion proof, if any.
+    pub inclusion: Option<Value>,
+    /// The checkpoint, if any.
+    pub checkpoint: Option<Value>,
+    /// The anchor record, if any.
+    pub anchor: Option<Value>,
+}
+
+/// Members of the full bundle.
+const FULL_MEMBERS: [&str; 4] = ["receipt", "inclusion", "checkpoint", "anchor"];
+
+impl Bundle {
+    /// Splits `bytes` into sections, checking only the outer shape.
+    pub fn parse(bytes: &[u8]) -> Result<Bundle, BundleError> {
+        if bytes.len() > MAX_BUNDLE_BYTES {
+            return Err(BundleError::TooLarge {
+                len: bytes.len(),
+                max: MAX_BUNDLE_BYTES,
+            });
+        }
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| BundleError::NotJson {
+            reason: e.to_string(),
+        })?;
+        let Value::Object(mut object) = value else {
+            return Err(BundleError::NotJson {
+                reason: "top level is not an object".into(),
+            });
+        };
+        if object.contains_key("receipt") {
+            return Self::full(object);
+        }
+        if let Some(sworn) = object.remove("sworn") {
+            // A completion response: everything else is OpenAI's answer, not ours.
+            return match sworn {
+                Value::Object(inner) if inner.contains_key("receipt") => Self::full(inner),
+                other => Ok(Bundle::receipt_only(other)),
+            };
+        }
+        if object.contains_key("body") && object.contains_key("signature") {
+            return Ok(Bundle::receipt_only(Value::Object(object)));
+        }
+        Err(BundleError::NoReceipt)
+    }
+
+    fn receipt_only(receipt: Value) -> Bundle {
+        Bundle {
+            receipt,
+            inclusion: None,
+            checkpoint: None,
+            anchor: None,
+        }
+    }
+
+    fn full(mut object: Map<String, Value>) -> Result<Bundle, BundleError> {
+        if let Some(name) = object.keys().find(|k| !FULL_MEMBERS.contains(&k.as_str())) {
+            return Err(BundleError::UnknownMember { name: name.clone() });
+        }
+        let receipt = object.remove("receipt").ok_or(BundleError::NoReceipt)?;
+        // `null` sections are the same as absent ones.
+        let mut take = |name: &str| object.remove(name).filter(|v| !v.is_null());
+        Ok(Bundle {
+            inclusion: take("inclusion"),
+            checkpoint: take("checkpoint"),
+            anchor: take("anchor"),
+            receipt,
+        })
+    }
+
+    /// The bundle as JSON again (sections in the full-bundle shape).
+    pub fn to_value(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("receipt".into(), self.receipt.clone());
+        for (name, section) in [
+            ("inclusion", &self.inclusion),
+            ("checkpoint", &self.checkpoint),
+            ("anchor", &self.anchor),
+        ] {
+            if let Some(v) = section {
+                object.insert(name.into(), v.clone());
+            }
+        }
+        Value::Object(object)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_shapes_are_accepted() {
+        let bare = br#"{"v":1,"body":"{}","signature":"x","log":"o","index":0}"#;
+        let b = Bundle::parse(bare).unwrap();
+        assert!(b.inclusion.is_none());
+        let api =
+            br#"{"id":"chatcmpl-1","choices":[],"sworn":{"v":1,"body":"{}","signature":"x"}}"#;
+        assert_eq!(Bundle::parse(api).unwrap().receipt["v"], 1);
+        let full = br#"{"receipt":{"v":1},"inclusion":{"index":0},"checkpoint":null}"#;
+        let b = Bundle::parse(full).unwrap();
+        assert!(b.inclusion.is_some() && b.checkpoint.is_none());
+    }
+
+    #[test]
+    fn unknown_members_and_oversize_are_refused() {
+        let hybrid = br#"{"receipt":{},"inclusion":{},"linear_proof":[]}"#;
+        assert_eq!(
+            Bundle::parse(hybrid),
+            Err(BundleError::UnknownMember {
+                name: "linear_proof".into()
+            })
+        );
+        assert!(matches!(
+            Bundle::parse(b"[1]"),
+            Err(BundleError::NotJson { .. })
+        ));
+        assert_eq!(Bundle::parse(b"{}"), Err(BundleError::NoReceipt));
+        let big = vec![b' '; MAX_BUNDLE_BYTES + 1];
+        assert!(matches!(
+            Bundle::parse(&big),
+            Err(BundleError::TooLarge { .. })
+        ));
+    }
+}

@@ -1,0 +1,304 @@
+//! The offline layers of a receipt: signature, inclusion, checkpoint.
+//!
+//! Each layer parses only its own section and runs even when another failed, so a
+//! report names every broken layer, not just the first. The leaf hash is always
+//! recomputed from the body bytes (`SHA-256(0x00 ‖ body)`), never taken from the bundle;
+//! the inclusion proof's directions are derived from `(index, size)` by ledger's RFC 9162
+//! verifier; the log's identity (origin and key) comes from the auditor, never from the
+//! bundle.
+
+use serde::Deserialize;
+use serde_json::Value;
+use sworn_ledger::checkpoint::{Checkpoint, SignedCheckpoint};
+use sworn_ledger::entry::{Receipt, ReceiptJson};
+use sworn_ledger::keys::PinnedKey;
+use sworn_ledger::merkle::{Hash, MAX_INCLUSION_PROOF_LEN, hash_leaf, verify_inclusion};
+use sworn_ledger::note::parse_note;
+use sworn_ledger::receipt::ReceiptBody;
+
+use crate::bundle::Bundle;
+use crate::report::{Layer, Outcome, Report};
+
+/// The inclusion section, exactly as the server emits it. Unknown members are refused:
+/// a proof carrying directions or extra structure is not an RFC 9162 proof.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InclusionSection {
+    index: u64,
+    tree_size: u64,
+    hashes: Vec<String>,
+}
+
+/// The checkpoint section: the signed note, with unsigned convenience copies of its size
+/// and root (which must agree with the note when present).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointSection {
+    note: String,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    root_hash: Option<String>,
+    #[serde(default)]
+    origin: Option<String>,
+}
+
+/// What the offline layers established, for the chain layers and the content check.
+#[derive(Debug, Clone, Default)]
+pub struct OfflineResult {
+    /// The receipt, when its signature verified.
+    pub receipt: Option<Receipt>,
+    /// The receipt's section, parsed (verified or not).
+    pub receipt_json: Option<ReceiptJson>,
+    /// The checkpoint, when its note verified under the pinned key and origin.
+    pub checkpoint: Option<SignedCheckpoint>,
+}
+
+/// Runs the signature, inclusion and checkpoint layers of `bundle` against `key` (whose
+/// name is the pinned origin). `None` as key skips the layers that need one.
+pub fn check_offline(
+    bundle: &Bundle,
+    key: Option<&PinnedKey>,
+    report: &mut Report,
+) -> OfflineResult {
+    let mut result = OfflineResult::default();
+    let receipt_json: Result<ReceiptJson, String> =
+        serde_json::from_value(bundle.receipt.clone()).map_err(|e| e.to_string());
+    check_signature(&receipt_json, key, report, &mut result);
+    let checkpoint = bundle.checkpoint.as_ref().map(parse_checkpoint_section);
+    check_inclusion(
+        bundle.inclusion.as_ref(),
+        &receipt_json,
+        checkpoint.as_ref(),
+        report,
+    );
+    check_checkpoint(checkpoint.as_ref(), key, report, &mut result);
+    result.receipt_json = receipt_json.ok();
+    result
+}
+
+fn check_signature(
+    receipt_json: &Result<ReceiptJson, String>,
+    key: Option<&PinnedKey>,
+    report: &mut Report,
+    result: &mut OfflineResult,
+) {
+    let json = match receipt_json {
+        Ok(json) => json,
+        Err(reason) => {
+            report.set(
+                Layer::Signature,
+                true,
+                Outcome::Failed(format!("receipt is malformed: {reason}")),
+            );
+            return;
+        }
+    };
+    let leaf = hash_leaf(json.body.as_bytes());
+    report.fact("log index", json.index.to_string());
+    report.fact("leaf hash", leaf.to_hex());
+    if let Ok(body) = ReceiptBody::parse_canonical(json.body.as_bytes()) {
+        report.fact("request id", body.request_id.clone());
+        report.fact("time", body.time.clone());
+        report.fact(
+            "model",
+            format!("{} (sha256 {})", body.model.id, body.model.sha256),
+        );
+    }
+    let Some(key) = key else {
+        report.set(
+            Layer::Signature,
+            true,
+            Outcome::Skipped("no pinned key (--key or --from-chain)".into()),
+        );
+        return;
+    };
+    match Receipt::verify_bundle(json, key) {
+        Ok(receipt) => {
+            report.set(
+                Layer::Signature,
+                true,
+                Outcome::Ok(format!(
+                    "Ed25519 (strict) over the canonical v1 body by {} key id {}",
+                    key.name(),
+                    hex::encode(key.key_id())
+                )),
+            );
+            result.receipt = Some(receipt);
+        }
+        Err(e) => report.set(Layer::Signature, true, Outcome::Failed(e.to_string())),
+    }
+}
+
+/// The checkpoint section parsed as far as it goes without a key: the section itself,
+/// and the checkpoint text of its note (signature unchecked).
+type ParsedCheckpoint = Result<(CheckpointSection, Checkpoint), String>;
+
+fn parse_checkpoint_section(value: &Value) -> ParsedCheckpoint {
+    let section: CheckpointSection = serde_json::from_value(value.clone())
+        .map_err(|e| format!("checkpoint section is malformed: {e}"))?;
+    let note = parse_note(&section.note).map_err(|e| format!("checkpoint note: {e}"))?;
+    let checkpoint = Checkpoint::parse_text(&note.text).map_err(|e| e.to_string())?;
+    Ok((section, checkpoint))
+}
+
+fn check_checkpoint(
+    parsed: Option<&ParsedCheckpoint>,
+    key: Option<&PinnedKey>,
+    report: &mut Report,
+    result: &mut OfflineResult,
+) {
+    let Some(parsed) = parsed else {
+        report.set(
+            Layer::Checkpoint,
+            false,
+            Outcome::Skipped("the bundle has no checkpoint".into()),
+        );
+        return;
+    };
+    let (section, _) = match parsed {
+        Ok(p) => p,
+        Err(reason) => {
+            report.set(Layer::Checkpoint, true, Outcome::Failed(reason.clone()));
+            return;
+        }
+    };
+    let Some(key) = key else {
+        report.set(
+            Layer::Checkpoint,
+            true,
+            Outcome::Skipped("no pinned key (--key or --from-chain)".into()),
+        );
+        return;
+    };
+    let signed = match SignedCheckpoint::verify(&section.note, key, key.name()) {
+        Ok(signed) => signed,
+        Err(e) => {
+            report.set(Layer::Checkpoint, true, Outcome::Failed(e.to_string()));
+            return;
+        }
+    };
+    let cp = &signed.checkpoint;
+    let mut disagreements = Vec::new();
+    if section.size.is_some_and(|s| s != cp.size) {
+        disagreements.push("size");
+    }
+    if section
+        .root_hash
+        .as_ref()
+        .is_some_and(|r| *r != cp.root.to_hex())
+    {
+        disagreements.push("root_hash");
+    }
+    if section.origin.as_ref().is_some_and(|o| *o != cp.origin) {
+        disagreements.push("origin");
+    }
+    if !disagreements.is_empty() {
+        report.set(
+            Layer::Checkpoint,
+            true,
+            Outcome::Failed(format!(
+                "the bundle's unsigned {} disagree(s) with the signed note",
+                disagreements.join(", ")
+            )),
+        );
+        return;
+    }
+    report.fact(
+        "tree head",
+        format!("size {} root {}", cp.size, cp.root.to_hex()),
+    );
+    report.set(
+        Layer::Checkpoint,
+        true,
+        Outcome::Ok(format!(
+            "note signed by {} key id {}, origin {:?}, size {}",
+            key.name(),
+            hex::encode(key.key_id()),
+            cp.origin,
+            cp.size
+        )),
+    );
+    result.checkpoint = Some(signed);
+}
+
+fn check_inclusion(
+    section: Option<&Value>,
+    receipt_json: &Result<ReceiptJson, String>,
+    checkpoint: Option<&ParsedCheckpoint>,
+    report: &mut Report,
+) {
+    let Some(section) = section else {
+        report.set(
+            Layer::Inclusion,
+            false,
+            Outcome::Skipped("the bundle has no inclusion proof".into()),
+        );
+        return;
+    };
+    let outcome = inclusion_outcome(section, receipt_json, checkpoint);
+    report.set(Layer::Inclusion, true, outcome);
+}
+
+fn inclusion_outcome(
+    section: &Value,
+    receipt_json: &Result<ReceiptJson, String>,
+    checkpoint: Option<&ParsedCheckpoint>,
+) -> Outcome {
+    let proof: InclusionSection = match serde_json::from_value(section.clone()) {
+        Ok(p) => p,
+        Err(e) => return Outcome::Failed(format!("inclusion section is malformed: {e}")),
+    };
+    // Bound the work before hashing anything (RFC 9162 proofs have at most 64 elements).
+    if proof.hashes.len() > MAX_INCLUSION_PROOF_LEN {
+        return Outcome::Failed(format!(
+            "proof has {} elements, more than the cap of {MAX_INCLUSION_PROOF_LEN}",
+            proof.hashes.len()
+        ));
+    }
+    let mut path = Vec::with_capacity(proof.hashes.len());
+    for (position, text) in proof.hashes.iter().enumerate() {
+        match Hash::from_hex(text) {
+            Ok(h) => path.push(h),
+            Err(e) => {
+                return Outcome::Failed(format!("proof element {position} is not a hash: {e}"));
+            }
+        }
+    }
+    let Ok(json) = receipt_json else {
+        return Outcome::Skipped("the receipt is unreadable, so there is no leaf to prove".into());
+    };
+    // The index that counts is the one the signed body states; the unsigned copies must
+    // agree with it.
+    let index = ReceiptBody::parse_canonical(json.body.as_bytes()).map_or(json.index, |b| b.index);
+    if proof.index != index || json.index != index {
+        return Outcome::Failed(format!(
+            "proof is for index {}, the receipt is index {index}",
+            proof.index
+        ));
+    }
+    let Some(checkpoint) = checkpoint else {
+        return Outcome::Skipped("no checkpoint gives the root to prove against".into());
+    };
+    let Ok((_, cp)) = checkpoint else {
+        return Outcome::Skipped(
+            "the checkpoint is unreadable, so there is no root to prove against".into(),
+        );
+    };
+    if proof.tree_size != cp.size {
+        return Outcome::Failed(format!(
+            "proof is for tree size {}, the checkpoint's size is {}",
+            proof.tree_size, cp.size
+        ));
+    }
+    let leaf = hash_leaf(json.body.as_bytes());
+    match verify_inclusion(&leaf, index, cp.size, &path, &cp.root) {
+        Ok(()) => Outcome::Ok(format!(
+            "RFC 9162 path of {} hashes: leaf {index} is in the tree of size {} with root {}",
+            path.len(),
+            cp.size,
+            cp.root.to_hex()
+        )),
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}

@@ -1,0 +1,188 @@
+//! `sworn-verify checkpoint`: verify a checkpoint and that it extends the last one this
+//! auditor accepted for the origin, so a rolled-back or forked log is caught.
+//!
+//! - first checkpoint for an origin: remembered (trust on first use, said so);
+//! - same size: the roots must be equal, else the log signed two different trees of one
+//!   size — equivocation, with both notes kept as evidence;
+//! - smaller size: a rollback, failed;
+//! - larger size: an RFC 9162 consistency proof from the remembered root to the new one
+//!   is required (ledger's verifier); only then is the state advanced.
+
+use serde::Deserialize;
+use sworn_ledger::checkpoint::SignedCheckpoint;
+use sworn_ledger::keys::PinnedKey;
+use sworn_ledger::merkle::{Hash, MAX_CONSISTENCY_PROOF_LEN, verify_consistency};
+
+use crate::report::{Layer, Outcome, Report};
+use crate::state::{SeenCheckpoint, StateDir, StateError};
+
+/// A consistency proof as `/v1/audit/proof/consistency` emits it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyJson {
+    /// Older size.
+    pub old_size: u64,
+    /// Newer size.
+    pub new_size: u64,
+    /// Older root as the server states it (checked, not used).
+    #[serde(default)]
+    pub old_root_hash: Option<String>,
+    /// Newer root as the server states it (checked, not used).
+    #[serde(default)]
+    pub new_root_hash: Option<String>,
+    /// Proof hashes, hex.
+    pub hashes: Vec<String>,
+}
+
+/// Reads a checkpoint given as note text or as `/v1/audit/checkpoint` JSON.
+pub fn note_from_input(text: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) => v
+            .get("note")
+            .and_then(|n| n.as_str())
+            .map_or_else(|| text.to_string(), str::to_string),
+        Err(_) => text.to_string(),
+    }
+}
+
+/// Verifies `note` under `key` and against the state; advances the state when it holds.
+/// Returns the verified checkpoint (for the anchor layers).
+pub fn check_checkpoint(
+    note: &str,
+    key: &PinnedKey,
+    state: &StateDir,
+    proof: Option<&ConsistencyJson>,
+    report: &mut Report,
+) -> Result<Option<SignedCheckpoint>, StateError> {
+    let signed = match SignedCheckpoint::verify(note, key, key.name()) {
+        Ok(s) => s,
+        Err(e) => {
+            report.set(Layer::Checkpoint, true, Outcome::Failed(e.to_string()));
+            report.set(
+                Layer::Consistency,
+                true,
+                Outcome::Skipped("the checkpoint did not verify".into()),
+            );
+            return Ok(None);
+        }
+    };
+    let cp = &signed.checkpoint;
+    report.fact("origin", cp.origin.clone());
+    report.fact("size", cp.size.to_string());
+    report.fact("root", cp.root.to_hex());
+    report.set(
+        Layer::Checkpoint,
+        true,
+        Outcome::Ok(format!(
+            "note signed by {} key id {}",
+            key.name(),
+            hex::encode(key.key_id())
+        )),
+    );
+    let seen = state.load(&cp.origin)?;
+    report.fact(
+        "state file",
+        state.path_for(&cp.origin).display().to_string(),
+    );
+    let outcome = consistency_outcome(&signed, seen.as_ref(), proof, report);
+    let advance = matches!(outcome, Outcome::Ok(_))
+        || (seen.is_none() && matches!(outcome, Outcome::Skipped(_)));
+    let same = seen.as_ref().is_some_and(|s| s.size == cp.size);
+    report.set(Layer::Consistency, seen.is_some(), outcome);
+    if advance && !same {
+        state.save(&SeenCheckpoint {
+            origin: cp.origin.clone(),
+            size: cp.size,
+            root_hash: cp.root.to_hex(),
+            note: signed.note.clone(),
+        })?;
+    }
+    Ok(Some(signed))
+}
+
+fn consistency_outcome(
+    signed: &SignedCheckpoint,
+    seen: Option<&SeenCheckpoint>,
+    proof: Option<&ConsistencyJson>,
+    report: &mut Report,
+) -> Outcome {
+    let cp = &signed.checkpoint;
+    let Some(seen) = seen else {
+        return Outcome::Skipped(
+            "first checkpoint seen for this origin: remembered, nothing to compare".into(),
+        );
+    };
+    let Ok(old_root) = Hash::from_hex(&seen.root_hash) else {
+        return Outcome::Failed("the state file's root is not a hash".into());
+    };
+    report.fact(
+        "last seen",
+        format!("size {} root {}", seen.size, seen.root_hash),
+    );
+    if cp.size == seen.size {
+        return if cp.root == old_root {
+            Outcome::Ok(format!("same size {} and root as last seen", cp.size))
+        } else {
+            report.fact("evidence: earlier note", seen.note.clone());
+            report.fact("evidence: this note", signed.note.clone());
+            Outcome::Failed(format!(
+                "equivocation: the log signed two different roots for size {}",
+                cp.size
+            ))
+        };
+    }
+    if cp.size < seen.size {
+        return Outcome::Failed(format!(
+            "rollback: size {} is smaller than the size {} already seen",
+            cp.size, seen.size
+        ));
+    }
+    let Some(proof) = proof else {
+        return Outcome::Skipped(format!(
+            "a consistency proof from size {} to {} is needed (--consistency or --server)",
+            seen.size, cp.size
+        ));
+    };
+    if proof.old_size != seen.size || proof.new_size != cp.size {
+        return Outcome::Failed(format!(
+            "the proof is for sizes {} → {}, not {} → {}",
+            proof.old_size, proof.new_size, seen.size, cp.size
+        ));
+    }
+    let stated_old = proof
+        .old_root_hash
+        .as_deref()
+        .is_some_and(|r| r != seen.root_hash);
+    let stated_new = proof
+        .new_root_hash
+        .as_deref()
+        .is_some_and(|r| r != cp.root.to_hex());
+    if stated_old || stated_new {
+        return Outcome::Failed(
+            "the proof's stated roots are not the remembered and the signed roots".into(),
+        );
+    }
+    if proof.hashes.len() > MAX_CONSISTENCY_PROOF_LEN {
+        return Outcome::Failed(format!(
+            "proof has {} elements, over the cap",
+            proof.hashes.len()
+        ));
+    }
+    let mut path = Vec::with_capacity(proof.hashes.len());
+    for (i, h) in proof.hashes.iter().enumerate() {
+        match Hash::from_hex(h) {
+            Ok(h) => path.push(h),
+            Err(e) => return Outcome::Failed(format!("proof element {i}: {e}")),
+        }
+    }
+    match verify_consistency(seen.size, cp.size, &old_root, &cp.root, &path) {
+        Ok(()) => Outcome::Ok(format!(
+            "RFC 9162 consistency from size {} (last seen) to {}",
+            seen.size, cp.size
+        )),
+        Err(e) => Outcome::Failed(format!(
+            "fork: not consistent with size {} seen before: {e}",
+            seen.size
+        )),
+    }
+}

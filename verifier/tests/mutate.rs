@@ -1,0 +1,542 @@
+//! The named mutations of provenance.md §7: pure functions from the honest material (a
+//! real bundle, export and proofs from the real ledger) to one vector file each.
+//!
+//! Mutations that model a dishonest *log operator* re-sign with the log's key (the test
+//! seed); mutations that model an outside attacker never touch it.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Value, json};
+use sworn_ledger::checkpoint::{Checkpoint, SignedCheckpoint};
+use sworn_ledger::keys::LogKey;
+use sworn_ledger::merkle::{Hash, empty_root, hash_leaf, hash_node};
+
+use crate::fixture::{ORIGIN, key};
+
+/// One derived vector: its file, what it models, and what the verifier must say.
+pub(crate) struct Vector {
+    pub(crate) file: String,
+    pub(crate) row: u32,
+    pub(crate) title: &'static str,
+    pub(crate) command: &'static str,
+    pub(crate) failed: Vec<&'static str>,
+    /// Extra `layer → status` expectations.
+    pub(crate) outcomes: Vec<(&'static str, &'static str)>,
+    /// For audits: finding kinds that must appear (with the index they name).
+    pub(crate) findings: Vec<(&'static str, Option<u64>)>,
+    /// Needs a live chain (run by the Anvil tests, not offline).
+    pub(crate) needs_chain: bool,
+    pub(crate) content: Vec<u8>,
+}
+
+fn pretty(v: &Value) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(v).unwrap();
+    out.push(b'\n');
+    out
+}
+
+fn attacker() -> LogKey {
+    LogKey::from_seed([0x66; 32])
+}
+
+fn hash(v: &Value) -> Hash {
+    Hash::from_hex(v.as_str().unwrap()).unwrap()
+}
+
+fn sign_checkpoint(origin: &str, size: u64, root: Hash, with: &LogKey) -> String {
+    SignedCheckpoint::sign(Checkpoint::new(origin, size, root), with)
+        .unwrap()
+        .note
+}
+
+fn set_checkpoint(bundle: &mut Value, size: u64, root: Hash, note: &str) {
+    bundle["checkpoint"] = json!({"size": size, "root_hash": root.to_hex(), "note": note});
+}
+
+/// Adds ℓ (the group order) to the S half of a signature: same value mod ℓ, non-canonical.
+fn non_canonical_s(sig: &[u8]) -> Vec<u8> {
+    const ELL: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut out = sig.to_vec();
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let sum = u16::from(out[32 + i]) + u16::from(ELL[i]) + carry;
+        out[32 + i] = sum as u8;
+        carry = sum >> 8;
+    }
+    out
+}
+
+fn with_body(bundle: &mut Value, body: &str, signer: &LogKey) {
+    bundle["receipt"]["body"] = json!(body);
+    bundle["receipt"]["signature"] = json!(BASE64.encode(signer.sign(body.as_bytes()).to_bytes()));
+    bundle["receipt"]["leaf_hash"] = json!(hash_leaf(body.as_bytes()).to_hex());
+}
+
+/// All vectors, from the honest material.
+pub(crate) fn derive(material: &Value) -> Vec<Vector> {
+    let honest = &material["bundle"];
+    let mut out = Vec::new();
+    let mut receipt =
+        |file: &str, row, title, failed: Vec<&'static str>, f: &dyn Fn(&mut Value)| {
+            let mut b = honest.clone();
+            f(&mut b);
+            out.push(Vector {
+                file: format!("{file}.bundle.json"),
+                row,
+                title,
+                command: "receipt",
+                failed,
+                outcomes: vec![("anchor", "skipped"), ("finality", "skipped")],
+                findings: vec![],
+                needs_chain: false,
+                content: pretty(&b),
+            });
+        };
+    let path = honest["inclusion"]["hashes"].as_array().unwrap().clone();
+    let body = honest["receipt"]["body"].as_str().unwrap().to_string();
+    let leaf = hash_leaf(body.as_bytes());
+    let size = honest["checkpoint"]["size"].as_u64().unwrap();
+
+    receipt("00-honest", 0, "the honest bundle", vec![], &|_| {});
+    receipt(
+        "01-forged-signature",
+        1,
+        "one bit of the signature flipped",
+        vec!["signature"],
+        &|b| {
+            let mut sig = BASE64
+                .decode(b["receipt"]["signature"].as_str().unwrap())
+                .unwrap();
+            sig[10] ^= 0x08;
+            b["receipt"]["signature"] = json!(BASE64.encode(sig));
+        },
+    );
+    receipt(
+        "01b-body-bit-flip",
+        1,
+        "one character of the body changed (prompt tokens 12 → 13), hash field left as is",
+        vec!["signature", "inclusion"],
+        &|b| {
+            let body = b["receipt"]["body"]
+                .as_str()
+                .unwrap()
+                .replace("\"tokens\":12", "\"tokens\":13");
+            b["receipt"]["body"] = json!(body);
+        },
+    );
+    receipt(
+        "02-wrong-key",
+        2,
+        "a valid signature by an attacker's key, not the pinned one",
+        vec!["signature"],
+        &|b| {
+            let sig = attacker().sign(b["receipt"]["body"].as_str().unwrap().as_bytes());
+            b["receipt"]["signature"] = json!(BASE64.encode(sig.to_bytes()));
+        },
+    );
+    receipt(
+        "03-non-canonical-s",
+        3,
+        "signature with S + ℓ (same value mod ℓ, non-canonical encoding)",
+        vec!["signature"],
+        &|b| {
+            let sig = BASE64
+                .decode(b["receipt"]["signature"].as_str().unwrap())
+                .unwrap();
+            b["receipt"]["signature"] = json!(BASE64.encode(non_canonical_s(&sig)));
+        },
+    );
+    receipt(
+        "04-non-canonical-body",
+        4,
+        "the body re-serialised with whitespace and signed as such by the log key",
+        vec!["signature", "inclusion"],
+        &|b| {
+            let spaced = body.replacen('{', "{ ", 1);
+            with_body(b, &spaced, &key());
+        },
+    );
+    receipt(
+        "05-wrong-index-path",
+        5,
+        "the inclusion path of index 5 presented for index 6 (leafIdx-1)",
+        vec!["inclusion"],
+        &|b| b["inclusion"]["hashes"] = material["sibling_hashes"].clone(),
+    );
+    receipt(
+        "05b-wrong-index-field",
+        5,
+        "the proof says index 5",
+        vec!["inclusion"],
+        &|b| b["inclusion"]["index"] = json!(5),
+    );
+    receipt(
+        "06-tree-size-doubled",
+        6,
+        "the proof claims tree size ×2",
+        vec!["inclusion"],
+        &|b| b["inclusion"]["tree_size"] = json!(size * 2),
+    );
+    receipt(
+        "06b-tree-size-halved-resigned",
+        6,
+        "proof and a log-signed checkpoint both claim size /2 with the real root",
+        vec!["inclusion"],
+        &|b| {
+            let root = hash(&b["checkpoint"]["root_hash"]);
+            b["inclusion"]["tree_size"] = json!(size / 2 + 1);
+            set_checkpoint(
+                b,
+                size / 2 + 1,
+                root,
+                &sign_checkpoint(ORIGIN, size / 2 + 1, root, &key()),
+            );
+        },
+    );
+    receipt(
+        "07-truncated-proof",
+        7,
+        "last path element removed",
+        vec!["inclusion"],
+        &|b| {
+            b["inclusion"]["hashes"].as_array_mut().unwrap().pop();
+        },
+    );
+    receipt(
+        "08-inserted-component",
+        8,
+        "an extra element appended",
+        vec!["inclusion"],
+        &|b| {
+            b["inclusion"]["hashes"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!(leaf.to_hex()));
+        },
+    );
+    receipt(
+        "08b-preceding-garbage",
+        8,
+        "an extra element in front",
+        vec!["inclusion"],
+        &|b| {
+            b["inclusion"]["hashes"]
+                .as_array_mut()
+                .unwrap()
+                .insert(0, json!(leaf.to_hex()));
+        },
+    );
+    receipt(
+        "09-short-element",
+        9,
+        "a 31-byte path element",
+        vec!["inclusion"],
+        &|b| {
+            let short = &path[0].as_str().unwrap()[..62];
+            b["inclusion"]["hashes"][0] = json!(short);
+        },
+    );
+    receipt(
+        "09b-oversized-path",
+        9,
+        "a path of 65 elements",
+        vec!["inclusion"],
+        &|b| {
+            b["inclusion"]["hashes"] = json!(vec![leaf.to_hex(); 65]);
+        },
+    );
+    receipt(
+        "09c-uppercase-hex",
+        9,
+        "an element in upper-case hex",
+        vec!["inclusion"],
+        &|b| {
+            let upper = path[0].as_str().unwrap().to_uppercase();
+            b["inclusion"]["hashes"][0] = json!(upper);
+        },
+    );
+    receipt(
+        "10-leaf-node-confusion",
+        10,
+        "leaf_hash replaced by the inner node over the leaf, path shortened to match",
+        vec!["signature", "inclusion"],
+        &|b| {
+            let node = hash_node(&hash(&path[0]), &leaf);
+            b["receipt"]["leaf_hash"] = json!(node.to_hex());
+            b["inclusion"]["hashes"] = json!([path[1].clone()]);
+        },
+    );
+    receipt(
+        "11-duplicated-last-leaf",
+        11,
+        "Bitcoin-style tree (last leaf duplicated) signed by the log: path [leaf, H(4,5), H(0..4)]",
+        vec!["inclusion"],
+        &|b| {
+            let (h45, h03) = (hash(&path[0]), hash(&path[1]));
+            let root = hash_node(&h03, &hash_node(&h45, &hash_node(&leaf, &leaf)));
+            b["inclusion"]["hashes"] = json!([leaf.to_hex(), h45.to_hex(), h03.to_hex()]);
+            set_checkpoint(b, size, root, &sign_checkpoint(ORIGIN, size, root, &key()));
+        },
+    );
+    receipt(
+        "12-checkpoint-other-origin",
+        12,
+        "checkpoint signed by the log key under another origin",
+        vec!["checkpoint"],
+        &|b| {
+            let root = hash(&b["checkpoint"]["root_hash"]);
+            let note = sign_checkpoint("sworn.example/other", size, root, &key());
+            set_checkpoint(b, size, root, &note);
+        },
+    );
+    receipt(
+        "12b-unsigned-checkpoint",
+        12,
+        "checkpoint note without its signature line",
+        vec!["checkpoint"],
+        &|b| {
+            let note = b["checkpoint"]["note"].as_str().unwrap();
+            let text = note.split("\n\n").next().unwrap().to_string() + "\n";
+            b["checkpoint"]["note"] = json!(text);
+        },
+    );
+    receipt(
+        "12c-checkpoint-attacker-key",
+        12,
+        "checkpoint for the right origin signed by an attacker's key",
+        vec!["checkpoint"],
+        &|b| {
+            let root = hash(&b["checkpoint"]["root_hash"]);
+            set_checkpoint(
+                b,
+                size,
+                root,
+                &sign_checkpoint(ORIGIN, size, root, &attacker()),
+            );
+        },
+    );
+    receipt(
+        "15-replayed-receipt",
+        15,
+        "the same receipt presented again: valid alone; the report gives its log index and leaf hash for dedup",
+        vec![],
+        &|_| {},
+    );
+    receipt(
+        "20-switched-identity",
+        20,
+        "the bundle's unsigned `log` member names another origin",
+        vec!["signature"],
+        &|b| b["receipt"]["log"] = json!("sworn.example/other"),
+    );
+    receipt(
+        "20b-other-log-entirely",
+        20,
+        "a whole bundle of another log (its own origin and key), checked against the pinned log",
+        vec!["signature", "inclusion", "checkpoint"],
+        &|b| {
+            let other = "sworn.example/other";
+            let spoof = body.replace(ORIGIN, other);
+            with_body(b, &spoof, &attacker());
+            b["receipt"]["log"] = json!(other);
+            let root = hash(&b["checkpoint"]["root_hash"]);
+            set_checkpoint(
+                b,
+                size,
+                root,
+                &sign_checkpoint(other, size, root, &attacker()),
+            );
+        },
+    );
+    receipt(
+        "21-hybrid-proof",
+        21,
+        "a proof carrying prover-supplied directions",
+        vec!["inclusion"],
+        &|b| b["inclusion"]["directions"] = json!(["left", "left"]),
+    );
+    receipt(
+        "22-claimed-finality",
+        22,
+        "an anchor record claiming finality; without a chain the anchor layer is skipped, never ok",
+        vec![],
+        &|b| {
+            b["anchor"] = json!({
+                "seq": 1, "chain_id": 31337,
+                "contract": "0x5fbdb2315678afecb367f032d93f642f64180aa3",
+                "log_id": format!("0x{}", "00".repeat(32)),
+                "tree_size": size, "root": format!("0x{}", "00".repeat(32)),
+                "checkpoint_hash": format!("0x{}", "00".repeat(32)),
+                "tx_hash": format!("0x{}", "11".repeat(32)), "nonce": 0,
+                "state": "finalized", "block_number": 3,
+                "block_hash": format!("0x{}", "22".repeat(32)), "resubmissions": 0
+            })
+        },
+    );
+    receipt(
+        "23-empty-tree",
+        23,
+        "proof against an empty tree: log-signed size-0 checkpoint with SHA-256(\"\")",
+        vec!["inclusion"],
+        &|b| {
+            b["inclusion"] = json!({"index": 6, "tree_size": 0, "hashes": []});
+            set_checkpoint(
+                b,
+                0,
+                empty_root(),
+                &sign_checkpoint(ORIGIN, 0, empty_root(), &key()),
+            );
+        },
+    );
+    out.extend(content_vectors(material));
+    out.extend(checkpoint_vectors(material));
+    out.extend(chain_vectors(material));
+    out.extend(crate::mutate_export::export_vectors(material));
+    out
+}
+
+fn content_vectors(material: &Value) -> Vec<Vector> {
+    let honest = &material["bundle"];
+    let mut out = Vec::new();
+    let mut add = |file: &str, title, status: &'static str, bundle: Value| {
+        out.push(Vector {
+            file: format!("{file}.bundle.json"),
+            row: 24,
+            title,
+            command: "content",
+            failed: if status == "failed" {
+                vec!["commitment"]
+            } else {
+                vec![]
+            },
+            outcomes: vec![("commitment", status)],
+            findings: vec![],
+            needs_chain: false,
+            content: pretty(&bundle),
+        });
+    };
+    add(
+        "24-content-honest",
+        "disclosed content opens the commitments",
+        "ok",
+        honest.clone(),
+    );
+    let mut erased = honest.clone();
+    erased["receipt"]["salts"] = Value::Null;
+    add(
+        "24b-content-erased",
+        "salts erased by the log: erased, not tampered",
+        "erased",
+        erased,
+    );
+    let mut wrong = honest.clone();
+    wrong["receipt"]["salts"]["prompt"] = json!("00".repeat(32));
+    add(
+        "24c-content-wrong-salt",
+        "prompt salt wrong: the commitment does not open",
+        "failed",
+        wrong,
+    );
+    out
+}
+
+fn checkpoint_vectors(material: &Value) -> Vec<Vector> {
+    let new_note = material["bundle"]["checkpoint"]["note"].clone();
+    let new_size = material["bundle"]["checkpoint"]["size"].as_u64().unwrap();
+    let new_root = hash(&material["bundle"]["checkpoint"]["root_hash"]);
+    let old = &material["old_checkpoint"];
+    let seen = |c: &Value| json!({"origin": ORIGIN, "size": c["size"], "root_hash": c["root_hash"], "note": c["note"]});
+    let newest = json!({"size": new_size, "root_hash": new_root.to_hex(), "note": new_note});
+    let fork_root = hash_leaf(b"a different history");
+    let forked = sign_checkpoint(ORIGIN, new_size, fork_root, &key());
+    let mut swapped = material["consistency"].clone();
+    swapped["old_root_hash"] = material["consistency"]["new_root_hash"].clone();
+    swapped["new_root_hash"] = material["consistency"]["old_root_hash"].clone();
+    let cases = [
+        (
+            "16-honest-extension",
+            0,
+            "newer checkpoint with a valid consistency proof",
+            vec![],
+            seen(old),
+            new_note.clone(),
+            material["consistency"].clone(),
+        ),
+        (
+            "16b-rolled-back",
+            16,
+            "last seen size 7; now size 3 is served",
+            vec!["consistency"],
+            seen(&newest),
+            old["note"].clone(),
+            Value::Null,
+        ),
+        (
+            "17-equivocation",
+            17,
+            "two log-signed checkpoints of size 7 with different roots",
+            vec!["consistency"],
+            seen(&newest),
+            json!(forked),
+            Value::Null,
+        ),
+        (
+            "17b-fork",
+            17,
+            "a log-signed size-7 checkpoint not consistent with size 3 seen before",
+            vec!["consistency"],
+            seen(old),
+            json!(forked),
+            material["consistency"].clone(),
+        ),
+        (
+            "19-swapped-roots",
+            19,
+            "the consistency proof's roots swapped",
+            vec!["consistency"],
+            seen(old),
+            new_note,
+            swapped,
+        ),
+    ];
+    cases
+        .into_iter()
+        .map(|(file, row, title, failed, state, note, proof)| Vector {
+            file: format!("{file}.checkpoint.json"),
+            row,
+            title,
+            command: "checkpoint",
+            failed,
+            outcomes: vec![],
+            findings: vec![],
+            needs_chain: false,
+            content: pretty(&json!({"state": state, "note": note, "consistency": proof})),
+        })
+        .collect()
+}
+
+fn chain_vectors(material: &Value) -> Vec<Vector> {
+    let mut b = material["bundle"].clone();
+    let size = b["checkpoint"]["size"].as_u64().unwrap();
+    b["anchor"] = json!({
+        "seq": 1, "chain_id": 1,
+        "contract": "0x000000000000000000000000000000000000dead",
+        "log_id": format!("0x{}", "00".repeat(32)), "tree_size": size,
+        "root": format!("0x{}", "00".repeat(32)), "checkpoint_hash": format!("0x{}", "00".repeat(32)),
+        "tx_hash": format!("0x{}", "11".repeat(32)), "nonce": 0, "state": "submitted", "resubmissions": 0
+    });
+    vec![Vector {
+        file: "13-anchor-other-chain.bundle.json".into(),
+        row: 13,
+        title: "anchor record on another chain id and contract (checked against a live chain)",
+        command: "receipt",
+        failed: vec!["anchor"],
+        outcomes: vec![],
+        findings: vec![],
+        needs_chain: true,
+        content: pretty(&b),
+    }]
+}

@@ -1,0 +1,13 @@
+//! sworn-verifier's integration tests: one binary, one module per concern.
+
+// Helpers shared by tests panic on failure like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod audit_stream;
+mod chain;
+mod cli;
+mod fixture;
+mod mutate;
+mod mutate_export;
+mod synthetic;
+mod vectors;
