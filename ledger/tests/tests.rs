@@ -5,6 +5,7 @@
 
 mod crash;
 mod export;
+mod hostile_input;
 mod known_answers;
 mod merkle_vectors;
 mod proof_properties;

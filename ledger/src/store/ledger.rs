@@ -373,9 +373,10 @@ fn prepare(shared: &Shared, request: AppendRequest) -> Result<Prepared, StoreErr
             finish_reason: request.finish_reason,
         },
     };
-    template.validate()?;
+    let tail = template.canonical_tail()?;
     Ok(Prepared {
         template,
+        tail,
         content: StoredContent {
             prompt_salt,
             response_salt,
