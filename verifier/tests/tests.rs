@@ -9,5 +9,6 @@ mod cli;
 mod fixture;
 mod mutate;
 mod mutate_export;
+mod server;
 mod synthetic;
 mod vectors;
