@@ -1,0 +1,85 @@
+//! Shared by the ledger benches: a realistic append request and small helpers.
+
+// Each bench binary includes this module and uses a different subset of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use sworn_ledger::keys::LogKey;
+use sworn_ledger::receipt::{ModelInfo, ParamValue};
+use sworn_ledger::{AppendRequest, LedgerConfig};
+
+pub(crate) const ORIGIN: &str = "sworn.example/bench";
+
+/// A request shaped like a real chat completion: ~250 bytes of canonical prompt and
+/// ~600 bytes of response unless `content` is false (then both are empty, to measure
+/// the per-receipt overhead without content).
+pub(crate) fn request(id: &str, content: bool) -> AppendRequest {
+    let mut params = BTreeMap::new();
+    params.insert("max_tokens".to_string(), ParamValue::Int(128));
+    params.insert("seed".to_string(), ParamValue::Int(42));
+    params.insert("temperature".to_string(), ParamValue::Str("0.7".into()));
+    params.insert("top_p".to_string(), ParamValue::Str("0.95".into()));
+    params.insert("stream".to_string(), ParamValue::Bool(false));
+    let (prompt, response) = if content {
+        (
+            format!(
+                "[{{\"content\":\"You are a careful assistant for a bank.\",\"role\":\"system\"}},\
+                 {{\"content\":\"Summarise the attached trade confirmation {id} in three bullet points.\",\"role\":\"user\"}}]"
+            )
+            .into_bytes(),
+            "- The trade settles T+2 in EUR.\n".repeat(20).into_bytes(),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    AppendRequest {
+        request_id: id.to_string(),
+        tenant: "desk-fx-emea".into(),
+        model: ModelInfo {
+            id: "SmolLM2-135M-Instruct".into(),
+            sha256: "9f".repeat(32),
+            dtype: "bf16".into(),
+            device: "cuda:0".into(),
+            engine: "sworn 0.1.0".into(),
+            libtorch: "2.11.0".into(),
+        },
+        params,
+        prompt,
+        prompt_tokens: 57,
+        response,
+        response_tokens: 128,
+        finish_reason: "length".into(),
+        time: time::OffsetDateTime::now_utc(),
+    }
+}
+
+pub(crate) fn config(path: &Path) -> LedgerConfig {
+    let mut c = LedgerConfig::new(path, ORIGIN, LogKey::from_seed([7; 32]));
+    c.sealer = true;
+    c
+}
+
+/// Bytes of every file under `dir`.
+pub(crate) fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                total += dir_bytes(&p);
+            } else if let Ok(m) = e.metadata() {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+/// A field of /proc/self/status in KiB (VmRSS, VmHWM).
+pub(crate) fn proc_status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
