@@ -242,12 +242,12 @@ impl HfConfig {
             "MistralForCausalLM" | "mistral" => Architecture::Mistral,
             _ => return Err(ConfigError::UnsupportedArchitecture { name }),
         };
-        if let Some(act) = &self.hidden_act {
-            if act != "silu" {
-                return Err(ConfigError::Unsupported {
-                    what: format!("hidden_act `{act}`"),
-                });
-            }
+        if let Some(act) = &self.hidden_act
+            && act != "silu"
+        {
+            return Err(ConfigError::Unsupported {
+                what: format!("hidden_act `{act}`"),
+            });
         }
         if self.mlp_bias == Some(true) {
             return Err(ConfigError::Unsupported {
@@ -295,11 +295,9 @@ impl HfConfig {
             num_layers: self.num_hidden_layers,
             num_heads,
             num_kv_heads: self.num_key_value_heads.unwrap_or(num_heads),
-            head_dim: self.head_dim.unwrap_or(if num_heads == 0 {
-                0
-            } else {
-                self.hidden_size / num_heads
-            }),
+            head_dim: self
+                .head_dim
+                .unwrap_or_else(|| self.hidden_size.checked_div(num_heads).unwrap_or(0)),
             rms_norm_eps: self.rms_norm_eps,
             rope_theta,
             rope_scaling,
@@ -424,7 +422,7 @@ impl ModelConfig {
                 });
             }
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(ConfigError::NotDivisible {
                 field: "num_attention_heads",
                 value: self.num_heads,
@@ -432,7 +430,7 @@ impl ModelConfig {
                 by: self.num_kv_heads,
             });
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(ConfigError::NotDivisible {
                 field: "head_dim",
                 value: self.head_dim,

@@ -385,12 +385,11 @@ impl Engine {
                 return Err(e.into());
             }
         };
-        if event.finish.is_some() {
-            if let Some(seq) = self.sequences.iter_mut().find(|s| s.id == id) {
-                if let Some(slot) = seq.slot.take() {
-                    self.kv.release(slot).map_err(ModelError::from)?;
-                }
-            }
+        if event.finish.is_some()
+            && let Some(seq) = self.sequences.iter_mut().find(|s| s.id == id)
+            && let Some(slot) = seq.slot.take()
+        {
+            self.kv.release(slot).map_err(ModelError::from)?;
         }
         Ok(event)
     }

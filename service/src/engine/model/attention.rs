@@ -179,7 +179,7 @@ pub(crate) fn attend(
             )
         }
     };
-    grouped_attention(&q, &cached_k, &cached_v, blocked)
+    grouped_attention(&q, &cached_k, &cached_v, blocked.as_ref())
 }
 
 enum PlannedMask<'a> {
@@ -194,7 +194,7 @@ fn grouped_attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    blocked: Option<PlannedMask<'_>>,
+    blocked: Option<&PlannedMask<'_>>,
 ) -> Result<Tensor, tch::TchError> {
     let [b, heads, n, d] = q.size()[..] else {
         return Err(tch::TchError::Shape(format!("query shape {:?}", q.size())));
