@@ -7,5 +7,11 @@
 //!
 //! The engine (`engine/`) knows nothing of HTTP; the API (`api/`) nothing of tensors.
 
+pub mod api;
+pub mod config;
 pub mod device;
 pub mod engine;
+pub mod keys;
+pub mod scheduler;
+pub mod serve;
+pub mod server;

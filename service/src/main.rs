@@ -26,6 +26,20 @@ enum Command {
     Generate(cli::generate::GenerateArgs),
     /// Tokenize stdin (one JSON string per line) into JSON arrays of ids on stdout.
     Tokenize(cli::tokenize::TokenizeArgs),
+    /// Serve the OpenAI-compatible API; every answer is sworn into the log.
+    Serve(Box<sworn_service::config::ServeArgs>),
+    /// Manage the API-keys file.
+    Keys {
+        #[command(subcommand)]
+        command: sworn_service::keys::KeysCommand,
+    },
+    /// Create an Ed25519 log key (mode 0600) and print its public key in hex.
+    Keygen(sworn_service::serve::KeygenArgs),
+    /// Deploy the SwornAnchor contract and register logs on a chain.
+    Chain {
+        #[command(subcommand)]
+        command: cli::chain::ChainCommand,
+    },
 }
 
 fn main() -> Result<()> {
@@ -49,6 +63,10 @@ fn main() -> Result<()> {
         }
         Some(Command::Generate(args)) => cli::generate::run(&args)?,
         Some(Command::Tokenize(args)) => cli::tokenize::run(&args)?,
+        Some(Command::Serve(args)) => sworn_service::serve::run(*args)?,
+        Some(Command::Keys { command }) => println!("{}", sworn_service::keys::run(&command)?),
+        Some(Command::Keygen(args)) => println!("{}", sworn_service::serve::keygen(&args)?),
+        Some(Command::Chain { command }) => println!("{}", cli::chain::run(&command)?),
         None => {
             use clap::CommandFactory;
             Cli::command().print_help()?;

@@ -1,0 +1,245 @@
+//! `POST /v1/chat/completions` and `POST /v1/completions`.
+//!
+//! Auth → request budget → body (capped) → parse and check → template and tokenise (blocking
+//! task) → context check → token budget → queue → the generation task ([`super::super::swear`])
+//! → a whole JSON answer or an event stream. Every failure becomes an envelope here, never a
+//! rejection.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{Stream, StreamExt};
+use warp::http::HeaderMap;
+use warp::http::header::AUTHORIZATION;
+use warp::reply::Response;
+use warp::{Buf, Reply};
+
+use crate::api::errors::ApiError;
+use crate::api::request_id::RequestId;
+use crate::api::responses::{AnswerMeta, whole_answer};
+use crate::api::sse;
+use crate::api::state::{AppState, Lifecycle};
+use crate::api::swear::{self, Generation, Outgoing};
+use crate::api::validation::{self, CheckedRequest, Endpoint};
+use crate::scheduler::request::GenerationRequest;
+use crate::scheduler::{GeneratorError, SubmitError};
+
+/// `POST /v1/chat/completions`.
+pub async fn chat<S, B>(
+    state: Arc<AppState>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    body: S,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf,
+{
+    answer(state, Endpoint::Chat, request_id, headers, body).await
+}
+
+/// `POST /v1/completions`.
+pub async fn completions<S, B>(
+    state: Arc<AppState>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    body: S,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf,
+{
+    answer(state, Endpoint::Completion, request_id, headers, body).await
+}
+
+async fn answer<S, B>(
+    state: Arc<AppState>,
+    endpoint: Endpoint,
+    request_id: RequestId,
+    headers: HeaderMap,
+    body: S,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf,
+{
+    let arrived = Instant::now();
+    match run(&state, endpoint, &request_id, &headers, body, arrived).await {
+        Ok(mut response) => {
+            request_id.stamp(&mut response);
+            response
+        }
+        Err(err) => {
+            state.metrics.record_failure(err.metric_label());
+            err.into_response(&request_id)
+        }
+    }
+}
+
+/// Reads the body, refusing it as soon as it passes `limit` bytes (whatever the
+/// `Content-Length` header claims).
+pub async fn read_body<S, B>(body: S, limit: usize) -> Result<Vec<u8>, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf,
+{
+    let mut body = std::pin::pin!(body);
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| ApiError::InvalidRequest {
+            message: format!("The request body could not be read: {e}"),
+            param: None,
+        })?;
+        if out.len() + chunk.remaining() > limit {
+            return Err(ApiError::BodyTooLarge { limit });
+        }
+        while chunk.has_remaining() {
+            let piece = chunk.chunk();
+            out.extend_from_slice(piece);
+            let n = piece.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out)
+}
+
+async fn run<S, B>(
+    state: &Arc<AppState>,
+    endpoint: Endpoint,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    body: S,
+    arrived: Instant,
+) -> Result<Response, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf,
+{
+    if state.lifecycle() == Lifecycle::Draining {
+        return Err(ApiError::Unavailable {
+            message: "The server is shutting down.".to_string(),
+            code: "shutting_down",
+            retry_after_s: 5,
+        });
+    }
+    let tenant = state
+        .auth
+        .authenticate(headers.get(AUTHORIZATION).map(|v| v.as_bytes()))?;
+    state.rate_limiter.admit_request(&tenant)?;
+    let bytes = read_body(body, state.max_body_bytes).await?;
+    let checked = match endpoint {
+        Endpoint::Chat => validation::check_chat(&bytes, &state.model.id, &state.limits)?,
+        Endpoint::Completion => {
+            validation::check_completion(&bytes, &state.model.id, &state.limits)?
+        }
+    };
+    drop(bytes);
+    let prompt_tokens = encode(state, &checked, request_id).await?;
+    let valid = checked.into_valid(prompt_tokens, state.model.context_length, &state.limits)?;
+    let charged = valid.prompt_tokens.len() as u64 + u64::from(valid.max_tokens);
+    state.rate_limiter.admit_tokens(&tenant, charged)?;
+    let submitted = state.scheduler.submit(GenerationRequest {
+        prompt_tokens: valid.prompt_tokens.clone(),
+        max_tokens: valid.max_tokens,
+        sampling: valid.checked.sampling,
+        stop: valid.checked.stop.clone(),
+        enqueued_at: arrived,
+    });
+    let events = match submitted {
+        Ok(events) => events,
+        Err(err) => {
+            state.rate_limiter.refund_tokens(&tenant, charged);
+            return Err(match err {
+                SubmitError::QueueFull { capacity } => ApiError::Overloaded {
+                    queued: capacity,
+                    retry_after_s: state.overload_retry_after_s,
+                },
+                SubmitError::Stopped => ApiError::Unavailable {
+                    message: "The engine has stopped.".to_string(),
+                    code: "shutting_down",
+                    retry_after_s: 5,
+                },
+            });
+        }
+    };
+    let meta = AnswerMeta::new(endpoint, request_id, &state.model.id);
+    let stream = valid.checked.stream;
+    let include_usage = valid.checked.include_usage;
+    let outgoing = swear::spawn(
+        state.clone(),
+        Generation {
+            request: valid,
+            tenant,
+            request_id: request_id.clone(),
+            arrived,
+        },
+        events,
+    );
+    if stream {
+        let events = sse::events(meta, include_usage, outgoing, request_id.to_string());
+        return Ok(warp::sse::reply(events).into_response());
+    }
+    collect(meta, outgoing).await
+}
+
+/// Templates and tokenises off the async runtime.
+async fn encode(
+    state: &AppState,
+    checked: &CheckedRequest,
+    request_id: &RequestId,
+) -> Result<Vec<u32>, ApiError> {
+    let encoder = state.model.encoder.clone();
+    let prompt = checked.prompt.clone();
+    let encoded = tokio::task::spawn_blocking(move || encoder.encode(&prompt))
+        .await
+        .map_err(|e| {
+            tracing::error!(%request_id, error = %e, "tokeniser task failed");
+            ApiError::Internal {
+                request_id: request_id.to_string(),
+            }
+        })?;
+    encoded.map_err(|err| match err {
+        // A template that refuses the conversation (e.g. roles out of order) is bad input.
+        GeneratorError::Encode { reason } => ApiError::invalid_value(
+            checked.endpoint.prompt_param(),
+            format!(
+                "`{}` could not be encoded: {reason}",
+                checked.endpoint.prompt_param()
+            ),
+        ),
+        GeneratorError::Model { reason } => {
+            tracing::error!(%request_id, %reason, "encoder failed");
+            ApiError::Internal {
+                request_id: request_id.to_string(),
+            }
+        }
+    })
+}
+
+/// Waits for the whole answer and its receipt.
+async fn collect(
+    meta: AnswerMeta,
+    mut outgoing: tokio::sync::mpsc::Receiver<Outgoing>,
+) -> Result<Response, ApiError> {
+    let mut text = String::new();
+    loop {
+        match outgoing.recv().await {
+            Some(Outgoing::Text(piece)) => text.push_str(&piece),
+            Some(Outgoing::Done(sworn)) => {
+                let index = sworn.receipt.as_ref().map(|r| r.index);
+                let mut response =
+                    warp::reply::json(&whole_answer(&meta, text, &sworn)).into_response();
+                if let Some(index) = index {
+                    response.headers_mut().insert("x-sworn-index", index.into());
+                }
+                return Ok(response);
+            }
+            Some(Outgoing::Failed(err)) => return Err(err),
+            None => {
+                return Err(ApiError::Internal {
+                    request_id: meta.id.clone(),
+                });
+            }
+        }
+    }
+}

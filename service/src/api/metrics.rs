@@ -1,0 +1,382 @@
+//! Prometheus text exposition with vLLM's metric names and buckets (namespace `sworn:`), so
+//! dashboards built for vLLM work unchanged, plus the ledger's figures.
+//!
+//! A small hand-written registry: a fixed set of counters and histograms, lock-free on the
+//! request path (atomics), rendered on scrape.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::scheduler::SchedulerStats;
+
+/// vLLM's buckets for time to first token (seconds).
+const TTFT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0,
+];
+/// vLLM's buckets for inter-token latency (seconds).
+const ITL_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+    40.0, 80.0,
+];
+/// vLLM's buckets for end-to-end and queue latency (seconds).
+const REQUEST_BUCKETS: &[f64] = &[
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+    480.0, 960.0,
+];
+/// Buckets for the ledger append (swearing) latency: group commit is sub-millisecond to tens of ms.
+const APPEND_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// A cumulative histogram.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    count: AtomicU64,
+    /// Sum in nanoseconds (integer, so it can be atomic).
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, value: Duration) {
+        let secs = value.as_secs_f64();
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            if secs <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let total = self.count();
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
+    }
+}
+
+/// The anchorer's figures.
+#[derive(Debug, Clone, Default)]
+pub struct AnchorFigures {
+    /// Tree size covered by the newest finalized anchor.
+    pub finalized_tree_size: u64,
+    /// Newest anchor's state: 0 none, 1 submitted, 2 included, 3 finalized.
+    pub state: u64,
+    /// Whether the last RPC exchange succeeded.
+    pub rpc_healthy: bool,
+    /// Failed passes in a row.
+    pub consecutive_failures: u64,
+    /// Transactions resubmitted since start (dropped or reorged out).
+    pub resubmissions: u64,
+}
+
+/// Ledger figures read at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerFigures {
+    /// Durable entries.
+    pub entries: u64,
+    /// Size of the latest signed checkpoint.
+    pub checkpoint_size: u64,
+    /// Number of anchor records.
+    pub anchors: u64,
+    /// The anchorer, when anchoring runs.
+    pub anchor: Option<AnchorFigures>,
+}
+
+/// The server's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    success: Mutex<BTreeMap<&'static str, u64>>,
+    failure: Mutex<BTreeMap<&'static str, u64>>,
+    prompt_tokens: AtomicU64,
+    generation_tokens: AtomicU64,
+    /// Time to first token.
+    pub ttft: Histogram,
+    /// Gap between streamed pieces of text.
+    pub inter_token: Histogram,
+    /// Whole request, from arrival to answer.
+    pub e2e: Histogram,
+    /// Time in the queue.
+    pub queue: Histogram,
+    /// Ledger append (commit, sign, durable flush).
+    pub append: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            success: Mutex::default(),
+            failure: Mutex::default(),
+            prompt_tokens: AtomicU64::new(0),
+            generation_tokens: AtomicU64::new(0),
+            ttft: Histogram::new(TTFT_BUCKETS),
+            inter_token: Histogram::new(ITL_BUCKETS),
+            e2e: Histogram::new(REQUEST_BUCKETS),
+            queue: Histogram::new(REQUEST_BUCKETS),
+            append: Histogram::new(APPEND_BUCKETS),
+        }
+    }
+}
+
+fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, label: &'static str) {
+    // Counters stay usable even if a panicking thread poisoned the lock.
+    let mut map = map
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *map.entry(label).or_insert(0) += 1;
+}
+
+impl Metrics {
+    /// A finished (sworn) request with its finish reason and token counts.
+    pub fn record_success(
+        &self,
+        finish_reason: &'static str,
+        prompt_tokens: u64,
+        generation_tokens: u64,
+    ) {
+        bump(&self.success, finish_reason);
+        self.prompt_tokens
+            .fetch_add(prompt_tokens, Ordering::Relaxed);
+        self.generation_tokens
+            .fetch_add(generation_tokens, Ordering::Relaxed);
+    }
+
+    /// A refused or failed request, by error label.
+    pub fn record_failure(&self, label: &'static str) {
+        bump(&self.failure, label);
+    }
+
+    /// Prometheus text.
+    pub fn render(&self, scheduler: &SchedulerStats, ledger: &LedgerFigures) -> String {
+        let mut out = String::with_capacity(8192);
+        let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        };
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        gauge(
+            &mut out,
+            "sworn:num_requests_running",
+            "Sequences in the running batch.",
+            scheduler.running.load(Ordering::Relaxed) as u64,
+        );
+        gauge(
+            &mut out,
+            "sworn:num_requests_waiting",
+            "Requests waiting in the queue.",
+            scheduler.waiting.load(Ordering::Relaxed) as u64,
+        );
+        counter(
+            &mut out,
+            "sworn:prompt_tokens_total",
+            "Prompt tokens processed.",
+            self.prompt_tokens.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "sworn:generation_tokens_total",
+            "Tokens generated.",
+            self.generation_tokens.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "sworn:request_dropped_total",
+            "Requests whose client disconnected before the end.",
+            scheduler.dropped.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "sworn:request_queue_full_total",
+            "Requests refused with 503 because the queue was full.",
+            scheduler.rejected.load(Ordering::Relaxed),
+        );
+        let labelled = |out: &mut String,
+                        name: &str,
+                        help: &str,
+                        label: &str,
+                        map: &Mutex<BTreeMap<&'static str, u64>>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            let map = map
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (value, count) in map.iter() {
+                let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {count}");
+            }
+        };
+        labelled(
+            &mut out,
+            "sworn:request_success_total",
+            "Requests answered and sworn, by finish reason.",
+            "finished_reason",
+            &self.success,
+        );
+        labelled(
+            &mut out,
+            "sworn:request_failure_total",
+            "Requests refused or failed, by error type.",
+            "error_type",
+            &self.failure,
+        );
+        self.ttft.render(
+            &mut out,
+            "sworn:time_to_first_token_seconds",
+            "Time to first token.",
+        );
+        self.inter_token.render(
+            &mut out,
+            "sworn:inter_token_latency_seconds",
+            "Time between streamed text pieces.",
+        );
+        self.e2e.render(
+            &mut out,
+            "sworn:e2e_request_latency_seconds",
+            "Request latency, arrival to answer.",
+        );
+        self.queue.render(
+            &mut out,
+            "sworn:request_queue_time_seconds",
+            "Time spent waiting in the queue.",
+        );
+        self.append.render(
+            &mut out,
+            "sworn:ledger_append_seconds",
+            "Swearing latency: commit, sign and durable append of a receipt.",
+        );
+        gauge(
+            &mut out,
+            "sworn:ledger_entries",
+            "Durable entries in the log.",
+            ledger.entries,
+        );
+        gauge(
+            &mut out,
+            "sworn:ledger_checkpoint_size",
+            "Tree size of the latest signed checkpoint.",
+            ledger.checkpoint_size,
+        );
+        gauge(
+            &mut out,
+            "sworn:ledger_checkpoint_lag_entries",
+            "Durable entries not yet covered by a checkpoint.",
+            ledger.entries.saturating_sub(ledger.checkpoint_size),
+        );
+        gauge(
+            &mut out,
+            "sworn:anchor_enabled",
+            "1 when checkpoints are anchored on chain.",
+            u64::from(ledger.anchor.is_some()),
+        );
+        gauge(
+            &mut out,
+            "sworn:anchor_records",
+            "Anchor records in the ledger.",
+            ledger.anchors,
+        );
+        if let Some(anchor) = &ledger.anchor {
+            gauge(
+                &mut out,
+                "sworn:anchor_finalized_tree_size",
+                "Tree size covered by the newest finalized anchor.",
+                anchor.finalized_tree_size,
+            );
+            gauge(
+                &mut out,
+                "sworn:anchor_lag_entries",
+                "Durable entries not yet covered by a finalized anchor.",
+                ledger.entries.saturating_sub(anchor.finalized_tree_size),
+            );
+            gauge(
+                &mut out,
+                "sworn:anchor_state",
+                "Newest anchor: 0 none, 1 submitted, 2 included, 3 finalized.",
+                anchor.state,
+            );
+            gauge(
+                &mut out,
+                "sworn:anchor_rpc_healthy",
+                "1 when the last chain RPC exchange succeeded.",
+                u64::from(anchor.rpc_healthy),
+            );
+            gauge(
+                &mut out,
+                "sworn:anchor_consecutive_failures",
+                "Failed anchoring passes in a row.",
+                anchor.consecutive_failures,
+            );
+            counter(
+                &mut out,
+                "sworn:anchor_resubmissions_total",
+                "Anchor transactions resubmitted (dropped or reorged out).",
+                anchor.resubmissions,
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_rendered() {
+        let m = Metrics::default();
+        m.ttft.observe(Duration::from_millis(3));
+        m.ttft.observe(Duration::from_millis(300));
+        m.record_success("stop", 10, 5);
+        m.record_failure("overloaded");
+        let text = m.render(
+            &SchedulerStats::default(),
+            &LedgerFigures {
+                entries: 7,
+                checkpoint_size: 4,
+                ..LedgerFigures::default()
+            },
+        );
+        assert!(text.contains("sworn:time_to_first_token_seconds_bucket{le=\"0.005\"} 1\n"));
+        assert!(text.contains("sworn:time_to_first_token_seconds_bucket{le=\"0.5\"} 2\n"));
+        assert!(text.contains("sworn:time_to_first_token_seconds_count 2\n"));
+        assert!(text.contains("sworn:request_success_total{finished_reason=\"stop\"} 1\n"));
+        assert!(text.contains("sworn:request_failure_total{error_type=\"overloaded\"} 1\n"));
+        assert!(text.contains("sworn:prompt_tokens_total 10\n"));
+        assert!(text.contains("sworn:ledger_checkpoint_lag_entries 3\n"));
+    }
+}

@@ -1,0 +1,225 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use sworn_ledger::anchor::{AnchorState, AnchorStatus};
+use sworn_ledger::receipt::ModelInfo;
+use sworn_ledger::store::Ledger;
+use tokio::sync::watch;
+
+use super::auth::Auth;
+use super::metrics::{AnchorFigures, LedgerFigures, Metrics};
+use super::rate_limit::RateLimiter;
+use super::validation::Limits;
+use crate::scheduler::{PromptEncoder, Scheduler};
+
+/// The one model this instance serves.
+#[derive(Clone)]
+pub struct ServedModel {
+    /// The id clients put in `model`.
+    pub id: String,
+    /// What receipts record about it (weights hash, dtype, device, versions).
+    pub info: ModelInfo,
+    /// Context length in tokens.
+    pub context_length: usize,
+    /// Template + tokeniser.
+    pub encoder: Arc<dyn PromptEncoder>,
+    /// Unix time it was loaded.
+    pub created: u64,
+}
+
+impl std::fmt::Debug for ServedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServedModel")
+            .field("id", &self.id)
+            .field("context_length", &self.context_length)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether answers are sworn. Only the provenance-overhead benchmark turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwearMode {
+    /// Every answer waits for its durable receipt (the product).
+    Durable,
+    /// Answers skip the ledger: used only to measure what swearing costs.
+    SkipForBenchmark,
+}
+
+/// Server lifecycle, for `/health` and `/ready`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Lifecycle {
+    /// Model and ledger loaded; serving.
+    Ready = 0,
+    /// Shutting down: finishing in-flight requests, refusing new ones.
+    Draining = 1,
+}
+
+/// Shared state behind every route.
+#[derive(Debug)]
+pub struct AppState {
+    /// The model.
+    pub model: ServedModel,
+    /// Request limits.
+    pub limits: Limits,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Authentication.
+    pub auth: Auth,
+    /// Per-key limits.
+    pub rate_limiter: RateLimiter,
+    /// The engine queue.
+    pub scheduler: Scheduler,
+    /// The log.
+    pub ledger: Ledger,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Swearing on (always, outside the benchmark).
+    pub swear_mode: SwearMode,
+    /// The anchorer's status, when anchoring runs.
+    pub anchor: Option<watch::Receiver<AnchorStatus>>,
+    /// `Retry-After` seconds suggested when the queue is full.
+    pub overload_retry_after_s: u64,
+    /// Generation tasks still running (their receipts not yet written).
+    pub in_flight: InFlight,
+    lifecycle: AtomicU8,
+}
+
+/// Counts running generation tasks so shutdown can wait for their receipts.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// Held by a generation task; dropping it marks the task done.
+#[derive(Debug)]
+pub struct InFlightGuard<'a>(&'a InFlight);
+
+impl InFlight {
+    /// Marks a task as started.
+    pub fn enter(&self) -> InFlightGuard<'_> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self)
+    }
+
+    /// Waits until no task is running.
+    pub async fn wait_idle(&self) {
+        loop {
+            // Register before checking, so a wake-up between the check and the wait is kept.
+            let notified = self.idle.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Everything [`AppState::new`] needs.
+#[derive(Debug)]
+pub struct AppStateParts {
+    /// The model.
+    pub model: ServedModel,
+    /// Request limits.
+    pub limits: Limits,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Authentication.
+    pub auth: Auth,
+    /// The engine queue.
+    pub scheduler: Scheduler,
+    /// The log.
+    pub ledger: Ledger,
+    /// Swearing mode.
+    pub swear_mode: SwearMode,
+    /// The anchorer's status, when anchoring runs.
+    pub anchor: Option<watch::Receiver<AnchorStatus>>,
+    /// `Retry-After` on a full queue.
+    pub overload_retry_after_s: u64,
+}
+
+impl AppState {
+    /// Shared state, ready to serve.
+    pub fn new(parts: AppStateParts) -> Arc<AppState> {
+        Arc::new(AppState {
+            model: parts.model,
+            limits: parts.limits,
+            max_body_bytes: parts.max_body_bytes,
+            auth: parts.auth,
+            rate_limiter: RateLimiter::new(),
+            scheduler: parts.scheduler,
+            ledger: parts.ledger,
+            metrics: Metrics::default(),
+            swear_mode: parts.swear_mode,
+            anchor: parts.anchor,
+            overload_retry_after_s: parts.overload_retry_after_s,
+            in_flight: InFlight::default(),
+            lifecycle: AtomicU8::new(Lifecycle::Ready as u8),
+        })
+    }
+
+    /// The current lifecycle state.
+    pub fn lifecycle(&self) -> Lifecycle {
+        match self.lifecycle.load(Ordering::SeqCst) {
+            0 => Lifecycle::Ready,
+            _ => Lifecycle::Draining,
+        }
+    }
+
+    /// Starts draining: new generation requests get 503.
+    pub fn start_draining(&self) {
+        self.lifecycle
+            .store(Lifecycle::Draining as u8, Ordering::SeqCst);
+    }
+
+    /// Ledger and anchor figures for `/metrics`.
+    pub fn ledger_figures(&self) -> LedgerFigures {
+        let checkpoint_size = self
+            .ledger
+            .latest_checkpoint()
+            .ok()
+            .flatten()
+            .map_or(0, |c| c.checkpoint.size);
+        // Anchor sequence numbers are contiguous from 0.
+        let anchors = self
+            .ledger
+            .last_anchor_seq()
+            .ok()
+            .flatten()
+            .map_or(0, |seq| seq + 1);
+        let anchor = self.anchor.as_ref().map(|status| {
+            let status = status.borrow();
+            AnchorFigures {
+                finalized_tree_size: status.finalized_tree_size,
+                state: match status.current {
+                    None => 0,
+                    Some((_, AnchorState::Submitted)) => 1,
+                    Some((_, AnchorState::Included { .. })) => 2,
+                    Some((_, AnchorState::Finalized { .. })) => 3,
+                },
+                rpc_healthy: status.rpc_healthy,
+                consecutive_failures: u64::from(status.consecutive_failures),
+                resubmissions: status.resubmissions,
+            }
+        });
+        LedgerFigures {
+            entries: self.ledger.size(),
+            checkpoint_size,
+            anchors,
+            anchor,
+        }
+    }
+}

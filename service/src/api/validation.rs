@@ -1,0 +1,684 @@
+//! Parse, don't validate: request bytes → `async-openai` types → [`CheckedRequest`] (every
+//! field checked, defaults applied) → [`ValidRequest`] (tokenised, context-checked). Only a
+//! `ValidRequest` reaches the scheduler and the receipt builder.
+//!
+//! Messages name the field, the limit and the value received.
+
+use serde_json::{Map, Value};
+use sworn_ledger::jcs;
+
+use super::errors::ApiError;
+use super::models::{CreateChatCompletionRequest, CreateCompletionRequest};
+use crate::scheduler::request::{ChatTurn, PromptInput, Sampling, TurnRole};
+
+/// Most stop strings per request (OpenAI's own limit).
+pub const MAX_STOP_SEQUENCES: usize = 4;
+/// Longest stop string in bytes: the scheduler holds back this much text while streaming.
+pub const MAX_STOP_BYTES: usize = 256;
+/// Most chat messages per request: bounds template work before tokenisation.
+pub const MAX_MESSAGES: usize = 1024;
+/// Largest `top_k` accepted: beyond a few thousand it is indistinguishable from "off".
+pub const MAX_TOP_K: u64 = 10_000;
+
+/// Request limits that depend on configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest `max_tokens` a client may ask for.
+    pub max_tokens_limit: u32,
+    /// `max_tokens` when the client gives none (capped by what the context leaves).
+    pub default_max_tokens: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_tokens_limit: 4096,
+            default_max_tokens: 256,
+        }
+    }
+}
+
+/// Which endpoint a request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v1/chat/completions`.
+    Chat,
+    /// `/v1/completions`.
+    Completion,
+}
+
+impl Endpoint {
+    /// The prompt field's name (`messages` or `prompt`), used in errors.
+    pub fn prompt_param(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "messages",
+            Endpoint::Completion => "prompt",
+        }
+    }
+}
+
+/// A request whose fields are all checked, before tokenisation.
+#[derive(Debug, Clone)]
+pub struct CheckedRequest {
+    /// Which endpoint.
+    pub endpoint: Endpoint,
+    /// The model id as asked for (already matched against the served model).
+    pub model: String,
+    /// The prompt.
+    pub prompt: PromptInput,
+    /// The canonical (RFC 8785) bytes the prompt commitment covers: the `messages` array as
+    /// received, or the prompt string.
+    pub prompt_canonical: Vec<u8>,
+    /// `max_tokens` / `max_completion_tokens` if the client gave one.
+    pub max_tokens: Option<u32>,
+    /// Sampling with defaults applied.
+    pub sampling: Sampling,
+    /// Whether the seed was chosen by the client (recorded in the receipt).
+    pub seed_given: bool,
+    /// Stop strings.
+    pub stop: Vec<String>,
+    /// Server-sent events?
+    pub stream: bool,
+    /// `stream_options.include_usage`.
+    pub include_usage: bool,
+}
+
+/// A request ready for the scheduler: prompt tokenised and fitted into the context.
+#[derive(Debug, Clone)]
+pub struct ValidRequest {
+    /// Every checked field.
+    pub checked: CheckedRequest,
+    /// Prompt token ids.
+    pub prompt_tokens: Vec<u32>,
+    /// Resolved completion budget, ≥ 1.
+    pub max_tokens: u32,
+}
+
+/// Parses and checks a chat request body.
+pub fn check_chat(
+    body: &[u8],
+    served_model: &str,
+    limits: &Limits,
+) -> Result<CheckedRequest, ApiError> {
+    let (object, top_k) = parse_object(body)?;
+    let messages_value = object.get("messages").cloned();
+    let request: CreateChatCompletionRequest = from_object(object)?;
+    #[allow(deprecated)]
+    let CreateChatCompletionRequest {
+        messages,
+        model,
+        max_completion_tokens,
+        max_tokens,
+        frequency_penalty,
+        presence_penalty,
+        top_logprobs,
+        logprobs,
+        logit_bias,
+        n,
+        seed,
+        stream,
+        stream_options,
+        temperature,
+        top_p,
+        tools,
+        tool_choice,
+        functions,
+        function_call,
+        response_format,
+        audio,
+        modalities,
+        prediction,
+        stop,
+        ..
+    } = request;
+    check_model(&model, served_model)?;
+    if messages.is_empty() {
+        return Err(ApiError::invalid_value(
+            "messages",
+            "`messages` must contain at least one message. Given: 0 messages",
+        ));
+    }
+    if messages.len() > MAX_MESSAGES {
+        return Err(ApiError::invalid_value(
+            "messages",
+            format!(
+                "`messages` must contain at most {MAX_MESSAGES} messages. Given: {}",
+                messages.len()
+            ),
+        ));
+    }
+    let mut turns = Vec::with_capacity(messages.len());
+    for (i, message) in messages.into_iter().enumerate() {
+        turns.push(chat_turn(i, message)?);
+    }
+    refuse_if(
+        tools.is_some() || tool_choice.is_some(),
+        "tools",
+        "Tool calling is not supported.",
+    )?;
+    refuse_if(
+        functions.is_some() || function_call.is_some(),
+        "functions",
+        "Function calling is not supported.",
+    )?;
+    refuse_if(audio.is_some(), "audio", "Audio output is not supported.")?;
+    refuse_if(
+        modalities.as_ref().is_some_and(|m| m.len() > 1),
+        "modalities",
+        "Only text output is supported.",
+    )?;
+    refuse_if(
+        prediction.is_some(),
+        "prediction",
+        "Predicted outputs are not supported.",
+    )?;
+    refuse_if(
+        logprobs == Some(true),
+        "logprobs",
+        "`logprobs` is not supported.",
+    )?;
+    refuse_if(
+        top_logprobs.is_some(),
+        "top_logprobs",
+        "`top_logprobs` is not supported.",
+    )?;
+    refuse_if(
+        logit_bias.as_ref().is_some_and(|b| !b.is_empty()),
+        "logit_bias",
+        "`logit_bias` is not supported.",
+    )?;
+    if let Some(format) = &response_format {
+        let kind = serde_json::to_value(format).ok();
+        let is_text = kind
+            .as_ref()
+            .and_then(|v| v.get("type"))
+            .and_then(Value::as_str)
+            == Some("text");
+        refuse_if(
+            !is_text,
+            "response_format",
+            "Only `{\"type\": \"text\"}` is supported.",
+        )?;
+    }
+    let canonical_messages = messages_value.unwrap_or(Value::Array(Vec::new()));
+    let prompt_canonical = jcs::canonicalize(&canonical_messages).map_err(|e| {
+        ApiError::invalid_value(
+            "messages",
+            format!("`messages` cannot be canonicalised for the receipt: {e}"),
+        )
+    })?;
+    let max_tokens = max_completion_tokens.or(max_tokens);
+    let param = if max_completion_tokens.is_some() {
+        "max_completion_tokens"
+    } else {
+        "max_tokens"
+    };
+    check_common(CommonFields {
+        endpoint: Endpoint::Chat,
+        model,
+        prompt: PromptInput::Chat(turns),
+        prompt_canonical,
+        max_tokens,
+        max_tokens_param: param,
+        penalties: (frequency_penalty, presence_penalty),
+        n: n.map(u64::from),
+        seed,
+        stream,
+        include_usage: stream_options.as_ref().and_then(|o| o.include_usage),
+        stream_options_given: stream_options.is_some(),
+        temperature,
+        top_p,
+        top_k,
+        stop: stop.map(stop_list),
+        limits,
+    })
+}
+
+/// Parses and checks a completions request body.
+pub fn check_completion(
+    body: &[u8],
+    served_model: &str,
+    limits: &Limits,
+) -> Result<CheckedRequest, ApiError> {
+    use async_openai::types::chat::Prompt;
+    let (object, top_k) = parse_object(body)?;
+    let request: CreateCompletionRequest = from_object(object)?;
+    let CreateCompletionRequest {
+        model,
+        prompt,
+        suffix,
+        max_tokens,
+        temperature,
+        top_p,
+        n,
+        stream,
+        stream_options,
+        logprobs,
+        echo,
+        stop,
+        presence_penalty,
+        frequency_penalty,
+        best_of,
+        logit_bias,
+        seed,
+        ..
+    } = request;
+    check_model(&model, served_model)?;
+    let text = match prompt {
+        Prompt::String(text) => text,
+        Prompt::StringArray(mut list) if list.len() == 1 => list.remove(0),
+        Prompt::StringArray(list) => {
+            return Err(ApiError::unsupported(
+                "prompt",
+                format!(
+                    "Batched prompts are not supported: `prompt` must be one string. Given: {} strings",
+                    list.len()
+                ),
+            ));
+        }
+        Prompt::IntegerArray(_) | Prompt::ArrayOfIntegerArray(_) => {
+            return Err(ApiError::unsupported(
+                "prompt",
+                "Token-id prompts are not supported: `prompt` must be a string.",
+            ));
+        }
+    };
+    if text.is_empty() {
+        return Err(ApiError::invalid_value(
+            "prompt",
+            "`prompt` must not be empty.",
+        ));
+    }
+    refuse_if(suffix.is_some(), "suffix", "`suffix` is not supported.")?;
+    refuse_if(echo == Some(true), "echo", "`echo` is not supported.")?;
+    refuse_if(
+        logprobs.is_some(),
+        "logprobs",
+        "`logprobs` is not supported.",
+    )?;
+    refuse_if(
+        best_of.is_some_and(|b| b > 1),
+        "best_of",
+        "`best_of` other than 1 is not supported.",
+    )?;
+    refuse_if(
+        logit_bias.as_ref().is_some_and(|b| !b.is_empty()),
+        "logit_bias",
+        "`logit_bias` is not supported.",
+    )?;
+    let prompt_canonical = jcs::canonicalize(&Value::String(text.clone())).map_err(|e| {
+        ApiError::invalid_value("prompt", format!("`prompt` cannot be canonicalised: {e}"))
+    })?;
+    check_common(CommonFields {
+        endpoint: Endpoint::Completion,
+        model,
+        prompt: PromptInput::Text(text),
+        prompt_canonical,
+        max_tokens,
+        max_tokens_param: "max_tokens",
+        penalties: (frequency_penalty, presence_penalty),
+        n: n.map(u64::from),
+        seed,
+        stream,
+        include_usage: stream_options.as_ref().and_then(|o| o.include_usage),
+        stream_options_given: stream_options.is_some(),
+        temperature,
+        top_p,
+        top_k,
+        stop: stop.map(stop_list),
+        limits,
+    })
+}
+
+impl CheckedRequest {
+    /// Fits the tokenised prompt into the model's context and resolves `max_tokens`.
+    pub fn into_valid(
+        self,
+        prompt_tokens: Vec<u32>,
+        context_length: usize,
+        limits: &Limits,
+    ) -> Result<ValidRequest, ApiError> {
+        let prompt_len = prompt_tokens.len();
+        let param = self.endpoint.prompt_param();
+        if prompt_len == 0 {
+            return Err(ApiError::invalid_value(
+                param,
+                format!("`{param}` tokenised to zero tokens."),
+            ));
+        }
+        let room = context_length.saturating_sub(prompt_len);
+        let max_tokens = match self.max_tokens {
+            Some(asked) => asked as usize,
+            // No budget given: use the default, shrunk to what the context leaves.
+            None => (limits.default_max_tokens as usize).min(room),
+        };
+        if max_tokens == 0 || prompt_len + max_tokens > context_length {
+            let max_tokens = max_tokens.max(1);
+            return Err(ApiError::ContextLengthExceeded {
+                param,
+                context_length,
+                prompt_tokens: prompt_len,
+                max_tokens,
+                total: prompt_len + max_tokens,
+            });
+        }
+        let max_tokens = u32::try_from(max_tokens).unwrap_or(u32::MAX);
+        Ok(ValidRequest {
+            checked: self,
+            prompt_tokens,
+            max_tokens,
+        })
+    }
+}
+
+struct CommonFields<'a> {
+    endpoint: Endpoint,
+    model: String,
+    prompt: PromptInput,
+    prompt_canonical: Vec<u8>,
+    max_tokens: Option<u32>,
+    max_tokens_param: &'static str,
+    penalties: (Option<f32>, Option<f32>),
+    n: Option<u64>,
+    seed: Option<i64>,
+    stream: Option<bool>,
+    include_usage: Option<bool>,
+    stream_options_given: bool,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<u64>,
+    stop: Option<Vec<String>>,
+    limits: &'a Limits,
+}
+
+fn check_common(f: CommonFields<'_>) -> Result<CheckedRequest, ApiError> {
+    if let Some(n) = f.n.filter(|&n| n != 1) {
+        return Err(ApiError::unsupported(
+            "n",
+            format!("`n` must be 1. Given: {n}"),
+        ));
+    }
+    for (name, value) in [
+        ("frequency_penalty", f.penalties.0),
+        ("presence_penalty", f.penalties.1),
+    ] {
+        if let Some(v) = value.filter(|&v| v != 0.0) {
+            return Err(ApiError::unsupported(
+                name,
+                format!("`{name}` is not supported (only 0). Given: {v}"),
+            ));
+        }
+    }
+    if let Some(asked) = f.max_tokens {
+        let param = f.max_tokens_param;
+        if asked == 0 || asked > f.limits.max_tokens_limit {
+            return Err(ApiError::invalid_value(
+                param,
+                format!(
+                    "`{param}` must be >= 1 and <= {}. Given: {asked}",
+                    f.limits.max_tokens_limit
+                ),
+            ));
+        }
+    }
+    let temperature = f.temperature.unwrap_or(1.0);
+    if !temperature.is_finite() || !(0.0..=2.0).contains(&temperature) {
+        return Err(ApiError::invalid_value(
+            "temperature",
+            format!("`temperature` must be >= 0 and <= 2. Given: {temperature}"),
+        ));
+    }
+    let top_p = f.top_p.unwrap_or(1.0);
+    if !top_p.is_finite() || top_p <= 0.0 || top_p > 1.0 {
+        return Err(ApiError::invalid_value(
+            "top_p",
+            format!("`top_p` must be > 0 and <= 1. Given: {top_p}"),
+        ));
+    }
+    let top_k = f.top_k.unwrap_or(0);
+    if top_k > MAX_TOP_K {
+        return Err(ApiError::invalid_value(
+            "top_k",
+            format!("`top_k` must be >= 0 and <= {MAX_TOP_K} (0 disables it). Given: {top_k}"),
+        ));
+    }
+    let stop = f.stop.unwrap_or_default();
+    if stop.len() > MAX_STOP_SEQUENCES {
+        return Err(ApiError::invalid_value(
+            "stop",
+            format!(
+                "`stop` may hold at most {MAX_STOP_SEQUENCES} strings. Given: {}",
+                stop.len()
+            ),
+        ));
+    }
+    for s in &stop {
+        if s.is_empty() || s.len() > MAX_STOP_BYTES {
+            return Err(ApiError::invalid_value(
+                "stop",
+                format!(
+                    "Each `stop` string must be 1 to {MAX_STOP_BYTES} bytes. Given: {} bytes",
+                    s.len()
+                ),
+            ));
+        }
+    }
+    let stream = f.stream.unwrap_or(false);
+    if f.stream_options_given && !stream {
+        return Err(ApiError::invalid_value(
+            "stream_options",
+            "`stream_options` is only allowed when `stream` is true.",
+        ));
+    }
+    let (seed, seed_given) = match f.seed {
+        // The seed's bits, reinterpreted: every i64 the client can send is a distinct seed.
+        Some(s) => (u64::from_ne_bytes(s.to_ne_bytes()), true),
+        None => (random_seed(), false),
+    };
+    Ok(CheckedRequest {
+        endpoint: f.endpoint,
+        model: f.model,
+        prompt: f.prompt,
+        prompt_canonical: f.prompt_canonical,
+        max_tokens: f.max_tokens,
+        sampling: Sampling {
+            temperature,
+            top_p,
+            top_k: u32::try_from(top_k).unwrap_or(u32::MAX),
+            seed,
+        },
+        seed_given,
+        stop,
+        stream,
+        include_usage: f.include_usage.unwrap_or(false),
+    })
+}
+
+fn random_seed() -> u64 {
+    use rand_core::{OsRng, RngCore};
+    OsRng.next_u64()
+}
+
+fn stop_list(stop: async_openai::types::chat::StopConfiguration) -> Vec<String> {
+    use async_openai::types::chat::StopConfiguration;
+    match stop {
+        StopConfiguration::String(s) => vec![s],
+        StopConfiguration::StringArray(list) => list,
+    }
+}
+
+fn refuse_if(condition: bool, param: &str, message: &str) -> Result<(), ApiError> {
+    if condition {
+        Err(ApiError::unsupported(param, message))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_model(model: &str, served: &str) -> Result<(), ApiError> {
+    if model.is_empty() {
+        return Err(ApiError::InvalidRequest {
+            message: "you must provide a model parameter".to_string(),
+            param: Some("model".to_string()),
+        });
+    }
+    if model != served {
+        return Err(ApiError::ModelNotFound {
+            model: model
+                .chars()
+                .take(sworn_ledger::receipt::MAX_FIELD_LEN)
+                .collect(),
+        });
+    }
+    Ok(())
+}
+
+/// UTF-8, JSON, an object; pulls out the `top_k` extension (not in OpenAI's schema).
+fn parse_object(body: &[u8]) -> Result<(Map<String, Value>, Option<u64>), ApiError> {
+    let text = std::str::from_utf8(body).map_err(|e| ApiError::InvalidRequest {
+        message: format!(
+            "The request body is not valid UTF-8 (invalid byte at offset {}).",
+            e.valid_up_to()
+        ),
+        param: None,
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| ApiError::InvalidRequest {
+        message: format!("We could not parse the JSON body of your request: {e}."),
+        param: None,
+    })?;
+    let Value::Object(object) = value else {
+        return Err(ApiError::InvalidRequest {
+            message: "The request body must be a JSON object.".to_string(),
+            param: None,
+        });
+    };
+    let top_k = match object.get("top_k") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            ApiError::invalid_value(
+                "top_k",
+                format!("`top_k` must be a non-negative integer. Given: {v}"),
+            )
+        })?),
+    };
+    Ok((object, top_k))
+}
+
+/// Deserialises into an OpenAI type, naming the field that failed.
+fn from_object<T: serde::de::DeserializeOwned>(object: Map<String, Value>) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(Value::Object(object)).map_err(|e| {
+        let path = e.path().to_string();
+        let param = (path != ".").then(|| path.clone());
+        let inner = e.into_inner();
+        let message = match &param {
+            Some(p) => format!("Invalid value for `{p}`: {inner}"),
+            None => format!("Invalid request: {inner}"),
+        };
+        ApiError::InvalidRequest { message, param }
+    })
+}
+
+fn chat_turn(
+    i: usize,
+    message: async_openai::types::chat::ChatCompletionRequestMessage,
+) -> Result<ChatTurn, ApiError> {
+    use async_openai::types::chat::{
+        ChatCompletionRequestAssistantMessageContent as Assistant,
+        ChatCompletionRequestAssistantMessageContentPart as AssistantPart,
+        ChatCompletionRequestDeveloperMessageContent as Developer,
+        ChatCompletionRequestDeveloperMessageContentPart as DeveloperPart,
+        ChatCompletionRequestMessage as M, ChatCompletionRequestSystemMessageContent as System,
+        ChatCompletionRequestSystemMessageContentPart as SystemPart,
+        ChatCompletionRequestUserMessageContent as User,
+        ChatCompletionRequestUserMessageContentPart as UserPart,
+    };
+    let param = format!("messages[{i}]");
+    let unsupported = |what: &str| {
+        ApiError::unsupported(
+            &format!("messages[{i}]"),
+            format!("`messages[{i}]`: {what}"),
+        )
+    };
+    let (role, content) = match message {
+        M::System(m) => (
+            TurnRole::System,
+            match m.content {
+                System::Text(t) => t,
+                System::Array(parts) => parts
+                    .into_iter()
+                    .map(|SystemPart::Text(p)| p.text)
+                    .collect::<Vec<_>>()
+                    .concat(),
+            },
+        ),
+        M::Developer(m) => (
+            TurnRole::System,
+            match m.content {
+                Developer::Text(t) => t,
+                Developer::Array(parts) => parts
+                    .into_iter()
+                    .map(|DeveloperPart::Text(p)| p.text)
+                    .collect::<Vec<_>>()
+                    .concat(),
+            },
+        ),
+        M::User(m) => {
+            let text = match m.content {
+                User::Text(t) => t,
+                User::Array(parts) => {
+                    let mut text = String::new();
+                    for part in parts {
+                        match part {
+                            UserPart::Text(p) => text.push_str(&p.text),
+                            UserPart::ImageUrl(_) => {
+                                return Err(unsupported("image inputs are not supported"));
+                            }
+                            UserPart::InputAudio(_) => {
+                                return Err(unsupported("audio inputs are not supported"));
+                            }
+                            UserPart::File(_) => {
+                                return Err(unsupported("file inputs are not supported"));
+                            }
+                        }
+                    }
+                    text
+                }
+            };
+            (TurnRole::User, text)
+        }
+        #[allow(deprecated)]
+        M::Assistant(m) => {
+            if m.tool_calls.is_some() || m.function_call.is_some() || m.audio.is_some() {
+                return Err(unsupported(
+                    "tool calls and audio in assistant messages are not supported",
+                ));
+            }
+            let text = match m.content {
+                None => String::new(),
+                Some(Assistant::Text(t)) => t,
+                Some(Assistant::Array(parts)) => {
+                    let mut text = String::new();
+                    for part in parts {
+                        match part {
+                            AssistantPart::Text(p) => text.push_str(&p.text),
+                            AssistantPart::Refusal(p) => text.push_str(&p.refusal),
+                        }
+                    }
+                    text
+                }
+            };
+            (TurnRole::Assistant, text)
+        }
+        M::Tool(_) | M::Function(_) => {
+            return Err(ApiError::unsupported(
+                &param,
+                format!("`{param}`: tool and function messages are not supported"),
+            ));
+        }
+    };
+    Ok(ChatTurn { role, content })
+}
+
+#[cfg(test)]
+#[path = "validation_tests.rs"]
+mod tests;

@@ -1,0 +1,428 @@
+//! `sworn serve` configuration: command-line flags, each also an environment variable
+//! (`SWORN_*`), over an optional TOML file (`--config`), over defaults. Flags and variables
+//! win over the file; the file wins over defaults.
+//!
+//! ```toml
+//! model = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+//! listen = "127.0.0.1:8080"
+//! data_dir = "data"
+//! api_keys = "data/api-keys.toml"
+//! origin = "sworn.example/prod-eu-1"
+//! queue_capacity = 256
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Largest config file read.
+const MAX_CONFIG_BYTES: u64 = 256 * 1024;
+
+/// `sworn serve` flags. Every value is optional here so that the TOML file can supply it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (flags and environment variables override it).
+    #[arg(long, env = "SWORN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Model file (GGUF) or HF checkpoint directory.
+    #[arg(long, env = "SWORN_MODEL")]
+    pub model: Option<PathBuf>,
+    /// The id clients use in `model` (default: the file name without extension).
+    #[arg(long, env = "SWORN_MODEL_ID")]
+    pub model_id: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "SWORN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the ledger and keys [default: data].
+    #[arg(long, env = "SWORN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Ed25519 log key file [default: DATA_DIR/log.key; created on first start].
+    #[arg(long, env = "SWORN_LOG_KEY")]
+    pub log_key: Option<PathBuf>,
+    /// The log's origin, e.g. `sworn.example/prod-eu-1` [default: sworn.local/dev].
+    #[arg(long, env = "SWORN_ORIGIN")]
+    pub origin: Option<String>,
+    /// API-keys TOML file (`sworn keys add` writes it).
+    #[arg(long, env = "SWORN_API_KEYS")]
+    pub api_keys: Option<PathBuf>,
+    /// Serve without authentication. Anyone who can reach the port can use and audit it.
+    #[arg(long, env = "SWORN_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// TLS certificate chain (PEM).
+    #[arg(long, env = "SWORN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "SWORN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address (a TLS proxy must sit in front).
+    #[arg(long, env = "SWORN_ALLOW_PLAIN_HTTP")]
+    pub allow_plain_http: bool,
+    /// Chain RPC URL for anchoring.
+    #[arg(long, env = "SWORN_RPC")]
+    pub rpc: Option<String>,
+    /// SwornAnchor contract address.
+    #[arg(long, env = "SWORN_CONTRACT")]
+    pub contract: Option<String>,
+    /// File holding the chain account's private key.
+    #[arg(long, env = "SWORN_CHAIN_KEY")]
+    pub chain_key: Option<PathBuf>,
+    /// Do not anchor checkpoints on a chain.
+    #[arg(long, env = "SWORN_NO_ANCHOR")]
+    pub no_anchor: bool,
+    /// Requests waiting for the engine before new ones get 503 [default: 256].
+    #[arg(long, env = "SWORN_QUEUE_CAPACITY")]
+    pub queue_capacity: Option<usize>,
+    /// Sequences decoded together [default: 16].
+    #[arg(long, env = "SWORN_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// Largest request body in bytes [default: 4194304].
+    #[arg(long, env = "SWORN_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Largest `max_tokens` a client may ask for [default: 4096].
+    #[arg(long, env = "SWORN_MAX_TOKENS_LIMIT")]
+    pub max_tokens_limit: Option<u32>,
+    /// `max_tokens` when a request gives none [default: 256].
+    #[arg(long, env = "SWORN_DEFAULT_MAX_TOKENS")]
+    pub default_max_tokens: Option<u32>,
+    /// Seal a checkpoint every N entries [default: 1024].
+    #[arg(long, env = "SWORN_SEAL_EVERY")]
+    pub seal_every: Option<u64>,
+    /// ... or every this many milliseconds [default: 1000].
+    #[arg(long, env = "SWORN_SEAL_INTERVAL_MS")]
+    pub seal_interval_ms: Option<u64>,
+    /// Seconds to let in-flight requests finish at shutdown [default: 30].
+    #[arg(long, env = "SWORN_SHUTDOWN_GRACE_S")]
+    pub shutdown_grace_s: Option<u64>,
+}
+
+/// The same settings as a TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeFile {
+    model: Option<PathBuf>,
+    model_id: Option<String>,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    log_key: Option<PathBuf>,
+    origin: Option<String>,
+    api_keys: Option<PathBuf>,
+    insecure_no_auth: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    allow_plain_http: Option<bool>,
+    rpc: Option<String>,
+    contract: Option<String>,
+    chain_key: Option<PathBuf>,
+    no_anchor: Option<bool>,
+    queue_capacity: Option<usize>,
+    max_batch: Option<usize>,
+    max_body_bytes: Option<usize>,
+    max_tokens_limit: Option<u32>,
+    default_max_tokens: Option<u32>,
+    seal_every: Option<u64>,
+    seal_interval_ms: Option<u64>,
+    shutdown_grace_s: Option<u64>,
+}
+
+/// Chain settings for anchoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnchorConfig {
+    /// RPC URL.
+    pub rpc: String,
+    /// Contract address.
+    pub contract: String,
+    /// Chain key file.
+    pub chain_key: PathBuf,
+}
+
+/// Resolved configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// Model path.
+    pub model: PathBuf,
+    /// Model id for clients.
+    pub model_id: String,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Log key file.
+    pub log_key: PathBuf,
+    /// Log origin.
+    pub origin: String,
+    /// API keys file (`None` only with `insecure_no_auth`).
+    pub api_keys: Option<PathBuf>,
+    /// No authentication.
+    pub insecure_no_auth: bool,
+    /// TLS certificate and key.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Plain HTTP off loopback.
+    pub allow_plain_http: bool,
+    /// Anchoring (`None`: `--no-anchor`).
+    pub anchor: Option<AnchorConfig>,
+    /// Queue capacity.
+    pub queue_capacity: usize,
+    /// Engine batch size.
+    pub max_batch: usize,
+    /// Body cap.
+    pub max_body_bytes: usize,
+    /// `max_tokens` cap.
+    pub max_tokens_limit: u32,
+    /// Default `max_tokens`.
+    pub default_max_tokens: u32,
+    /// Checkpoint every N entries.
+    pub seal_every: u64,
+    /// Checkpoint interval.
+    pub seal_interval: Duration,
+    /// Shutdown grace period.
+    pub shutdown_grace: Duration,
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A required setting is missing or settings conflict.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ServeFile {
+    /// Reads a TOML config file.
+    pub fn load(path: &Path) -> Result<ServeFile, ConfigError> {
+        let err = |reason: String| ConfigError::File {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let len = std::fs::metadata(path)
+            .map_err(|e| err(e.to_string()))?
+            .len();
+        if len > MAX_CONFIG_BYTES {
+            return Err(err(format!(
+                "{len} bytes, over the cap of {MAX_CONFIG_BYTES}"
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        toml::from_str(&text).map_err(|e| err(e.to_string()))
+    }
+}
+
+impl ServeArgs {
+    /// Merges flags/env over the file (if any) over defaults, and checks the result.
+    pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => ServeFile::load(path)?,
+            None => ServeFile::default(),
+        };
+        let model = self.model.or(file.model).ok_or_else(|| {
+            ConfigError::Invalid("no model: give --model (or `model` in the config file)".into())
+        })?;
+        let model_id = self
+            .model_id
+            .or(file.model_id)
+            .unwrap_or_else(|| default_model_id(&model));
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("data"));
+        let log_key = self
+            .log_key
+            .or(file.log_key)
+            .unwrap_or_else(|| data_dir.join("log.key"));
+        let insecure_no_auth = self.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);
+        let api_keys = self.api_keys.or(file.api_keys);
+        if api_keys.is_none() && !insecure_no_auth {
+            return Err(ConfigError::Invalid(
+                "no --api-keys file: refusing to serve without authentication (create one with `sworn keys add`, or pass --insecure-no-auth to serve anyone who can reach the port)".into(),
+            ));
+        }
+        let tls = match (
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "--tls-cert and --tls-key go together".into(),
+                ));
+            }
+        };
+        let no_anchor = self.no_anchor || file.no_anchor.unwrap_or(false);
+        let rpc = self.rpc.or(file.rpc);
+        let contract = self.contract.or(file.contract);
+        let chain_key = self.chain_key.or(file.chain_key);
+        let anchor = match (no_anchor, rpc, contract, chain_key) {
+            (true, _, _, _) => None,
+            (false, Some(rpc), Some(contract), Some(chain_key)) => Some(AnchorConfig {
+                rpc,
+                contract,
+                chain_key,
+            }),
+            (false, None, None, None) => {
+                return Err(ConfigError::Invalid(
+                    "anchoring needs --rpc, --contract and --chain-key; pass --no-anchor to serve without a chain".into(),
+                ));
+            }
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "--rpc, --contract and --chain-key go together".into(),
+                ));
+            }
+        };
+        let positive = |name: &str, v: usize| {
+            if v == 0 {
+                Err(ConfigError::Invalid(format!("--{name} must be at least 1")))
+            } else {
+                Ok(v)
+            }
+        };
+        let config = ServeConfig {
+            model,
+            model_id,
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir,
+            log_key,
+            origin: self
+                .origin
+                .or(file.origin)
+                .unwrap_or_else(|| "sworn.local/dev".to_string()),
+            api_keys,
+            insecure_no_auth,
+            tls,
+            allow_plain_http: self.allow_plain_http || file.allow_plain_http.unwrap_or(false),
+            anchor,
+            queue_capacity: positive(
+                "queue-capacity",
+                self.queue_capacity.or(file.queue_capacity).unwrap_or(256),
+            )?,
+            max_batch: positive("max-batch", self.max_batch.or(file.max_batch).unwrap_or(16))?,
+            max_body_bytes: positive(
+                "max-body-bytes",
+                self.max_body_bytes
+                    .or(file.max_body_bytes)
+                    .unwrap_or(4 * 1024 * 1024),
+            )?,
+            max_tokens_limit: self
+                .max_tokens_limit
+                .or(file.max_tokens_limit)
+                .unwrap_or(4096)
+                .max(1),
+            default_max_tokens: self
+                .default_max_tokens
+                .or(file.default_max_tokens)
+                .unwrap_or(256)
+                .max(1),
+            seal_every: self.seal_every.or(file.seal_every).unwrap_or(1024),
+            seal_interval: Duration::from_millis(
+                self.seal_interval_ms
+                    .or(file.seal_interval_ms)
+                    .unwrap_or(1000),
+            ),
+            shutdown_grace: Duration::from_secs(
+                self.shutdown_grace_s
+                    .or(file.shutdown_grace_s)
+                    .unwrap_or(30),
+            ),
+        };
+        Ok(config)
+    }
+}
+
+fn default_model_id(model: &Path) -> String {
+    let name = model
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("model");
+    // `SmolLM2-135M-Instruct.Q4_1.gguf` → `SmolLM2-135M-Instruct`
+    name.split('.')
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(name)
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ServeArgs {
+        ServeArgs {
+            model: Some("models/SmolLM2-135M-Instruct.Q4_1.gguf".into()),
+            api_keys: Some("keys.toml".into()),
+            no_anchor: true,
+            ..ServeArgs::default()
+        }
+    }
+
+    #[test]
+    fn defaults_fill_what_is_not_given() {
+        let c = args().resolve().unwrap();
+        assert_eq!(c.model_id, "SmolLM2-135M-Instruct");
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.log_key, PathBuf::from("data/log.key"));
+        assert!(c.anchor.is_none());
+    }
+
+    #[test]
+    fn refuses_to_start_without_keys_unless_told() {
+        let mut a = args();
+        a.api_keys = None;
+        assert!(
+            a.clone()
+                .resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("--insecure-no-auth")
+        );
+        a.insecure_no_auth = true;
+        assert!(a.resolve().is_ok());
+    }
+
+    #[test]
+    fn file_values_lose_to_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sworn.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nqueue_capacity = 7\nmodel_id = \"from-file\"\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.config = Some(path.clone());
+        a.model_id = Some("from-flag".into());
+        let c = a.resolve().unwrap();
+        assert_eq!(
+            (c.listen.port(), c.queue_capacity, c.model_id.as_str()),
+            (9000, 7, "from-flag")
+        );
+        std::fs::write(&path, "unknown_setting = 1\n").unwrap();
+        let mut a = args();
+        a.config = Some(path);
+        assert!(matches!(a.resolve(), Err(ConfigError::File { .. })));
+    }
+
+    #[test]
+    fn anchoring_needs_all_three_or_no_anchor() {
+        let mut a = args();
+        a.no_anchor = false;
+        assert!(a.clone().resolve().is_err());
+        a.rpc = Some("http://127.0.0.1:8545".into());
+        assert!(a.clone().resolve().is_err());
+        a.contract = Some("0x00".into());
+        a.chain_key = Some("k".into());
+        assert!(a.resolve().unwrap().anchor.is_some());
+    }
+}

@@ -1,0 +1,406 @@
+//! The engine thread's continuous-batching loop.
+//!
+//! Each turn: admit queued requests while the batch has room (blocking only when nothing
+//! runs), drop sequences whose client has gone, then advance all running sequences by one
+//! batched step. Per-sequence bookkeeping (stop strings, `max_tokens`, end of sequence) is
+//! the synchronous [`Running::accept`], unit-tested without a model.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, TryRecvError};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::request::{FinishReason, GenerationEvent};
+use super::stop::StopMatcher;
+use super::{Generator, Job, SchedulerStats, Token};
+
+/// A sequence in the running batch.
+pub(crate) struct Running<S> {
+    sequence: S,
+    events: UnboundedSender<GenerationEvent>,
+    stop: StopMatcher,
+    generated: u32,
+    max_tokens: u32,
+}
+
+impl<S> Running<S> {
+    fn new(sequence: S, job: Job) -> Self {
+        Running {
+            sequence,
+            stop: StopMatcher::new(job.request.stop),
+            generated: 0,
+            max_tokens: job.request.max_tokens,
+            events: job.events,
+        }
+    }
+
+    /// Takes one generated token; returns the finish reason when the sequence is done.
+    pub(crate) fn accept(&mut self, token: Token) -> Option<FinishReason> {
+        let Token { text, finish, .. } = token;
+        self.generated = self.generated.saturating_add(1);
+        let scan = self.stop.push(&text);
+        self.emit(scan.emit);
+        if scan.stopped {
+            return Some(FinishReason::Stop);
+        }
+        if let Some(reason) = finish {
+            let rest = self.stop.flush();
+            self.emit(rest);
+            return Some(reason);
+        }
+        if self.generated >= self.max_tokens {
+            let rest = self.stop.flush();
+            self.emit(rest);
+            return Some(FinishReason::Length);
+        }
+        None
+    }
+
+    fn emit(&self, text: String) {
+        if !text.is_empty() {
+            // A closed channel means the client left; the loop notices and drops the sequence.
+            let _ = self.events.send(GenerationEvent::Text {
+                text,
+                tokens: self.generated,
+            });
+        }
+    }
+
+    fn finish(&self, reason: FinishReason) {
+        let _ = self.events.send(GenerationEvent::Finished {
+            reason,
+            completion_tokens: self.generated,
+        });
+    }
+}
+
+/// Runs until every [`super::Scheduler`] handle is dropped and the batch has drained.
+pub(crate) fn run<G: Generator>(mut generator: G, jobs: &Receiver<Job>, stats: &SchedulerStats) {
+    let max_batch = generator.max_batch().max(1);
+    let mut batch: Vec<Running<G::Sequence>> = Vec::with_capacity(max_batch);
+    let mut queue_open = true;
+    loop {
+        // Admit.
+        while queue_open && batch.len() < max_batch {
+            let job = if batch.is_empty() {
+                match jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => {
+                        queue_open = false;
+                        break;
+                    }
+                }
+            } else {
+                match jobs.try_recv() {
+                    Ok(job) => job,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        queue_open = false;
+                        break;
+                    }
+                }
+            };
+            stats.waiting.fetch_sub(1, Ordering::SeqCst);
+            if job.events.is_closed() {
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let _ = job.events.send(GenerationEvent::Started {
+                queued_for: job.request.enqueued_at.elapsed(),
+            });
+            match generator.start(&job.request) {
+                Ok((sequence, first)) => {
+                    let mut running = Running::new(sequence, job);
+                    match running.accept(first) {
+                        Some(reason) => {
+                            running.finish(reason);
+                            generator.release(running.sequence);
+                        }
+                        None => batch.push(running),
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "prefill failed");
+                    let _ = job.events.send(GenerationEvent::Finished {
+                        reason: FinishReason::Error,
+                        completion_tokens: 0,
+                    });
+                }
+            }
+        }
+        // Drop sequences whose client has gone.
+        let (gone, kept): (Vec<_>, Vec<_>) = batch.drain(..).partition(|r| r.events.is_closed());
+        batch = kept;
+        stats
+            .dropped
+            .fetch_add(gone.len() as u64, Ordering::Relaxed);
+        for running in gone {
+            generator.release(running.sequence);
+        }
+        stats.running.store(batch.len(), Ordering::SeqCst);
+        if batch.is_empty() {
+            if queue_open {
+                continue;
+            }
+            return;
+        }
+        // One batched step.
+        let mut sequences: Vec<&mut G::Sequence> =
+            batch.iter_mut().map(|r| &mut r.sequence).collect();
+        match generator.step(&mut sequences) {
+            Ok(tokens) if tokens.len() == batch.len() => {
+                let outcomes: Vec<Option<FinishReason>> = batch
+                    .iter_mut()
+                    .zip(tokens)
+                    .map(|(running, token)| running.accept(token))
+                    .collect();
+                let mut still = Vec::with_capacity(batch.len());
+                for (running, outcome) in batch.drain(..).zip(outcomes) {
+                    match outcome {
+                        Some(reason) => {
+                            running.finish(reason);
+                            generator.release(running.sequence);
+                        }
+                        None => still.push(running),
+                    }
+                }
+                batch = still;
+            }
+            Ok(tokens) => {
+                tracing::error!(
+                    got = tokens.len(),
+                    want = batch.len(),
+                    "engine returned the wrong number of tokens"
+                );
+                fail_all(&mut generator, &mut batch);
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "decode step failed");
+                fail_all(&mut generator, &mut batch);
+            }
+        }
+        stats.running.store(batch.len(), Ordering::SeqCst);
+    }
+}
+
+fn fail_all<G: Generator>(generator: &mut G, batch: &mut Vec<Running<G::Sequence>>) {
+    for running in batch.drain(..) {
+        running.finish(FinishReason::Error);
+        generator.release(running.sequence);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::super::request::{GenerationRequest, Sampling};
+    use super::super::{GeneratorError, Scheduler};
+    use super::*;
+
+    /// A generator that spells out each prompt's token ids as text, one id per step, then
+    /// ends; it records the batch sizes it was asked to step.
+    struct Spell {
+        max_batch: usize,
+        steps: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+    }
+
+    struct Seq {
+        ids: Vec<u32>,
+        at: usize,
+    }
+
+    fn token(seq: &mut Seq) -> Token {
+        let id = seq.ids.get(seq.at).copied();
+        seq.at += 1;
+        match id {
+            Some(id) => Token {
+                id,
+                text: format!("<{id}>"),
+                finish: None,
+            },
+            None => Token {
+                id: 0,
+                text: String::new(),
+                finish: Some(FinishReason::Stop),
+            },
+        }
+    }
+
+    impl Generator for Spell {
+        type Sequence = Seq;
+        fn max_batch(&self) -> usize {
+            self.max_batch
+        }
+        fn start(&mut self, request: &GenerationRequest) -> Result<(Seq, Token), GeneratorError> {
+            if request.prompt_tokens.is_empty() {
+                return Err(GeneratorError::Model {
+                    reason: "empty".into(),
+                });
+            }
+            let mut seq = Seq {
+                ids: request.prompt_tokens.clone(),
+                at: 0,
+            };
+            let first = token(&mut seq);
+            Ok((seq, first))
+        }
+        fn step(&mut self, sequences: &mut [&mut Seq]) -> Result<Vec<Token>, GeneratorError> {
+            self.steps.lock().unwrap().push(sequences.len());
+            Ok(sequences.iter_mut().map(|s| token(s)).collect())
+        }
+        fn release(&mut self, _: Seq) {}
+    }
+
+    fn request(ids: &[u32], max_tokens: u32, stop: &[&str]) -> GenerationRequest {
+        GenerationRequest {
+            prompt_tokens: ids.to_vec(),
+            max_tokens,
+            sampling: Sampling {
+                temperature: 0.0,
+                top_p: 1.0,
+                top_k: 0,
+                seed: 0,
+            },
+            stop: stop.iter().map(|s| s.to_string()).collect(),
+            enqueued_at: Instant::now(),
+        }
+    }
+
+    fn drain(
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<GenerationEvent>,
+    ) -> (String, FinishReason, u32) {
+        let mut text = String::new();
+        loop {
+            match rx.blocking_recv().expect("channel closed before Finished") {
+                GenerationEvent::Started { .. } => {}
+                GenerationEvent::Text { text: t, .. } => text.push_str(&t),
+                GenerationEvent::Finished {
+                    reason,
+                    completion_tokens,
+                } => return (text, reason, completion_tokens),
+            }
+        }
+    }
+
+    fn start(
+        max_batch: usize,
+        capacity: usize,
+    ) -> (
+        Scheduler,
+        super::super::EngineThread,
+        std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+    ) {
+        let steps = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (scheduler, thread) = Scheduler::start(
+            Spell {
+                max_batch,
+                steps: steps.clone(),
+            },
+            capacity,
+        )
+        .unwrap();
+        (scheduler, thread, steps)
+    }
+
+    #[test]
+    fn test_batch_finishes_with_stop_length_and_end_of_sequence() {
+        let (scheduler, thread, _) = start(4, 8);
+        let eos = scheduler.submit(request(&[1, 2], 10, &[])).unwrap();
+        let length = scheduler.submit(request(&[1, 2, 3, 4], 3, &[])).unwrap();
+        let stop = scheduler.submit(request(&[5, 6, 7], 10, &["<6"])).unwrap();
+        assert_eq!(drain(eos), ("<1><2>".into(), FinishReason::Stop, 3));
+        assert_eq!(drain(length), ("<1><2><3>".into(), FinishReason::Length, 3));
+        assert_eq!(drain(stop), ("<5>".into(), FinishReason::Stop, 2));
+        drop(scheduler);
+        thread.join();
+    }
+
+    #[test]
+    fn test_batch_runs_sequences_together_up_to_max_batch() {
+        let (scheduler, thread, steps) = start(2, 8);
+        let receivers: Vec<_> = (0..4)
+            .map(|i| scheduler.submit(request(&[i; 5], 5, &[])).unwrap())
+            .collect();
+        for rx in receivers {
+            assert_eq!(drain(rx).1, FinishReason::Length);
+        }
+        drop(scheduler);
+        thread.join();
+        let steps = steps.lock().unwrap();
+        assert!(steps.iter().all(|&n| n <= 2), "{steps:?}");
+        assert!(
+            steps.contains(&2),
+            "sequences should share steps: {steps:?}"
+        );
+    }
+
+    #[test]
+    fn test_batch_prefill_failure_is_reported_not_fatal() {
+        let (scheduler, thread, _) = start(2, 8);
+        let bad = scheduler.submit(request(&[], 5, &[])).unwrap();
+        assert_eq!(drain(bad).1, FinishReason::Error);
+        let good = scheduler.submit(request(&[9], 5, &[])).unwrap();
+        assert_eq!(drain(good).1, FinishReason::Stop);
+        drop(scheduler);
+        thread.join();
+    }
+
+    #[test]
+    fn test_batch_dropped_receivers_leave_the_batch() {
+        let (scheduler, thread, _) = start(2, 8);
+        let gone = scheduler.submit(request(&[1; 1000], 1000, &[])).unwrap();
+        drop(gone);
+        let kept = scheduler.submit(request(&[2, 2], 10, &[])).unwrap();
+        assert_eq!(drain(kept).1, FinishReason::Stop);
+        drop(scheduler);
+        thread.join();
+    }
+
+    #[test]
+    fn test_queue_full_is_reported() {
+        // A generator whose start blocks until released keeps the queue occupied.
+        struct Gate(std::sync::mpsc::Receiver<()>);
+        impl Generator for Gate {
+            type Sequence = ();
+            fn max_batch(&self) -> usize {
+                1
+            }
+            fn start(&mut self, _: &GenerationRequest) -> Result<((), Token), GeneratorError> {
+                let _ = self.0.recv();
+                Ok((
+                    (),
+                    Token {
+                        id: 0,
+                        text: String::new(),
+                        finish: Some(FinishReason::Stop),
+                    },
+                ))
+            }
+            fn step(&mut self, _: &mut [&mut ()]) -> Result<Vec<Token>, GeneratorError> {
+                Ok(Vec::new())
+            }
+            fn release(&mut self, _: ()) {}
+        }
+        let (open, gate) = std::sync::mpsc::channel();
+        let (scheduler, thread) = Scheduler::start(Gate(gate), 1).unwrap();
+        let mut first = scheduler.submit(request(&[1], 1, &[])).unwrap();
+        // Wait until the engine holds the first request (its `Started` event), so the
+        // queue itself is empty again.
+        assert!(matches!(
+            first.blocking_recv(),
+            Some(GenerationEvent::Started { .. })
+        ));
+        let _queued = scheduler.submit(request(&[1], 1, &[])).unwrap();
+        assert_eq!(
+            scheduler.submit(request(&[1], 1, &[])).unwrap_err(),
+            SubmitErrorAlias::QueueFull { capacity: 1 }
+        );
+        open.send(()).unwrap();
+        open.send(()).unwrap();
+        drop(scheduler);
+        thread.join();
+    }
+
+    use super::super::SubmitError as SubmitErrorAlias;
+}

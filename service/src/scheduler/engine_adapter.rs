@@ -1,0 +1,169 @@
+//! The scheduler's traits over the real engine ([`crate::engine::generate::Engine`]).
+//!
+//! The engine keeps its own sequences in KV slots; this adapter maps the scheduler's
+//! sequences to engine ids and asks for one batched step over exactly the running ones
+//! (`step_some`). Stop strings and `max_tokens` are the scheduler's job: the engine is given
+//! no stop strings and a token budget one above the scheduler's, so only end-of-sequence and
+//! a full context end a sequence inside the engine.
+
+use std::sync::Arc;
+
+use super::request::{FinishReason, GenerationRequest, PromptInput};
+use super::{Generator, GeneratorError, PromptEncoder, Token};
+use crate::engine::chat_template::{ChatMessage, ChatTemplate};
+use crate::engine::generate::{Engine, EngineError, FinishReason as EngineFinish, SeqEvent, SeqId};
+use crate::engine::sampling::SamplingRequest;
+use crate::engine::tokenizer::Tokenizer;
+
+/// Templates and tokenises prompts with the model's own tokenizer and chat template.
+#[derive(Debug, Clone)]
+pub struct EnginePromptEncoder {
+    tokenizer: Arc<Tokenizer>,
+    template: Option<Arc<ChatTemplate>>,
+}
+
+impl EnginePromptEncoder {
+    /// Shares the engine's tokenizer and template.
+    pub fn new(engine: &Engine) -> Self {
+        let (tokenizer, template) = engine.text_handles();
+        EnginePromptEncoder {
+            tokenizer,
+            template,
+        }
+    }
+}
+
+impl PromptEncoder for EnginePromptEncoder {
+    fn encode(&self, prompt: &PromptInput) -> Result<Vec<u32>, GeneratorError> {
+        let encode_err = |e: &dyn std::fmt::Display| GeneratorError::Encode {
+            reason: e.to_string(),
+        };
+        match prompt {
+            PromptInput::Text(text) => self
+                .tokenizer
+                .encode(text, true)
+                .map_err(|e| encode_err(&e)),
+            PromptInput::Chat(turns) => {
+                let template = self
+                    .template
+                    .as_ref()
+                    .ok_or_else(|| GeneratorError::Encode {
+                        reason: "this model has no chat template; use /v1/completions".to_string(),
+                    })?;
+                let messages: Vec<ChatMessage> = turns
+                    .iter()
+                    .map(|t| ChatMessage::new(t.role.as_str(), t.content.clone()))
+                    .collect();
+                let text = template
+                    .render(&messages, true)
+                    .map_err(|e| encode_err(&e))?;
+                // The template writes any BOS itself.
+                self.tokenizer
+                    .encode(&text, false)
+                    .map_err(|e| encode_err(&e))
+            }
+        }
+    }
+}
+
+/// The engine as a [`Generator`].
+#[derive(Debug)]
+pub struct EngineGenerator {
+    engine: Engine,
+}
+
+/// A sequence living in one of the engine's KV slots.
+#[derive(Debug)]
+pub struct EngineSequence {
+    id: SeqId,
+}
+
+impl EngineGenerator {
+    /// Wraps a loaded engine.
+    pub fn new(engine: Engine) -> Self {
+        EngineGenerator { engine }
+    }
+}
+
+fn model_error(e: &EngineError) -> GeneratorError {
+    GeneratorError::Model {
+        reason: e.to_string(),
+    }
+}
+
+/// The decimal the receipt records, read back as the f64 the engine applies, so the
+/// engine runs with exactly the recorded value (not the f32's binary expansion).
+fn applied(value: f32) -> f64 {
+    format!("{value}").parse().unwrap_or(f64::from(value))
+}
+
+fn token(event: SeqEvent) -> Token {
+    Token {
+        id: event.token,
+        text: event.text,
+        finish: match event.finish {
+            None => None,
+            Some(EngineFinish::Stop) => Some(FinishReason::Stop),
+            Some(EngineFinish::Length) => Some(FinishReason::Length),
+            Some(EngineFinish::Cancelled) => Some(FinishReason::Cancelled),
+        },
+    }
+}
+
+impl Generator for EngineGenerator {
+    type Sequence = EngineSequence;
+
+    fn max_batch(&self) -> usize {
+        self.engine.info().slots
+    }
+
+    fn start(
+        &mut self,
+        request: &GenerationRequest,
+    ) -> Result<(EngineSequence, Token), GeneratorError> {
+        let sampling = &request.sampling;
+        let params = SamplingRequest {
+            temperature: Some(applied(sampling.temperature)),
+            top_p: Some(applied(sampling.top_p)),
+            top_k: Some(sampling.top_k),
+            seed: Some(sampling.seed),
+            max_tokens: Some(request.max_tokens.saturating_add(1)),
+            stop: Vec::new(),
+        }
+        .validate(u32::MAX)
+        .map_err(|e| GeneratorError::Model {
+            reason: e.to_string(),
+        })?;
+        let event = self
+            .engine
+            .add(&request.prompt_tokens, params)
+            .map_err(|e| model_error(&e))?;
+        Ok((EngineSequence { id: event.id }, token(event)))
+    }
+
+    fn step(
+        &mut self,
+        sequences: &mut [&mut EngineSequence],
+    ) -> Result<Vec<Token>, GeneratorError> {
+        let ids: Vec<SeqId> = sequences.iter().map(|s| s.id).collect();
+        let mut events = self.engine.step_some(&ids).map_err(|e| model_error(&e))?;
+        let mut tokens = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let at =
+                events
+                    .iter()
+                    .position(|e| e.id == *id)
+                    .ok_or_else(|| GeneratorError::Model {
+                        reason: format!("the engine skipped sequence {id:?} in a step"),
+                    })?;
+            tokens.push(token(events.swap_remove(at)));
+        }
+        Ok(tokens)
+    }
+
+    fn release(&mut self, sequence: EngineSequence) {
+        if let Err(err) = self.engine.remove(sequence.id) {
+            tracing::error!(error = %err, "could not release an engine sequence");
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The engine behind a bounded queue, on its own thread.
+//!
+//! Requests carry their own event channel (mistral.rs's `Request`, TGI's queue entries). The
+//! engine thread owns the model and runs a continuous-batching loop ([`batch`]): it admits
+//! queued requests while the batch has room, prefills them, then advances every running
+//! sequence by one token per step. A finished sequence leaves the batch at once; so does one
+//! whose client has gone (its event channel is closed), checked when it leaves the queue and
+//! before every step. libtorch never runs on the async runtime.
+//!
+//! The engine is reached through two small traits: [`PromptEncoder`] (template + tokenise,
+//! called on the request path from a blocking task) and [`Generator`] (prefill and batched
+//! decode steps, on the engine thread only).
+
+pub mod batch;
+pub mod engine_adapter;
+pub mod request;
+pub mod stop;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use self::request::{FinishReason, GenerationEvent, GenerationRequest, PromptInput};
+
+/// An engine failure, reported to clients as a 500 (details only in the operator's log).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GeneratorError {
+    /// The prompt could not be templated or tokenised.
+    #[error("prompt could not be encoded: {reason}")]
+    Encode {
+        /// Why.
+        reason: String,
+    },
+    /// The model failed (libtorch error, out of memory, no free KV slot).
+    #[error("generation failed: {reason}")]
+    Model {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One generated token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// Its id.
+    pub id: u32,
+    /// The text it makes final (may be empty while a multi-byte character is incomplete;
+    /// with `finish`, whatever the model still held back).
+    pub text: String,
+    /// Set when the model ended the sequence with this token: `Stop` for end of sequence,
+    /// `Length` when its context is full. The scheduler ends sequences at `max_tokens` and
+    /// stop strings itself.
+    pub finish: Option<FinishReason>,
+}
+
+/// Template and tokenise a prompt. Thread-safe and cheap enough to run per request on a
+/// blocking task.
+pub trait PromptEncoder: Send + Sync + 'static {
+    /// The prompt's token ids, chat template applied for chat input.
+    fn encode(&self, prompt: &PromptInput) -> Result<Vec<u32>, GeneratorError>;
+}
+
+/// The model's generation interface. Lives on the engine thread only.
+pub trait Generator: Send + 'static {
+    /// One sequence's state (its KV slot; released on drop).
+    type Sequence: Send;
+
+    /// Most sequences one step may carry.
+    fn max_batch(&self) -> usize;
+
+    /// Prefills a new sequence and samples its first token.
+    fn start(
+        &mut self,
+        request: &GenerationRequest,
+    ) -> Result<(Self::Sequence, Token), GeneratorError>;
+
+    /// Advances every sequence by one token, in one batched step. Returns one token per
+    /// sequence, in order. An error fails every sequence in the step.
+    fn step(&mut self, sequences: &mut [&mut Self::Sequence])
+    -> Result<Vec<Token>, GeneratorError>;
+
+    /// Frees a sequence that left the batch (finished, failed or cancelled).
+    fn release(&mut self, sequence: Self::Sequence);
+}
+
+/// Live counts, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct SchedulerStats {
+    /// Requests in the queue.
+    pub waiting: AtomicUsize,
+    /// Sequences in the running batch.
+    pub running: AtomicUsize,
+    /// Requests dropped because their client had gone (in the queue or mid-generation).
+    pub dropped: AtomicU64,
+    /// Requests refused because the queue was full.
+    pub rejected: AtomicU64,
+}
+
+/// A request handed to the engine thread with its event channel.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) request: GenerationRequest,
+    pub(crate) events: UnboundedSender<GenerationEvent>,
+}
+
+/// Why a request was not queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue is at capacity.
+    #[error("queue full ({capacity} waiting)")]
+    QueueFull {
+        /// The queue's capacity.
+        capacity: usize,
+    },
+    /// The engine thread has stopped.
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+/// The handle the API uses: cheap to clone, safe to share.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    queue: SyncSender<Job>,
+    capacity: usize,
+    stats: Arc<SchedulerStats>,
+}
+
+/// The engine thread; joining it waits for every running sequence to finish.
+#[derive(Debug)]
+pub struct EngineThread {
+    handle: Option<JoinHandle<()>>,
+}
+
+impl EngineThread {
+    /// Waits for the engine thread to drain and exit (after every [`Scheduler`] is dropped).
+    pub fn join(mut self) {
+        if let Some(handle) = self.handle.take() {
+            if handle.join().is_err() {
+                tracing::error!("engine thread panicked");
+            }
+        }
+    }
+}
+
+impl Scheduler {
+    /// Starts the engine thread over `generator` with a queue of `capacity` requests.
+    pub fn start<G: Generator>(
+        generator: G,
+        capacity: usize,
+    ) -> std::io::Result<(Scheduler, EngineThread)> {
+        let (queue, jobs) = mpsc::sync_channel(capacity);
+        let stats = Arc::new(SchedulerStats::default());
+        let thread_stats = stats.clone();
+        let handle = std::thread::Builder::new()
+            .name("sworn-engine".to_string())
+            .spawn(move || batch::run(generator, &jobs, &thread_stats))?;
+        Ok((
+            Scheduler {
+                queue,
+                capacity,
+                stats,
+            },
+            EngineThread {
+                handle: Some(handle),
+            },
+        ))
+    }
+
+    /// Queues a request; its events arrive on the returned channel. Dropping the receiver
+    /// cancels the generation.
+    pub fn submit(
+        &self,
+        mut request: GenerationRequest,
+    ) -> Result<UnboundedReceiver<GenerationEvent>, SubmitError> {
+        let (events, receiver) = unbounded_channel();
+        request.enqueued_at = Instant::now();
+        // Count before sending so the engine's decrement can never run first.
+        self.stats.waiting.fetch_add(1, Ordering::SeqCst);
+        match self.queue.try_send(Job { request, events }) {
+            Ok(()) => Ok(receiver),
+            Err(err) => {
+                self.stats.waiting.fetch_sub(1, Ordering::SeqCst);
+                match err {
+                    TrySendError::Full(_) => {
+                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        Err(SubmitError::QueueFull {
+                            capacity: self.capacity,
+                        })
+                    }
+                    TrySendError::Disconnected(_) => Err(SubmitError::Stopped),
+                }
+            }
+        }
+    }
+
+    /// Live counts.
+    pub fn stats(&self) -> &Arc<SchedulerStats> {
+        &self.stats
+    }
+
+    /// The queue's capacity.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}

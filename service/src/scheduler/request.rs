@@ -1,0 +1,121 @@
+//! What the scheduler accepts: a validated, tokenised request, and what it sends back.
+
+use std::time::{Duration, Instant};
+
+/// Who said a chat turn (the roles the chat template understands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnRole {
+    /// System or developer instructions.
+    System,
+    /// The user.
+    User,
+    /// A previous model answer.
+    Assistant,
+}
+
+impl TurnRole {
+    /// The role name chat templates expect.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TurnRole::System => "system",
+            TurnRole::User => "user",
+            TurnRole::Assistant => "assistant",
+        }
+    }
+}
+
+/// One chat message, reduced to text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatTurn {
+    /// Its role.
+    pub role: TurnRole,
+    /// Its text.
+    pub content: String,
+}
+
+/// The prompt as the client gave it: chat turns (templated by the model) or raw text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptInput {
+    /// `/v1/chat/completions`.
+    Chat(Vec<ChatTurn>),
+    /// `/v1/completions`.
+    Text(String),
+}
+
+/// Sampling as applied (after defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// 0 means greedy.
+    pub temperature: f32,
+    /// Nucleus mass in (0, 1].
+    pub top_p: f32,
+    /// 0 means no top-k cut.
+    pub top_k: u32,
+    /// The seed of the request's counter-based generator.
+    pub seed: u64,
+}
+
+/// A request ready for the engine: tokenised, budgeted, with its stop strings.
+#[derive(Debug, Clone)]
+pub struct GenerationRequest {
+    /// Prompt token ids (already templated).
+    pub prompt_tokens: Vec<u32>,
+    /// Most tokens to generate (≥ 1; prompt + this fits the context).
+    pub max_tokens: u32,
+    /// Sampling parameters.
+    pub sampling: Sampling,
+    /// Stop strings; the answer ends before the first occurrence of any.
+    pub stop: Vec<String>,
+    /// When the request entered the queue.
+    pub enqueued_at: Instant,
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// End of sequence or a stop string.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// The client went away before the end.
+    Cancelled,
+    /// The engine failed mid-generation.
+    Error,
+}
+
+impl FinishReason {
+    /// The name recorded in receipts and in OpenAI's `finish_reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+            FinishReason::Error => "error",
+        }
+    }
+}
+
+/// What a request's event channel carries, in order: `Started`, zero or more `Text`, then
+/// exactly one `Finished`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GenerationEvent {
+    /// The engine took the request from the queue.
+    Started {
+        /// Time spent waiting in the queue.
+        queued_for: Duration,
+    },
+    /// New answer text, safe to show (no stop string can begin inside it any more).
+    Text {
+        /// The text.
+        text: String,
+        /// Tokens generated so far.
+        tokens: u32,
+    },
+    /// The end.
+    Finished {
+        /// Why.
+        reason: FinishReason,
+        /// Tokens generated (counting any held back by a stop string).
+        completion_tokens: u32,
+    },
+}

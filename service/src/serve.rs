@@ -1,0 +1,292 @@
+//! `sworn serve` and `sworn keygen`: wiring the configured parts together.
+//!
+//! Order of start-up: authentication (refuse to start without keys unless told), data
+//! directory and log key (created on first start), the ledger (recovers to its last durable
+//! entry), the model (on a blocking thread), the engine thread, the anchorer (if
+//! configured), then the listener. Order of shutdown (SIGINT/SIGTERM): stop taking
+//! generation requests, let in-flight ones finish, flush the ledger and seal a last
+//! checkpoint, stop the anchorer.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sworn_ledger::anchor::{AnchorConfig as ChainConfig, Anchorer, AnchorerHandle, load_chain_key};
+use sworn_ledger::keys::LogKey;
+use sworn_ledger::receipt::ModelInfo;
+use sworn_ledger::store::{Ledger, LedgerConfig};
+
+use crate::api::auth::Auth;
+use crate::api::state::{AppState, AppStateParts, ServedModel, SwearMode};
+use crate::api::validation::Limits;
+use crate::config::{ServeArgs, ServeConfig};
+use crate::engine::generate::{Engine, EngineOptions};
+use crate::keys::KeysFile;
+use crate::scheduler::Scheduler;
+use crate::scheduler::engine_adapter::{EngineGenerator, EnginePromptEncoder};
+use crate::server::{self, ListenOptions, Server};
+
+/// `Retry-After` seconds suggested to clients refused by a full queue.
+const OVERLOAD_RETRY_AFTER_S: u64 = 1;
+
+/// Why the server could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The API-keys file could not be loaded.
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeysError),
+    /// A file or directory could not be created or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The log key could not be created or loaded.
+    #[error("log key {path}: {reason}")]
+    LogKey {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The ledger could not be opened.
+    #[error("ledger: {0}")]
+    Ledger(#[from] sworn_ledger::store::StoreError),
+    /// The model could not be loaded.
+    #[error("model {path}: {reason}")]
+    Model {
+        /// The model path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Anchoring could not be set up.
+    #[error("anchoring: {reason}")]
+    Anchor {
+        /// Why.
+        reason: String,
+    },
+    /// The listener could not start.
+    #[error(transparent)]
+    Server(#[from] server::ServerError),
+}
+
+/// `sworn keygen` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeygenArgs {
+    /// Key file to create (mode 0600); it must not exist.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print the public key (hex) of the existing key file instead of creating one.
+    #[arg(long)]
+    pub show: bool,
+}
+
+/// Creates a log key (or reads one with `--show`) and returns its public key in hex.
+pub fn keygen(args: &KeygenArgs) -> Result<String, ServeError> {
+    let key = if args.show {
+        load_log_key(&args.out)?
+    } else {
+        LogKey::generate_to_file(&args.out).map_err(|e| ServeError::LogKey {
+            path: args.out.clone(),
+            reason: e.to_string(),
+        })?
+    };
+    Ok(hex::encode(key.public_key_bytes()))
+}
+
+fn load_log_key(path: &Path) -> Result<LogKey, ServeError> {
+    LogKey::load(path).map_err(|e| ServeError::LogKey {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Resolves `args`, then serves until SIGINT or SIGTERM.
+pub fn run(args: ServeArgs) -> Result<(), ServeError> {
+    // Operational logs only (never prompt or response text); RUST_LOG overrides the level.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let config = args.resolve()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sworn-api")
+        .build()
+        .map_err(|source| ServeError::Io {
+            path: PathBuf::from("(tokio runtime)"),
+            source,
+        })?;
+    runtime.block_on(serve(config))
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
+    move |source| ServeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Starts everything `config` names and serves until a shutdown signal.
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let auth = match &config.api_keys {
+        Some(path) => Auth::from_file(&KeysFile::load(path)?),
+        None => {
+            tracing::warn!(
+                "=== --insecure-no-auth: NO AUTHENTICATION. Anyone who can reach {} can generate, read every receipt, export and erase the log. ===",
+                config.listen
+            );
+            eprintln!("WARNING: serving WITHOUT authentication (--insecure-no-auth)");
+            Auth::Disabled
+        }
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(io(&config.data_dir))?;
+    std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(io(&config.data_dir))?;
+    let log_key = if config.log_key.exists() {
+        load_log_key(&config.log_key)?
+    } else {
+        tracing::info!(path = %config.log_key.display(), "creating the log key");
+        LogKey::generate_to_file(&config.log_key).map_err(|e| ServeError::LogKey {
+            path: config.log_key.clone(),
+            reason: e.to_string(),
+        })?
+    };
+    let mut ledger_config =
+        LedgerConfig::new(config.data_dir.join("ledger"), &config.origin, log_key);
+    ledger_config.seal_every_entries = config.seal_every;
+    ledger_config.seal_interval = config.seal_interval;
+    let ledger = Ledger::open(ledger_config)?;
+    tracing::info!(
+        origin = ledger.origin(),
+        entries = ledger.size(),
+        "ledger open"
+    );
+
+    let model_path = config.model.clone();
+    let slots = config.max_batch;
+    let engine = tokio::task::spawn_blocking(move || {
+        let options = EngineOptions {
+            slots,
+            ..EngineOptions::default()
+        };
+        Engine::load(&model_path, &options)
+    })
+    .await
+    .map_err(|e| ServeError::Model {
+        path: config.model.clone(),
+        reason: e.to_string(),
+    })?
+    .map_err(|e| ServeError::Model {
+        path: config.model.clone(),
+        reason: e.to_string(),
+    })?;
+    let info = engine.info().clone();
+    tracing::info!(model = %info.id, device = %info.device, dtype = %info.dtype, context = info.max_ctx, slots = info.slots, "model loaded");
+    let served = ServedModel {
+        id: config.model_id.clone(),
+        info: ModelInfo {
+            id: config.model_id.clone(),
+            sha256: info.sha256.clone(),
+            dtype: info.dtype.clone(),
+            device: info.device.clone(),
+            engine: format!("sworn {}", env!("CARGO_PKG_VERSION")),
+            libtorch: crate::device::DeviceReport::probe().libtorch,
+        },
+        context_length: info.max_ctx,
+        encoder: Arc::new(EnginePromptEncoder::new(&engine)),
+        created: u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0),
+    };
+    let (scheduler, _engine_thread) =
+        Scheduler::start(EngineGenerator::new(engine), config.queue_capacity).map_err(|e| {
+            ServeError::Model {
+                path: config.model.clone(),
+                reason: format!("cannot start the engine thread: {e}"),
+            }
+        })?;
+
+    let anchorer = match &config.anchor {
+        Some(anchor) => Some(start_anchorer(anchor, &ledger)?),
+        None => {
+            tracing::warn!(
+                "anchoring is off (--no-anchor): checkpoints are signed but not anchored on a chain"
+            );
+            None
+        }
+    };
+    let state = AppState::new(AppStateParts {
+        model: served,
+        limits: Limits {
+            max_tokens_limit: config.max_tokens_limit,
+            default_max_tokens: config.default_max_tokens,
+        },
+        max_body_bytes: config.max_body_bytes,
+        auth,
+        scheduler,
+        ledger,
+        swear_mode: SwearMode::Durable,
+        anchor: anchorer.as_ref().map(AnchorerHandle::subscribe),
+        overload_retry_after_s: OVERLOAD_RETRY_AFTER_S,
+    });
+    let server = Server::start(
+        state.clone(),
+        ListenOptions {
+            addr: config.listen,
+            tls: config.tls.clone(),
+            allow_plain_http: config.allow_plain_http,
+        },
+    )
+    .await?;
+    tracing::info!(url = %server.url(), "serving");
+    eprintln!("sworn: serving {} at {}", config.model_id, server.url());
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    server::shutdown(server, state, config.shutdown_grace).await;
+    if let Some(anchorer) = anchorer {
+        anchorer.shutdown().await;
+    }
+    Ok(())
+}
+
+fn start_anchorer(
+    anchor: &crate::config::AnchorConfig,
+    ledger: &Ledger,
+) -> Result<AnchorerHandle, ServeError> {
+    let fail = |reason: String| ServeError::Anchor { reason };
+    let contract = anchor
+        .contract
+        .parse()
+        .map_err(|e| fail(format!("--contract {}: {e}", anchor.contract)))?;
+    let signer = load_chain_key(&anchor.chain_key).map_err(|e| fail(e.to_string()))?;
+    let config = ChainConfig::new(&anchor.rpc, contract, ledger.origin());
+    let anchorer =
+        Anchorer::new(config, signer, Arc::new(ledger.clone())).map_err(|e| fail(e.to_string()))?;
+    Ok(anchorer.spawn())
+}
+
+async fn wait_for_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,213 @@
+//! Disconnects, graceful shutdown, TLS, and the routes that need no key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+use crate::answers::toy_server;
+use crate::bad_input::slow_server;
+use crate::support::{Options, bearer, raw};
+
+/// Sends a streaming chat request on a raw socket and reads until the first generated
+/// letter; returns the socket and the request id.
+async fn start_stream(
+    addr: std::net::SocketAddr,
+    key: &str,
+    max_tokens: u32,
+) -> (tokio::net::TcpStream, String) {
+    let body = json!({
+        "model": "toy", "messages": [{"role": "user", "content": "go"}],
+        "temperature": 1, "seed": 7, "max_tokens": max_tokens, "stream": true
+    })
+    .to_string();
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        bearer(key),
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(body.as_bytes()).await.unwrap();
+    let marker = b"\"content\":\"";
+    let mut seen = Vec::new();
+    loop {
+        let mut buf = [0u8; 1024];
+        let n = socket.read(&mut buf).await.unwrap();
+        assert!(n > 0, "stream closed early");
+        seen.extend_from_slice(&buf[..n]);
+        if seen
+            .windows(marker.len() + 1)
+            .any(|w| w.starts_with(marker) && w[marker.len()].is_ascii_lowercase())
+        {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&seen);
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .expect("x-request-id header")
+        .trim()
+        .to_string();
+    (socket, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_stops_its_generation_and_is_still_sworn() {
+    let server = slow_server(8, 4).await;
+    let (socket, request_id) = start_stream(server.addr, &server.user_key, 200).await;
+    drop(socket);
+    // The partial answer is recorded: wait for the sealer to cover entry 0.
+    let checkpoint = tokio::task::spawn_blocking({
+        let ledger = server.ledger.clone();
+        move || {
+            ledger
+                .wait_for_checkpoint(1, Duration::from_secs(30))
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        checkpoint.is_some(),
+        "the cancelled request was never sworn"
+    );
+    let receipt = server
+        .ledger
+        .receipt_by_request_id(&request_id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(receipt.body.response.finish_reason, "cancelled");
+    // 200 tokens take 2 s at 10 ms each; the engine stopped long before.
+    assert!(
+        receipt.body.response.tokens < 200,
+        "generation ran on: {}",
+        receipt.body.response.tokens
+    );
+    let content = server.ledger.content(receipt.entry.index).unwrap().unwrap();
+    // One letter per toy token: the recorded text is exactly what was generated and sent.
+    assert_eq!(content.response.len() as u64, receipt.body.response.tokens);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_requests_and_seals_a_last_checkpoint() {
+    let server = slow_server(8, 4).await;
+    let (mut socket, request_id) = start_stream(server.addr, &server.user_key, 30).await;
+    let state = server.state.clone();
+    let ledger = server.ledger.clone();
+    let addr = server.addr;
+    let reader = tokio::spawn(async move {
+        let mut rest = Vec::new();
+        socket.read_to_end(&mut rest).await.unwrap();
+        String::from_utf8_lossy(&rest).to_string()
+    });
+    server.shutdown().await;
+    // The in-flight stream ran to its end, receipt included.
+    let rest = reader.await.unwrap();
+    assert!(rest.contains("\"sworn\""), "stream cut short: {rest}");
+    assert!(rest.contains("[DONE]"));
+    let receipt = ledger.receipt_by_request_id(&request_id).unwrap().unwrap();
+    assert_eq!(receipt.body.response.finish_reason, "length");
+    // The last checkpoint covers everything.
+    let last = ledger.latest_checkpoint().unwrap().unwrap();
+    assert_eq!(last.checkpoint.size, ledger.size());
+    assert!(state.lifecycle() == sworn_service::api::state::Lifecycle::Draining);
+    // Nothing listens any more.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_ready_and_metrics_need_no_key() {
+    let server = toy_server(Options::default()).await;
+    let health = raw(server.addr, "GET", "/health", &[], b"").await;
+    assert_eq!(
+        (health.status, health.json()["status"].as_str()),
+        (200, Some("ok"))
+    );
+    assert!(health.header("x-request-id").is_some());
+    assert_eq!(
+        raw(server.addr, "GET", "/ready", &[], b"").await.status,
+        200
+    );
+    let body =
+        json!({"model": "toy", "messages": [{"role": "user", "content": "m"}], "temperature": 0})
+            .to_string();
+    let auth = bearer(&server.user_key);
+    let answered = raw(
+        server.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(answered.status, 200);
+    let metrics = raw(server.addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8(metrics.body).unwrap();
+    for line in [
+        "sworn:request_success_total{finished_reason=\"stop\"} 1",
+        "sworn:prompt_tokens_total 8",
+        "sworn:ledger_entries 1",
+        "sworn:time_to_first_token_seconds_count 1",
+        "sworn:ledger_append_seconds_count 1",
+        "sworn:num_requests_waiting 0",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in\n{text}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_https_with_the_given_certificate() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/tls");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let server = toy_server(Options {
+        tls: Some((cert, key)),
+        ..Options::default()
+    })
+    .await;
+    assert!(server.url.starts_with("https://"));
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    tls.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    // Plain HTTP to the TLS port gets no answer.
+    let mut plain = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    plain
+        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = plain.read_to_end(&mut buf).await;
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+    server.shutdown().await;
+}
