@@ -19,3 +19,5 @@ pub mod bad_input;
 pub mod concurrency;
 #[path = "api/lifecycle.rs"]
 pub mod lifecycle;
+#[path = "api/model.rs"]
+pub mod model;

@@ -2,9 +2,10 @@
 //!
 //! The engine keeps its own sequences in KV slots; this adapter maps the scheduler's
 //! sequences to engine ids and asks for one batched step over exactly the running ones
-//! (`step_some`). Stop strings and `max_tokens` are the scheduler's job: the engine is given
-//! no stop strings and a token budget one above the scheduler's, so only end-of-sequence and
-//! a full context end a sequence inside the engine.
+//! (`step_some`). Stop strings are the scheduler's job (the engine gets none). The engine
+//! gets the same `max_tokens`, so that on the last token it flushes its streaming decoder
+//! (an incomplete UTF-8 sequence becomes U+FFFD, as in `sworn generate`) and reports
+//! `Length` itself.
 
 use std::sync::Arc;
 
@@ -127,7 +128,7 @@ impl Generator for EngineGenerator {
             top_p: Some(applied(sampling.top_p)),
             top_k: Some(sampling.top_k),
             seed: Some(sampling.seed),
-            max_tokens: Some(request.max_tokens.saturating_add(1)),
+            max_tokens: Some(request.max_tokens),
             stop: Vec::new(),
         }
         .validate(u32::MAX)
