@@ -31,7 +31,7 @@ fn build(ledger: &Ledger, total: u64) {
                         .append(ledger_common::request(&format!("s-{id}"), false))
                         .expect("append");
                     let done = id + 1;
-                    if done % (total / 4).max(1) == 0
+                    if done.is_multiple_of((total / 4).max(1))
                         && reported.fetch_max(done, Ordering::Relaxed) < done
                     {
                         eprintln!(

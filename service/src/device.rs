@@ -115,6 +115,10 @@ impl DeviceReport {
 
     /// The device the engine will use by default: the first GPU if any, else the CPU.
     pub fn default_device(&self) -> tch::Device {
-        if self.cuda_devices > 0 { tch::Device::Cuda(0) } else { tch::Device::Cpu }
+        if self.cuda_devices > 0 {
+            tch::Device::Cuda(0)
+        } else {
+            tch::Device::Cpu
+        }
     }
 }

@@ -4,6 +4,9 @@
 //! Goldens come from `scripts/fixtures/model_goldens.py` (transformers, float32, CPU).
 //! Tests that need the default GGUF skip, saying so, when `make setup` has not run.
 
+// Fixture helpers outside `#[test]` functions unwrap too: a broken fixture should abort.
+#![allow(clippy::unwrap_used)]
+
 #[path = "engine/common.rs"]
 mod common;
 

@@ -54,7 +54,7 @@ pub fn subtree_root<S: HashSource>(
     let width = end - start;
     let aligned_to = width.checked_next_power_of_two().unwrap_or(0);
     // `aligned_to == 0` means width > 2^63, which only the range starting at 0 may have.
-    if (aligned_to == 0 && start != 0) || (aligned_to != 0 && start % aligned_to != 0) {
+    if (aligned_to == 0 && start != 0) || (aligned_to != 0 && !start.is_multiple_of(aligned_to)) {
         return Err(ProveError::InvalidRequest {
             reason: "subtree range is not aligned",
         });

@@ -66,14 +66,18 @@ async fn contract_rejections_are_decoded_into_named_errors() {
     );
     assert!(text.contains("the next seq is 1, not 2"), "{text}");
 
-    // Anchor seq 1 for real (automine puts it in a block at once).
+    // Anchor seq 1 for real. Automine mines it, but anvil may answer the broadcast before
+    // the block exists: wait (bounded) for the receipt rather than assume it is there.
     let prepared = submitter.prepare_anchor(1, 10, root, hash).await.unwrap();
     submitter.broadcast(&prepared).await.unwrap();
-    let inclusion = submitter
-        .inclusion(prepared.tx_hash)
-        .await
-        .unwrap()
-        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let inclusion = loop {
+        if let Some(inclusion) = submitter.inclusion(prepared.tx_hash).await.unwrap() {
+            break inclusion;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "anchor never mined");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(inclusion.success);
     assert!(submitter.is_anchored(1, 10, root, hash).await.unwrap());
 

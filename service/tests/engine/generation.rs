@@ -155,7 +155,7 @@ fn stop_string_spanning_tokens_is_trimmed() {
     let params = SamplingRequest {
         temperature: Some(0.0),
         max_tokens: Some(30),
-        stop: vec![stop.clone()],
+        stop: vec![stop],
         ..Default::default()
     }
     .validate(256)

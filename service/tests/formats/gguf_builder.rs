@@ -33,7 +33,7 @@ impl Bytes {
         self.u64(s.len() as u64).raw(s.as_bytes())
     }
     pub(crate) fn pad_to(mut self, align: usize) -> Self {
-        while self.0.len() % align != 0 {
+        while !self.0.len().is_multiple_of(align) {
             self.0.push(0);
         }
         self

@@ -145,7 +145,7 @@ impl GgmlType {
     /// a whole number of blocks or the size overflows `u64`.
     pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
         let (elems, bytes) = self.geometry();
-        if n_elements % elems != 0 {
+        if !n_elements.is_multiple_of(elems) {
             return None;
         }
         (n_elements / elems).checked_mul(bytes)

@@ -358,7 +358,7 @@ fn place_tensor(
             format!("byte size of {n_elements} {dtype} elements overflows"),
         )
     })?;
-    if rel_offset % alignment != 0 {
+    if !rel_offset.is_multiple_of(alignment) {
         return Err(GgufError::MisalignedTensor {
             tensor: name,
             offset: rel_offset,
