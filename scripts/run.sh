@@ -86,14 +86,14 @@ cat <<EOF
   Admin API key: $ADMIN_KEY_FILE
 
   Ask:
-    curl -s $URL/v1/chat/completions \\
+    curl -s -D headers.txt $URL/v1/chat/completions \\
       -H "Authorization: Bearer \$(cat $ADMIN_KEY_FILE)" -H 'Content-Type: application/json' \\
-      -d '{"model":"$MODEL_ID","messages":[{"role":"user","content":"Say hello"}],"max_tokens":32}' \\
-      > answer.json
+      -d '{"model":"$MODEL_ID","messages":[{"role":"user","content":"Say hello"}],"max_tokens":32}'
 
-  Verify its receipt:
-    python3 -c 'import json; json.dump(json.load(open("answer.json"))["sworn"], open("receipt.json", "w"))'
-    $VERIFY receipt receipt.json $TRUST
+  Verify its receipt, layer by layer (signature, inclusion, checkpoint, anchor, finality;
+  anchoring reaches finality a few seconds after the answer):
+    SWORN_API_KEY="\$(cat $ADMIN_KEY_FILE)" $VERIFY receipt --server $URL \\
+      --request-id "\$(awk 'tolower(\$1)=="x-request-id:" {print \$2}' headers.txt | tr -d '\\r')" $TRUST
 
 EOF
 
