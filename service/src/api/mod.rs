@@ -10,6 +10,7 @@ pub mod auth;
 pub mod errors;
 pub mod filters;
 pub mod handlers;
+mod messages;
 pub mod metrics;
 pub mod models;
 pub mod rate_limit;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::scheduler::request::{ChatTurn, TurnRole};
 use serde_json::json;
 
 const MODEL: &str = "tiny";
