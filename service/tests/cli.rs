@@ -147,38 +147,28 @@ fn chain_deploy_and_register_against_anvil() {
     let log_key = dir.path().join("log.key");
     let (ok, _, stderr) = sworn(&["keygen", "--out", log_key.to_str().unwrap()]);
     assert!(ok, "keygen failed: {stderr}");
-    let (ok, stdout, stderr) = sworn(&[
-        "chain",
-        "register",
-        "--rpc",
-        &anvil.url,
-        "--chain-key",
-        chain_key.to_str().unwrap(),
-        "--contract",
-        address,
-        "--origin",
-        "sworn.test/cli",
-        "--log-key",
-        log_key.to_str().unwrap(),
-    ]);
+    let register = || {
+        sworn(&[
+            "chain",
+            "register",
+            "--rpc",
+            &anvil.url,
+            "--chain-key",
+            chain_key.to_str().unwrap(),
+            "--contract",
+            address,
+            "--origin",
+            "sworn.test/cli",
+            "--log-key",
+            log_key.to_str().unwrap(),
+        ])
+    };
+    let (ok, stdout, stderr) = register();
     assert!(ok, "register failed: {stderr}");
     assert!(stdout.contains("registered sworn.test/cli"), "{stdout}");
 
     // Registering the same origin twice is refused by the contract, as a clear error.
-    let (ok, _, stderr) = sworn(&[
-        "chain",
-        "register",
-        "--rpc",
-        &anvil.url,
-        "--chain-key",
-        chain_key.to_str().unwrap(),
-        "--contract",
-        address,
-        "--origin",
-        "sworn.test/cli",
-        "--log-key",
-        log_key.to_str().unwrap(),
-    ]);
+    let (ok, _, stderr) = register();
     assert!(!ok, "a second registration must fail");
     assert!(stderr.contains("sworn.test/cli"), "{stderr}");
 
