@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# A fresh clone builds once: incremental caches only pay off on repeated local edits and
+# would double the target directory on a CI disk.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
+
 echo "== contracts: forge tests, gas snapshot, committed artifact"
 bash anvil/test-contracts.sh
 
@@ -11,3 +15,5 @@ cargo build --workspace --all-targets
 
 echo "== cargo test (workspace)"
 cargo test --workspace --no-fail-fast
+
+echo "== target directory: $(du -sh "${CARGO_TARGET_DIR:-target}" 2>/dev/null | cut -f1)"
