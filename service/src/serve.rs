@@ -1,9 +1,10 @@
 //! `sworn serve` and `sworn keygen`: wiring the configured parts together.
 //!
 //! Order of start-up: authentication (refuse to start without keys unless told), data
-//! directory and log key (created on first start), the ledger (recovers to its last durable
-//! entry), the model (on a blocking thread), the engine thread, the anchorer (if
-//! configured), then the listener. Order of shutdown (SIGINT/SIGTERM): stop taking
+//! directory and log key (created on first start), the listener (answering 503
+//! `model_loading` meanwhile), the ledger (recovers to its last durable entry), the model
+//! (on a blocking thread), the engine thread, the anchorer (if configured), then the
+//! routes go live. Order of shutdown (SIGINT/SIGTERM): stop taking
 //! generation requests, let in-flight ones finish, flush the ledger and seal a last
 //! checkpoint, stop the anchorer.
 
@@ -160,6 +161,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             reason: e.to_string(),
         })?
     };
+    let server = Server::start_loading(ListenOptions {
+        addr: config.listen,
+        tls: config.tls.clone(),
+        allow_plain_http: config.allow_plain_http,
+    })
+    .await?;
+    tracing::info!(url = %server.url(), "listening; answering 503 until the model is loaded");
     let mut ledger_config =
         LedgerConfig::new(config.data_dir.join("ledger"), &config.origin, log_key);
     ledger_config.seal_every_entries = config.seal_every;
@@ -236,15 +244,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         anchor: anchorer.as_ref().map(AnchorerHandle::subscribe),
         overload_retry_after_s: OVERLOAD_RETRY_AFTER_S,
     });
-    let server = Server::start(
-        state.clone(),
-        ListenOptions {
-            addr: config.listen,
-            tls: config.tls.clone(),
-            allow_plain_http: config.allow_plain_http,
-        },
-    )
-    .await?;
+    server.ready(state.clone());
     tracing::info!(url = %server.url(), "serving");
     eprintln!("sworn: serving {} at {}", config.model_id, server.url());
 

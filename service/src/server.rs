@@ -5,11 +5,17 @@
 //! warp 0.4 has no TLS and no public streamed bodies, so connections are served here with
 //! hyper-util directly: each accepted socket (after the TLS handshake, if any) runs warp's
 //! service under a graceful-shutdown watcher.
+//!
+//! The listener is bound before the ledger and the model are loaded: until [`Server::ready`]
+//! installs the routes, every request (`/health` included) gets 503 `model_loading` with
+//! `Retry-After`, so orchestrators and clients can tell "starting" from "down".
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,6 +34,8 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tower_service::Service;
 
+use crate::api::errors::ApiError;
+use crate::api::request_id::RequestId;
 use crate::api::state::AppState;
 use crate::api::streamed_body::StreamedBody;
 
@@ -35,6 +43,8 @@ pub use crate::api::filters::routes;
 
 /// Longest a TLS handshake may take before the connection is dropped (slowloris bound).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `Retry-After` seconds while the server is still loading.
+const LOADING_RETRY_AFTER_S: u64 = 1;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +118,61 @@ pub struct Server {
     tls: bool,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    routes: Arc<OnceLock<Handler>>,
+}
+
+type HandlerFuture = Pin<Box<dyn Future<Output = warp::reply::Response> + Send>>;
+
+/// A type-erased warp filter: one request in, one response out.
+#[derive(Clone)]
+struct Handler(Arc<dyn Fn(hyper::Request<hyper::body::Incoming>) -> HandlerFuture + Send + Sync>);
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handler")
+    }
+}
+
+impl Handler {
+    fn new<F>(filter: F) -> Handler
+    where
+        F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        F::Future: Send,
+    {
+        let service = warp::service(filter);
+        Handler(Arc::new(move |request| {
+            let mut service = service.clone();
+            Box::pin(async move {
+                match service.call(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            })
+        }))
+    }
+
+    /// What every route answers before [`Server::ready`]: 503 `model_loading`.
+    fn loading() -> Handler {
+        use warp::Filter;
+        Handler::new(
+            warp::any()
+                .and(crate::api::request_id::request_id())
+                .map(|request_id: RequestId| {
+                    ApiError::Unavailable {
+                        message: format!(
+                            "The server is starting: the ledger and the model are still loading. Please retry after {LOADING_RETRY_AFTER_S}s."
+                        ),
+                        code: "model_loading",
+                        retry_after_s: LOADING_RETRY_AFTER_S,
+                    }
+                    .into_response(&request_id)
+                }),
+        )
+    }
 }
 
 type ResponseBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -135,6 +200,19 @@ impl Server {
         state: Arc<AppState>,
         options: ListenOptions,
     ) -> Result<Server, ServerError> {
+        let server = Server::start_loading(options).await?;
+        server.ready(state);
+        Ok(server)
+    }
+
+    /// Installs `state`'s routes: requests from now on are served, not told to wait.
+    /// Only the first call has an effect.
+    pub fn ready(&self, state: Arc<AppState>) {
+        let _ = self.routes.set(Handler::new(routes(state)));
+    }
+
+    /// Binds and answers every request with 503 `model_loading` until [`Server::ready`].
+    pub async fn start_loading(options: ListenOptions) -> Result<Server, ServerError> {
         let acceptor = match &options.tls {
             Some((cert, key)) => Some(TlsAcceptor::from(load_tls(cert, key)?)),
             None if !options.addr.ip().is_loopback() && !options.allow_plain_http => {
@@ -155,12 +233,14 @@ impl Server {
         })?;
         let (stop, stopped) = oneshot::channel();
         let tls = acceptor.is_some();
-        let task = tokio::spawn(accept_loop(listener, acceptor, routes(state), stopped));
+        let routes = Arc::new(OnceLock::new());
+        let task = tokio::spawn(accept_loop(listener, acceptor, routes.clone(), stopped));
         Ok(Server {
             local_addr,
             tls,
             stop: Some(stop),
             task,
+            routes,
         })
     }
 
@@ -184,21 +264,14 @@ impl Server {
     }
 }
 
-async fn accept_loop<F>(
+async fn accept_loop(
     listener: TcpListener,
     acceptor: Option<TlsAcceptor>,
-    filter: F,
+    routes: Arc<OnceLock<Handler>>,
     mut stopped: oneshot::Receiver<()>,
-) where
-    F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    F::Future: Send,
-{
+) {
     let graceful = GracefulShutdown::new();
-    let warp_service = warp::service(filter);
+    let loading = Handler::loading();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -212,17 +285,14 @@ async fn accept_loop<F>(
             },
             _ = &mut stopped => break,
         };
-        let service = warp_service.clone();
+        let routes = routes.clone();
+        let loading = loading.clone();
         let hyper_service =
             hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                let mut service = service.clone();
-                async move {
-                    let response = match service.call(request).await {
-                        Ok(response) => response,
-                        Err(never) => match never {},
-                    };
-                    Ok::<_, Infallible>(finish_response(response))
-                }
+                // Looked up per request: a connection opened while loading is served
+                // properly once the routes are in.
+                let handler = routes.get().unwrap_or(&loading).clone();
+                async move { Ok::<_, Infallible>(finish_response((handler.0)(request).await)) }
             });
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();

@@ -12,6 +12,7 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use crate::answers::toy_server;
 use crate::bad_input::slow_server;
 use crate::support::{Options, bearer, raw};
+use sworn_service::server::ListenOptions;
 
 /// Sends a streaming chat request on a raw socket and reads until the first generated
 /// letter; returns the socket and the request id.
@@ -120,6 +121,60 @@ async fn shutdown_finishes_in_flight_requests_and_seals_a_last_checkpoint() {
     assert!(state.lifecycle() == sworn_service::api::state::Lifecycle::Draining);
     // Nothing listens any more.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_503_model_loading_until_the_routes_are_ready() {
+    let loaded = toy_server(Options::default()).await;
+    let server = sworn_service::server::Server::start_loading(ListenOptions {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        tls: None,
+        allow_plain_http: false,
+    })
+    .await
+    .unwrap();
+    let addr = server.local_addr();
+    let body =
+        json!({"model": "toy", "messages": [{"role": "user", "content": "m"}], "temperature": 0})
+            .to_string();
+    let auth = bearer(&loaded.user_key);
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let chat = || {
+        raw(
+            addr,
+            "POST",
+            "/v1/chat/completions",
+            &headers,
+            body.as_bytes(),
+        )
+    };
+    for answer in [
+        raw(addr, "GET", "/health", &[], b"").await,
+        raw(addr, "GET", "/ready", &[], b"").await,
+        chat().await,
+    ] {
+        assert_eq!(answer.status, 503);
+        let error = &answer.json()["error"];
+        assert_eq!(error["type"], "service_unavailable_error");
+        assert_eq!(error["code"], "model_loading");
+        assert!(error["param"].is_null());
+        assert_eq!(answer.header("retry-after"), Some("1"));
+        assert!(answer.header("x-request-id").is_some());
+    }
+    server.ready(loaded.state.clone());
+    let health = raw(addr, "GET", "/health", &[], b"").await;
+    assert_eq!(
+        (health.status, health.json()["status"].as_str()),
+        (200, Some("ok"))
+    );
+    let answered = chat().await;
+    assert_eq!(answered.status, 200, "{:?}", answered.json());
+    assert!(answered.json()["sworn"]["index"].is_u64());
+    server.stop().await;
+    loaded.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
