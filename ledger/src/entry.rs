@@ -88,6 +88,13 @@ pub enum EntryBody {
 impl EntryBody {
     /// Parses canonical body bytes of either kind, refusing any other spelling.
     pub fn parse_canonical(bytes: &[u8]) -> Result<Self, BodyError> {
+        if let Some(body) = jcs::parse_typed_canonical(bytes, ReceiptBody::to_canonical_bytes) {
+            return Ok(EntryBody::Receipt(body));
+        }
+        if let Some(body) = jcs::parse_typed_canonical(bytes, ErasureBody::to_canonical_bytes) {
+            return Ok(EntryBody::Erasure(body));
+        }
+        // Neither fast path accepted the bytes: the strict path below names what is wrong.
         let value = jcs::parse_canonical(bytes)?;
         let schema = |e: serde_json::Error| BodyError::Schema {
             reason: e.to_string(),

@@ -86,6 +86,27 @@ pub fn parse_canonical(bytes: &[u8]) -> Result<Value, JcsError> {
     Ok(value)
 }
 
+/// The fast acceptance test for typed documents: one typed parse, one canonical
+/// serialisation, one byte comparison. `to_canonical` emits only canonical JSON, so when
+/// its output equals `bytes`, `bytes` are canonical and the parsed value is exactly what
+/// they say (a duplicate member, a float, an unknown field or another spelling of any
+/// value all make the parse fail or the bytes differ). `None` means "not accepted here":
+/// callers fall back to [`parse_canonical`] and the schema checks for a precise error.
+pub fn parse_typed_canonical<T, E>(
+    bytes: &[u8],
+    to_canonical: impl FnOnce(&T) -> Result<Vec<u8>, E>,
+) -> Option<T>
+where
+    T: serde::de::DeserializeOwned,
+{
+    if bytes.len() > MAX_CANONICAL_BYTES {
+        return None;
+    }
+    let value: T = serde_json::from_slice(bytes).ok()?;
+    let again = to_canonical(&value).ok()?;
+    (again == bytes).then_some(value)
+}
+
 /// Whether `bytes` are a JSON document in canonical form within the caps.
 pub fn is_canonical(bytes: &[u8]) -> bool {
     parse_canonical(bytes).is_ok()

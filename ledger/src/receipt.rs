@@ -311,6 +311,10 @@ impl ReceiptBody {
 
     /// Parses canonical bytes, refusing any other spelling of the same body.
     pub fn parse_canonical(bytes: &[u8]) -> Result<Self, BodyError> {
+        if let Some(body) = jcs::parse_typed_canonical(bytes, Self::to_canonical_bytes) {
+            return Ok(body);
+        }
+        // The fast path failed: the strict path below names what is wrong.
         let value = jcs::parse_canonical(bytes)?;
         let body: ReceiptBody = serde_json::from_value(value).map_err(|e| BodyError::Schema {
             reason: e.to_string(),
