@@ -1,19 +1,29 @@
-//! Stored subtree hashes as a [`HashSource`]: one sled read per node.
+//! Stored subtree hashes as a [`HashSource`]: the in-memory top of the tree first, then one
+//! sled read per node.
 
 use crate::merkle::{Hash, HashSource};
 
 use super::error::StoreError;
+use super::node_cache::NodeCache;
 use super::schema::{decode_hash, hash_key};
 
-/// Reads complete-subtree hashes from the `log` tree.
+/// Reads complete-subtree hashes from the `log` tree, through the node cache when given.
 #[derive(Debug, Clone, Copy)]
 pub struct SledHashes<'a> {
     tree: &'a sled::Tree,
+    cache: Option<&'a NodeCache>,
 }
 
 impl<'a> SledHashes<'a> {
     pub(crate) fn new(tree: &'a sled::Tree) -> Self {
-        SledHashes { tree }
+        SledHashes { tree, cache: None }
+    }
+
+    pub(crate) fn cached(tree: &'a sled::Tree, cache: &'a NodeCache) -> Self {
+        SledHashes {
+            tree,
+            cache: Some(cache),
+        }
     }
 }
 
@@ -21,6 +31,9 @@ impl HashSource for SledHashes<'_> {
     type Error = StoreError;
 
     fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
+        if let Some(hash) = self.cache.and_then(|c| c.get(level, index)) {
+            return Ok(hash);
+        }
         let value = self
             .tree
             .get(hash_key(level, index))?

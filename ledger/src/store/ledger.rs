@@ -289,6 +289,11 @@ impl Ledger {
         }
     }
 
+    fn hashes(&self) -> SledHashes<'_> {
+        let shared = self.shared();
+        SledHashes::cached(&shared.log, &shared.nodes)
+    }
+
     fn check_durable(&self, size: u64) -> Result<(), StoreError> {
         let durable = self.size();
         if size > durable {
@@ -302,14 +307,14 @@ impl Ledger {
     /// RFC 9162 root of the first `size` durable entries (O(log size) reads).
     pub fn root(&self, size: u64) -> Result<Hash, StoreError> {
         self.check_durable(size)?;
-        root(&SledHashes::new(&self.shared().log), size).map_err(prove_err)
+        root(&self.hashes(), size).map_err(prove_err)
     }
 
     /// Inclusion proof of entry `index` in the tree of the first `size` entries
     /// (O(log size) reads).
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof, StoreError> {
         self.check_durable(size)?;
-        prove_inclusion(&SledHashes::new(&self.shared().log), index, size).map_err(prove_err)
+        prove_inclusion(&self.hashes(), index, size).map_err(prove_err)
     }
 
     /// Consistency proof from the first `old_size` entries to the first `new_size`
@@ -320,8 +325,7 @@ impl Ledger {
         new_size: u64,
     ) -> Result<ConsistencyProof, StoreError> {
         self.check_durable(new_size)?;
-        prove_consistency(&SledHashes::new(&self.shared().log), old_size, new_size)
-            .map_err(prove_err)
+        prove_consistency(&self.hashes(), old_size, new_size).map_err(prove_err)
     }
 
     /// Stops the writer after it has made everything queued durable, seals a final

@@ -8,6 +8,7 @@
 mod error;
 mod hashes;
 mod ledger;
+mod node_cache;
 mod open;
 pub(crate) mod schema;
 mod side;
@@ -55,13 +56,16 @@ pub struct LedgerConfig {
     pub sealer: bool,
     /// sled page cache size in bytes: the main bound on resident memory.
     pub cache_bytes: u64,
+    /// Memory for the upper levels of the Merkle tree (proofs and roots read the levels
+    /// below from sled); 0 turns the node cache off.
+    pub node_cache_bytes: usize,
     /// Cap on each of prompt and response content in bytes.
     pub max_content_bytes: usize,
 }
 
 impl LedgerConfig {
     /// A configuration with defaults: groups of up to 1024, a checkpoint every 1024
-    /// entries or 1 s, sealer on, 64 MiB cache, 8 MiB content cap.
+    /// entries or 1 s, sealer on, 64 MiB sled cache, 16 MiB node cache, 8 MiB content cap.
     pub fn new(path: impl Into<PathBuf>, origin: &str, key: LogKey) -> Self {
         LedgerConfig {
             path: path.into(),
@@ -72,6 +76,7 @@ impl LedgerConfig {
             seal_interval: Duration::from_millis(1000),
             sealer: true,
             cache_bytes: 64 * 1024 * 1024,
+            node_cache_bytes: 16 * 1024 * 1024,
             max_content_bytes: DEFAULT_MAX_CONTENT_BYTES,
         }
     }
@@ -125,6 +130,8 @@ pub(crate) struct Shared {
     pub(crate) pinned: PinnedKey,
     /// Entries `[0, durable_size)` are flushed; readers never look past it.
     pub(crate) durable_size: AtomicU64,
+    /// The upper levels of the tree, durable nodes only.
+    pub(crate) nodes: node_cache::NodeCache,
     /// Serialises sealing (sealer thread and `seal_now`).
     pub(crate) seal_lock: Mutex<()>,
     pub(crate) signal: SealSignal,

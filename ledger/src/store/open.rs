@@ -9,6 +9,7 @@ use crate::merkle::{CompactRange, ProveError, root};
 
 use super::error::StoreError;
 use super::hashes::SledHashes;
+use super::node_cache::NodeCache;
 use super::schema::{
     ANCHORS_TREE, CHECKPOINTS_TREE, LOG_TREE, META_TREE, decode_u64, entry_key, entry_range,
     meta_key,
@@ -102,6 +103,7 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
         }
     }
 
+    let nodes = NodeCache::load(&log, size, config.node_cache_bytes)?;
     let shared = Shared {
         db,
         log,
@@ -112,6 +114,7 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
         key: config.key,
         pinned,
         durable_size: AtomicU64::new(size),
+        nodes,
         seal_lock: Mutex::new(()),
         signal: SealSignal::default(),
         max_content_bytes: config.max_content_bytes,

@@ -91,6 +91,15 @@ enum Done {
 pub(crate) struct Group {
     size: u64,
     done: Vec<Done>,
+    /// The subtree hashes it stored, for the node cache once durable.
+    nodes: Vec<NewNode>,
+}
+
+/// What a group writes: one sled batch, and the subtree hashes inside it.
+#[derive(Default)]
+struct GroupWrite {
+    batch: sled::Batch,
+    nodes: Vec<NewNode>,
 }
 
 /// The builder loop: runs until every `Ledger` handle is dropped.
@@ -120,14 +129,14 @@ pub(crate) fn run_builder(
 
 fn build_group(shared: &Shared, range: &mut CompactRange, jobs: Vec<Job>) -> Option<Group> {
     let before = range.clone();
-    let mut batch = sled::Batch::default();
+    let mut write = GroupWrite::default();
     let mut ids_in_group = HashSet::new();
     let mut erased_in_group = HashSet::new();
     let mut done = Vec::with_capacity(jobs.len());
     for job in jobs {
         match job {
             Job::Append { prepared, reply } => {
-                match add_append(shared, range, &mut batch, &mut ids_in_group, *prepared) {
+                match add_append(shared, range, &mut write, &mut ids_in_group, *prepared) {
                     Ok(receipt) => done.push(Done::Append(reply, receipt)),
                     Err(e) => reply.send(Err(e)),
                 }
@@ -139,7 +148,7 @@ fn build_group(shared: &Shared, range: &mut CompactRange, jobs: Vec<Job>) -> Opt
             } => match add_erase(
                 shared,
                 range,
-                &mut batch,
+                &mut write,
                 &mut erased_in_group,
                 &request_id,
                 time,
@@ -155,14 +164,16 @@ fn build_group(shared: &Shared, range: &mut CompactRange, jobs: Vec<Job>) -> Opt
     sign_group(shared, &mut done);
     for d in &done {
         if let Done::Append(_, r) = d {
-            batch.insert(
+            write.batch.insert(
                 &entry_key(r.entry.index)[..],
                 encode_entry(&r.entry.signature, &r.entry.body),
             );
         }
     }
-    batch.insert(&meta_key("size")[..], &range.size().to_be_bytes()[..]);
-    if let Err(e) = shared.log.apply_batch(batch) {
+    write
+        .batch
+        .insert(&meta_key("size")[..], &range.size().to_be_bytes()[..]);
+    if let Err(e) = shared.log.apply_batch(write.batch) {
         *range = before;
         for d in done {
             match d {
@@ -175,6 +186,7 @@ fn build_group(shared: &Shared, range: &mut CompactRange, jobs: Vec<Job>) -> Opt
     Some(Group {
         size: range.size(),
         done,
+        nodes: write.nodes,
     })
 }
 
@@ -213,16 +225,19 @@ fn sign_group(shared: &Shared, done: &mut [Done]) {
     });
 }
 
-fn insert_nodes(batch: &mut sled::Batch, nodes: &[NewNode]) {
-    for node in nodes {
-        batch.insert(&hash_key(node.level, node.index)[..], &node.hash.0[..]);
+fn insert_nodes(write: &mut GroupWrite, nodes: Vec<NewNode>) {
+    for node in &nodes {
+        write
+            .batch
+            .insert(&hash_key(node.level, node.index)[..], &node.hash.0[..]);
     }
+    write.nodes.extend(nodes);
 }
 
 fn add_append(
     shared: &Shared,
     range: &mut CompactRange,
-    batch: &mut sled::Batch,
+    write: &mut GroupWrite,
     ids_in_group: &mut HashSet<String>,
     prepared: Prepared,
 ) -> Result<Receipt, StoreError> {
@@ -250,9 +265,9 @@ fn add_append(
         .push(leaf_hash)
         .ok_or_else(|| StoreError::corrupt("the log is full"))?;
     // The entry itself is inserted once the group is signed (see `sign_group`).
-    batch.insert(&content_key(index)[..], content_value);
-    batch.insert(id_key, &index.to_be_bytes()[..]);
-    insert_nodes(batch, &nodes);
+    write.batch.insert(&content_key(index)[..], content_value);
+    write.batch.insert(id_key, &index.to_be_bytes()[..]);
+    insert_nodes(write, nodes);
     ids_in_group.insert(template.request_id.clone());
     Ok(Receipt {
         entry: SignedEntry {
@@ -272,7 +287,7 @@ fn add_append(
 fn add_erase(
     shared: &Shared,
     range: &mut CompactRange,
-    batch: &mut sled::Batch,
+    write: &mut GroupWrite,
     erased_in_group: &mut HashSet<u64>,
     request_id: &str,
     time: OffsetDateTime,
@@ -320,10 +335,14 @@ fn add_erase(
     let nodes = range
         .push(leaf_hash)
         .ok_or_else(|| StoreError::corrupt("the log is full"))?;
-    batch.remove(&content_key(target)[..]);
-    batch.insert(&erased_key(target)[..], &index.to_be_bytes()[..]);
-    batch.insert(&entry_key(index)[..], encode_entry(&signature, &body));
-    insert_nodes(batch, &nodes);
+    write.batch.remove(&content_key(target)[..]);
+    write
+        .batch
+        .insert(&erased_key(target)[..], &index.to_be_bytes()[..]);
+    write
+        .batch
+        .insert(&entry_key(index)[..], encode_entry(&signature, &body));
+    insert_nodes(write, nodes);
     erased_in_group.insert(target);
     Ok(ErasureOutcome {
         erased_index: target,
@@ -346,6 +365,9 @@ pub(crate) fn run_flusher(shared: &Shared, groups: &Receiver<Group>) {
         let flushed = shared.db.flush();
         let size = pending.iter().map(|g| g.size).max().unwrap_or(0);
         if flushed.is_ok() {
+            for group in &mut pending {
+                shared.nodes.extend(&std::mem::take(&mut group.nodes));
+            }
             shared.durable_size.fetch_max(size, Ordering::AcqRel);
             shared.signal.durable(size);
         }
