@@ -239,7 +239,7 @@ async fn seq_for_bundle(
     pins: &ChainPins,
     id: B256,
     bundle: &Bundle,
-) -> Result<u64, crate::chain::ChainError> {
+) -> Result<u64, crate::chain::ReadError> {
     if let Some(seq) = bundle
         .anchor
         .as_ref()
@@ -261,7 +261,7 @@ async fn seq_for_bundle(
             return Ok(e.seq);
         }
     }
-    Ok(reader.latest_seq(id).await?.saturating_add(1))
+    Ok(reader.latest(id).await?.seq.saturating_add(1))
 }
 
 /// `sworn-verify content`.
@@ -378,17 +378,17 @@ pub async fn chain_view(
     reader: &ChainReader,
     pins: &ChainPins,
     origin: &str,
-) -> Result<ChainView, crate::chain::ChainError> {
+) -> Result<ChainView, crate::chain::ReadError> {
     let chain_id = reader.chain_id().await?;
     if let Some(pinned) = pins.chain_id {
         if pinned != chain_id {
-            return Err(crate::chain::ChainError::Config {
+            return Err(crate::chain::ReadError::Config {
                 reason: format!("the endpoint is chain {chain_id}, the pinned chain is {pinned}"),
             });
         }
     }
     if !reader.has_code().await? {
-        return Err(crate::chain::ChainError::Config {
+        return Err(crate::chain::ReadError::Config {
             reason: format!(
                 "no contract code at {} on chain {chain_id}",
                 reader.contract()

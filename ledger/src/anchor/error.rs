@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use alloy::primitives::{Address, B256};
 
 use super::contract::SwornAnchor::SwornAnchorErrors;
+use super::reader::ReadError;
 use crate::store::StoreError;
 
 /// A custom error the SwornAnchor contract reverted with, decoded.
@@ -313,6 +314,18 @@ impl AnchorError {
         match self {
             Self::Rejected { revert, .. } => Some(revert),
             _ => None,
+        }
+    }
+}
+
+/// A failed chain read, classified as the anchorer classifies its own calls: a contract
+/// call's revert is decoded, everything else is a (transient) RPC failure.
+impl From<ReadError> for AnchorError {
+    fn from(err: ReadError) -> Self {
+        match err {
+            ReadError::Config { reason } => Self::Config { reason },
+            ReadError::Rpc { operation, reason } => Self::Rpc { operation, reason },
+            ReadError::Contract { operation, error } => Self::from_contract(operation, &error),
         }
     }
 }

@@ -14,8 +14,10 @@
 //!   ([`checkpoint_hash`]), tying the chain to the note the client holds.
 //!
 //! Files: [`contract`] (bindings from the committed artifact), [`state`] (the state
-//! machine's record and status), [`store`] (the storage seam), [`chain`] (RPC calls),
-//! [`anchorer`] (the loop), [`backoff`], [`chain_key`], [`deploy`], [`error`].
+//! machine's record and status), [`store`] (the storage seam), [`reader`] (read-only
+//! RPC calls and `Anchored` event decoding, shared with the verifier), [`chain`] (the
+//! submitting account's transactions on top), [`anchorer`] (the loop), [`backoff`],
+//! [`chain_key`], [`deploy`], [`error`].
 //!
 //! Starting it in a server:
 //! ```no_run
@@ -38,6 +40,7 @@ pub mod chain_key;
 pub mod contract;
 pub mod deploy;
 pub mod error;
+pub mod reader;
 pub mod state;
 pub mod store;
 
@@ -48,5 +51,8 @@ pub use chain_key::load_chain_key;
 pub use contract::{SwornAnchor, checkpoint_hash, log_id};
 pub use deploy::{Deployment, deploy, deploy_with, register_log, register_log_with};
 pub use error::{AnchorError, ContractRevert};
+pub use reader::{
+    AnchoredEvent, ChainReader, Inclusion, MAX_ANCHOR_EVENTS, OnChainLatest, ReadError,
+};
 pub use state::{AnchorRecord, AnchorState, AnchorStatus};
 pub use store::{AnchorStore, MemoryAnchorStore};

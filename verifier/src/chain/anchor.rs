@@ -12,10 +12,9 @@
 
 use alloy::primitives::{Address, B256};
 use serde_json::Value;
-use sworn_ledger::anchor::{AnchorRecord, log_id};
+use sworn_ledger::anchor::{AnchorRecord, AnchoredEvent, ChainReader, ReadError, log_id};
 use sworn_ledger::checkpoint::SignedCheckpoint;
 
-use super::reader::{AnchoredEvent, ChainError, ChainReader};
 use crate::report::{Layer, Outcome, Report};
 
 /// What the auditor pins about the chain.
@@ -82,7 +81,7 @@ pub async fn check_anchor(
 pub async fn finality_of(
     reader: &ChainReader,
     event: &AnchoredEvent,
-) -> Result<Outcome, ChainError> {
+) -> Result<Outcome, ReadError> {
     Ok(match reader.finalized_number().await? {
         None => Outcome::Pending("the endpoint reports no finalized block yet".into()),
         Some(f) if event.block_number <= f => Outcome::Ok(format!(
@@ -103,7 +102,7 @@ async fn find_anchor(
     checkpoint: &SignedCheckpoint,
     record: Option<&Value>,
     report: &mut Report,
-) -> Result<AnchorFinding, ChainError> {
+) -> Result<AnchorFinding, ReadError> {
     let failed = |reason: String| {
         Ok(AnchorFinding {
             anchor: Outcome::Failed(reason),
@@ -220,7 +219,7 @@ async fn not_found(
     note_hash: B256,
     record: Option<&AnchorRecord>,
     events: &[AnchoredEvent],
-) -> Result<AnchorFinding, ChainError> {
+) -> Result<AnchorFinding, ReadError> {
     let anchor = if let Some(other) = events
         .iter()
         .find(|e| e.tree_size == size && e.root != root)
@@ -247,7 +246,7 @@ async fn not_found(
             ))
         }
     } else {
-        let latest = reader.latest_seq(id).await?;
+        let latest = reader.latest(id).await?.seq;
         Outcome::Pending(format!(
             "this checkpoint (size {size}) is not anchored (yet); the log's newest anchor is seq {latest}"
         ))

@@ -1,8 +1,7 @@
-//! The chain side of verification: a read-only SwornAnchor client and the anchor and
-//! finality layers built on it.
+//! The chain side of verification: the anchor and finality layers, built on the ledger's
+//! read-only SwornAnchor client (the same reads and event decoding the anchorer uses).
 
 pub mod anchor;
-pub mod reader;
 
 pub use anchor::{ChainPins, check_anchor, finality_of};
-pub use reader::{AnchoredEvent, ChainError, ChainReader};
+pub use sworn_ledger::anchor::{AnchoredEvent, ChainReader, ReadError};
