@@ -31,12 +31,13 @@ pub(crate) fn seal(shared: &Shared) -> Result<Option<SignedCheckpoint>, StoreErr
     if size == 0 || size <= last_sealed_size(shared)? {
         return Ok(None);
     }
-    let root = root(&SledHashes::new(&shared.log), size).map_err(|e| match e {
-        crate::merkle::ProveError::Source(e) => e,
-        crate::merkle::ProveError::InvalidRequest { reason } => StoreError::Corrupt {
-            what: reason.to_string(),
-        },
-    })?;
+    let root =
+        root(&SledHashes::cached(&shared.log, &shared.nodes), size).map_err(|e| match e {
+            crate::merkle::ProveError::Source(e) => e,
+            crate::merkle::ProveError::InvalidRequest { reason } => StoreError::Corrupt {
+                what: reason.to_string(),
+            },
+        })?;
     let signed = SignedCheckpoint::sign(Checkpoint::new(&shared.origin, size, root), &shared.key)?;
     shared
         .checkpoints
