@@ -20,6 +20,8 @@ use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use rand_core::OsRng;
 use sha2::{Digest, Sha256};
 
+use crate::ed25519::StrictKey;
+
 pub use ed25519_dalek::Signature;
 
 /// First token of a secret key file; bump it if the format ever changes.
@@ -219,6 +221,8 @@ pub struct PinnedKey {
     name: String,
     key: VerifyingKey,
     key_id: [u8; 4],
+    /// The key prepared for strict verification (see [`crate::ed25519`]).
+    strict: StrictKey,
 }
 
 impl std::fmt::Debug for PinnedKey {
@@ -237,13 +241,13 @@ impl PinnedKey {
         }
         let key =
             VerifyingKey::from_bytes(public_key).map_err(|_| KeyError::WeakOrInvalidPublicKey)?;
-        if key.is_weak() {
-            return Err(KeyError::WeakOrInvalidPublicKey);
-        }
+        // `None` exactly for weak (small-order) keys.
+        let strict = StrictKey::new(&key).ok_or(KeyError::WeakOrInvalidPublicKey)?;
         Ok(PinnedKey {
             name: name.to_string(),
             key,
             key_id: note_key_id(name, public_key),
+            strict,
         })
     }
 
@@ -262,11 +266,14 @@ impl PinnedKey {
         self.key.to_bytes()
     }
 
-    /// Strict Ed25519 verification (`verify_strict`: canonical S, no small-order R or A).
+    /// Strict Ed25519 verification: what `verify_strict` accepts (canonical S, no
+    /// small-order R or A), computed without decompressing R (see [`crate::ed25519`]).
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), KeyError> {
-        self.key
-            .verify_strict(message, signature)
-            .map_err(|_| KeyError::BadSignature)
+        if self.strict.verify(message, signature) {
+            Ok(())
+        } else {
+            Err(KeyError::BadSignature)
+        }
     }
 
     /// The C2SP verifier key string `name+keyid+base64(0x01‖key)`.

@@ -7,6 +7,7 @@
 pub mod anchor;
 pub mod checkpoint;
 pub mod commitment;
+mod ed25519;
 pub mod entry;
 pub mod export;
 pub mod jcs;
