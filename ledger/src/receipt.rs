@@ -140,6 +140,11 @@ pub struct ReceiptBody {
     pub response: ResponseInfo,
 }
 
+/// Appends the compact JSON of `value` (for strings: RFC 8785's escaping).
+fn put<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Option<()> {
+    serde_json::to_writer(out, value).ok()
+}
+
 /// Formats a time as receipts write it (UTC, microseconds). Times before year 0 or after
 /// 9999 cannot be written and give `None`.
 pub fn format_time(t: OffsetDateTime) -> Option<String> {
@@ -276,10 +281,85 @@ impl ReceiptBody {
     /// The canonical bytes (validated first): what is signed and leaf-hashed.
     pub fn to_canonical_bytes(&self) -> Result<Vec<u8>, BodyError> {
         self.validate()?;
+        if let Some(bytes) = self.write_canonical_direct() {
+            return Ok(bytes);
+        }
         let value = serde_json::to_value(self).map_err(|e| BodyError::Schema {
             reason: e.to_string(),
         })?;
         Ok(jcs::canonicalize(&value)?)
+    }
+
+    /// The canonical bytes written member by member in canonical order, without building
+    /// a JSON value: the common case, on every append and every verification. `None` when
+    /// the general path must decide (an integer past ±(2^53 − 1), which it refuses, or a
+    /// non-ASCII parameter name, whose UTF-16 order it computes). serde_json escapes strings
+    /// exactly as RFC 8785 does; a property test holds this writer to the general path.
+    fn write_canonical_direct(&self) -> Option<Vec<u8>> {
+        let safe = |n: u64| n <= jcs::MAX_SAFE_INTEGER;
+        let params_plain = self.params.iter().all(|(name, value)| {
+            name.is_ascii()
+                && match value {
+                    ParamValue::Int(i) => safe(i.unsigned_abs()),
+                    ParamValue::Bool(_) | ParamValue::Str(_) => true,
+                }
+        });
+        if !(params_plain
+            && safe(self.v)
+            && safe(self.index)
+            && safe(self.prompt.tokens)
+            && safe(self.response.tokens))
+        {
+            return None;
+        }
+        let mut out = Vec::with_capacity(1024);
+        let m = &self.model;
+        out.extend_from_slice(b"{\"index\":");
+        out.extend_from_slice(self.index.to_string().as_bytes());
+        out.extend_from_slice(b",\"kind\":\"receipt\",\"log\":");
+        put(&mut out, &self.log)?;
+        out.extend_from_slice(b",\"model\":{\"device\":");
+        put(&mut out, &m.device)?;
+        out.extend_from_slice(b",\"dtype\":");
+        put(&mut out, &m.dtype)?;
+        out.extend_from_slice(b",\"engine\":");
+        put(&mut out, &m.engine)?;
+        out.extend_from_slice(b",\"id\":");
+        put(&mut out, &m.id)?;
+        out.extend_from_slice(b",\"libtorch\":");
+        put(&mut out, &m.libtorch)?;
+        out.extend_from_slice(b",\"sha256\":");
+        put(&mut out, &m.sha256)?;
+        out.extend_from_slice(b"},\"params\":{");
+        // ASCII names: byte order is UTF-16 order, and BTreeMap iterates in byte order.
+        for (i, (name, value)) in self.params.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            put(&mut out, name)?;
+            out.push(b':');
+            put(&mut out, value)?;
+        }
+        out.extend_from_slice(b"},\"prompt\":{\"commitment\":");
+        put(&mut out, &self.prompt.commitment)?;
+        out.extend_from_slice(b",\"tokens\":");
+        out.extend_from_slice(self.prompt.tokens.to_string().as_bytes());
+        out.extend_from_slice(b"},\"request_id\":");
+        put(&mut out, &self.request_id)?;
+        out.extend_from_slice(b",\"response\":{\"commitment\":");
+        put(&mut out, &self.response.commitment)?;
+        out.extend_from_slice(b",\"finish_reason\":");
+        put(&mut out, &self.response.finish_reason)?;
+        out.extend_from_slice(b",\"tokens\":");
+        out.extend_from_slice(self.response.tokens.to_string().as_bytes());
+        out.extend_from_slice(b"},\"tenant\":");
+        put(&mut out, &self.tenant)?;
+        out.extend_from_slice(b",\"time\":");
+        put(&mut out, &self.time)?;
+        out.extend_from_slice(b",\"v\":");
+        out.extend_from_slice(self.v.to_string().as_bytes());
+        out.push(b'}');
+        Some(out)
     }
 
     /// The canonical bytes after the leading `{"index":N`, computed once so that the log
@@ -416,6 +496,67 @@ mod tests {
                 ReceiptBody::splice_index(index, &tail),
                 body.to_canonical_bytes().unwrap()
             );
+        }
+    }
+
+    /// The general path: a JSON value, canonicalised by [`jcs::canonicalize`].
+    fn via_value(body: &ReceiptBody) -> Result<Vec<u8>, JcsError> {
+        jcs::canonicalize(&serde_json::to_value(body).unwrap())
+    }
+
+    #[test]
+    fn the_general_path_decides_big_integers_and_non_ascii_names() {
+        let mut body = sample();
+        body.response.tokens = crate::jcs::MAX_SAFE_INTEGER + 1;
+        assert!(body.write_canonical_direct().is_none());
+        assert!(matches!(
+            body.to_canonical_bytes(),
+            Err(BodyError::Jcs(JcsError::IntegerOutOfRange { .. }))
+        ));
+        let mut body = sample();
+        // U+FF61 sorts before U+1F600 in UTF-8 but after it (a surrogate pair) in UTF-16.
+        body.params.insert("\u{1F600}".into(), ParamValue::Int(1));
+        body.params.insert("\u{FF61}".into(), ParamValue::Int(2));
+        assert!(body.write_canonical_direct().is_none());
+        let bytes = body.to_canonical_bytes().unwrap();
+        assert_eq!(bytes, via_value(&body).unwrap());
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.find('\u{1F600}') < text.find('\u{FF61}'));
+    }
+
+    use proptest::prelude::Strategy as _;
+
+    proptest::proptest! {
+        #[test]
+        fn the_direct_writer_equals_the_general_path(
+            texts in proptest::collection::vec("\\PC{0,12}|[\"\\\\/\u{7f}-\u{a0}\u{2028}\u{2029}]{0,4}", 6),
+            params in proptest::collection::btree_map(
+                "[ -~]{1,10}",
+                proptest::prop_oneof![
+                    proptest::prelude::any::<i64>().prop_map(|i| ParamValue::Int(i % (1 << 53))),
+                    proptest::prelude::any::<bool>().prop_map(ParamValue::Bool),
+                    "\\PC{0,8}".prop_map(ParamValue::Str),
+                ],
+                0..6,
+            ),
+            numbers in proptest::array::uniform3(0u64..=crate::jcs::MAX_SAFE_INTEGER),
+        ) {
+            let mut body = sample();
+            body.tenant = format!("t{}", texts[0]);
+            body.model.id = format!("m{}", texts[1]);
+            body.model.dtype = format!("d{}", texts[2]);
+            body.model.engine = format!("e{}", texts[3]);
+            body.model.libtorch = texts[4].clone();
+            body.response.finish_reason = format!("f{}", texts[5]);
+            body.params = params;
+            body.index = numbers[0];
+            body.prompt.tokens = numbers[1];
+            body.response.tokens = numbers[2];
+            if body.validate().is_ok() {
+                let direct = body.write_canonical_direct();
+                proptest::prop_assert!(direct.is_some());
+                proptest::prop_assert_eq!(direct.unwrap(), via_value(&body).unwrap());
+            }
         }
     }
 
