@@ -12,6 +12,10 @@ use sworn_ledger::{AppendRequest, LedgerConfig};
 
 pub(crate) const ORIGIN: &str = "sworn.example/bench";
 
+/// The allocator the `sworn` binary uses, so the ledger is measured as it runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A request shaped like a real chat completion: ~250 bytes of canonical prompt and
 /// ~600 bytes of response unless `content` is false (then both are empty, to measure
 /// the per-receipt overhead without content).

@@ -7,6 +7,10 @@ use sworn_verifier::commands::{self, CommandError};
 use sworn_verifier::render;
 use sworn_verifier::report::EXIT_USAGE;
 
+/// mimalloc rather than glibc malloc: the audit allocates per entry on every core.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn print_json(value: &serde_json::Value) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),
