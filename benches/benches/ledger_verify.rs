@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sworn_ledger::Ledger;
-use sworn_ledger::entry::Receipt;
+use sworn_ledger::entry::{EntryBody, Receipt};
 
 fn verify(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -32,6 +32,36 @@ fn verify(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % bundles.len();
             Receipt::verify_json(&bundles[i], &key).expect("verifies")
+        })
+    });
+    // The two parts of that cost, apart: the strict body parse and the signature check.
+    let entries: Vec<Receipt> = bundles
+        .iter()
+        .map(|b| Receipt::verify_json(b, &key).expect("verifies"))
+        .collect();
+    group.bench_function("parse_canonical_body_only", |b| {
+        b.iter(|| {
+            i = (i + 1) % entries.len();
+            EntryBody::parse_canonical(&entries[i].entry.body).expect("canonical")
+        })
+    });
+    group.bench_function("ed25519_verify_strict_only", |b| {
+        b.iter(|| {
+            i = (i + 1) % entries.len();
+            let entry = &entries[i].entry;
+            key.verify(&entry.body, &entry.signature)
+                .expect("signature")
+        })
+    });
+    // The peer: ed25519-dalek's own `verify_strict`, which the pinned key's check matches.
+    let dalek = ed25519_dalek::VerifyingKey::from_bytes(&key.public_key_bytes()).expect("key");
+    group.bench_function("ed25519_dalek_verify_strict_peer", |b| {
+        b.iter(|| {
+            i = (i + 1) % entries.len();
+            let entry = &entries[i].entry;
+            dalek
+                .verify_strict(&entry.body, &entry.signature)
+                .expect("signature")
         })
     });
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
