@@ -5,8 +5,8 @@
 //! costs microseconds, so the difference between the two modes is what swearing adds:
 //! committing, signing, appending durably and returning the receipt. Each configuration
 //! sends requests from 1 and from 32 concurrent clients (HTTP keep-alive) and reports
-//! p50/p99 end-to-end latency; then resident memory after 100 and after 10,000 sworn
-//! requests.
+//! p50/p99 end-to-end latency; then resident memory after 100 sworn requests and every
+//! 10,000 after that, up to 60,100.
 //!
 //!   cargo bench -p sworn-benches --bench serving_overhead [-- --requests N]
 // A benchmark harness: setup failures should abort loudly, and the shared toy model from
@@ -15,6 +15,10 @@
 
 #[path = "../../service/tests/api/toy.rs"]
 mod toy;
+
+/// The allocator the `sworn` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -191,22 +195,25 @@ fn main() {
                 (p99_on.as_secs_f64() - p99_off.as_secs_f64()) * 1e3
             );
         }
-        // Memory: RSS after 100, 10,100 and 20,100 sworn requests (32 clients). The sled page
-        // cache (64 MiB by default) fills first; after that growth would mean a leak.
+        // Memory: RSS after 100 sworn requests, then every 10,000 up to 60,100 (32 clients).
+        // The sled page cache (64 MiB by default) fills first; growth after it is full
+        // would mean a leak.
         for mode in [SwearMode::SkipForBenchmark, SwearMode::Durable] {
             let running = start(mode).await;
             load(&running.url, 32, 100, mode).await;
-            let after_100 = rss_kib();
-            load(&running.url, 32, 10_000, mode).await;
-            let after_10k = rss_kib();
-            load(&running.url, 32, 10_000, mode).await;
-            let after_20k = rss_kib();
+            let mut points = vec![(100, rss_kib())];
+            for step in 1..=6 {
+                load(&running.url, 32, 10_000, mode).await;
+                points.push((100 + step * 10_000, rss_kib()));
+            }
             let name = if mode == SwearMode::Durable { "sworn" } else { "unsworn" };
+            let listed: Vec<String> = points
+                .iter()
+                .map(|(n, kib)| format!("{n}: {} MiB", kib / 1024))
+                .collect();
             println!(
-                "resident memory, {name} (server and clients in one process): after 100 requests {} MiB, after 10,100 {} MiB, after 20,100 {} MiB ({} log entries)",
-                after_100 / 1024,
-                after_10k / 1024,
-                after_20k / 1024,
+                "resident memory, {name} (server and clients in one process), after N requests: {} ({} log entries)",
+                listed.join(", "),
                 running.state.ledger.size()
             );
             running.server.stop().await;

@@ -12,6 +12,10 @@ use sworn_verifier::audit::{AuditOptions, audit_export};
 
 const ENTRIES: u64 = 20_000;
 
+/// The allocator `sworn-verify` uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn audit_throughput(c: &mut Criterion) {
     let mut export = Vec::new();
     synthetic::write_synthetic_export(ENTRIES, &mut export).expect("in-memory write");
