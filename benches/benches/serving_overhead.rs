@@ -8,7 +8,7 @@
 //! p50/p99 end-to-end latency; then resident memory after 100 sworn requests and every
 //! 10,000 after that, up to 60,100.
 //!
-//!   cargo bench -p sworn-benches --bench serving_overhead [-- --requests N]
+//!   cargo bench -p sworn-benches --bench serving_overhead [-- --requests N] [--memory-steps S]
 // A benchmark harness: setup failures should abort loudly, and the shared toy model from
 // the API tests is included by path, so its `pub` items are crate-local here.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
@@ -156,6 +156,11 @@ fn main() {
         .position(|a| a == "--requests")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(2000usize);
+    let memory_steps = args
+        .iter()
+        .position(|a| a == "--memory-steps")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(6usize);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -195,14 +200,15 @@ fn main() {
                 (p99_on.as_secs_f64() - p99_off.as_secs_f64()) * 1e3
             );
         }
-        // Memory: RSS after 100 sworn requests, then every 10,000 up to 60,100 (32 clients).
+        // Memory: RSS after 100 sworn requests, then every 10,000 (`--memory-steps`, 6 by
+        // default: up to 60,100), 32 clients.
         // The sled page cache (64 MiB by default) fills first; growth after it is full
         // would mean a leak.
         for mode in [SwearMode::SkipForBenchmark, SwearMode::Durable] {
             let running = start(mode).await;
             load(&running.url, 32, 100, mode).await;
             let mut points = vec![(100, rss_kib())];
-            for step in 1..=6 {
+            for step in 1..=memory_steps {
                 load(&running.url, 32, 10_000, mode).await;
                 points.push((100 + step * 10_000, rss_kib()));
             }
