@@ -2,6 +2,7 @@
 
 use std::process::Command;
 
+use sworn_e2e::{Anvil, DEV_KEY_0, secret_file};
 use sworn_service::device::DeviceReport;
 
 fn sworn(args: &[&str]) -> (bool, String, String) {
@@ -47,78 +48,11 @@ fn version_json_is_machine_readable() {
     assert!(v["cuda_backend"].as_str().is_some_and(|s| !s.is_empty()));
 }
 
-/// Anvil's development account 0 key: published, for local chains only.
-const DEV_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-
-/// A real anvil from the pinned npm package on a port the OS picks; killed on drop.
-struct Anvil {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Anvil {
-    fn start() -> Anvil {
-        use std::io::{BufRead, BufReader};
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../anvil/node_modules/@foundry-rs");
-        let binary = std::fs::read_dir(&dir)
-            .ok()
-            .and_then(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.path().join("bin/anvil"))
-                    .find(|p| p.is_file())
-            })
-            .unwrap_or_else(|| panic!("no anvil under {}: run `make setup`", dir.display()));
-        let mut child = Command::new(binary)
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start anvil");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Reports the listening address, then keeps draining so anvil never blocks.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("Listening on ") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.trim().to_owned());
-                    }
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .expect("anvil printed its address");
-        Anvil {
-            child,
-            url: format!("http://{addr}"),
-        }
-    }
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn secret_file(dir: &std::path::Path, name: &str, contents: &str) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::write(&path, contents).expect("write secret file");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
-    path
-}
-
 /// `sworn chain deploy` puts SwornAnchor on a real chain and `sworn chain register`
 /// registers a log on it; a world-readable chain key is refused.
 #[test]
 fn chain_deploy_and_register_against_anvil() {
-    let anvil = Anvil::start();
+    let anvil = Anvil::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let chain_key = secret_file(dir.path(), "chain.key", DEV_KEY_0);
     let out = dir.path().join("deployment.json");

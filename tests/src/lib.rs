@@ -1,1 +1,129 @@
-//! Helpers for the end-to-end tests.
+//! Helpers for the workspace-level end-to-end tests: the built binaries, a real anvil from
+//! the pinned npm package, and secret files with the modes the binaries insist on.
+// Test support: failing to set up the world is a test failure, reported loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Anvil's development account 0 key: published, for local chains only.
+pub const DEV_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_path_buf()
+}
+
+/// A binary of the workspace (`sworn`, `sworn-verify`) from the target directory this test
+/// was built into; `make test` builds every binary before it runs the tests.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable under target/<profile>/deps");
+    let binary = profile_dir.join(name);
+    assert!(
+        binary.is_file(),
+        "{} is missing: build the workspace first (`cargo build --workspace`, as `make test` does)",
+        binary.display()
+    );
+    binary
+}
+
+/// Writes `contents` to `dir/name` with mode 0600.
+pub fn secret_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write secret file");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    path
+}
+
+/// A child process killed (and reaped) on drop, whatever the test did.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads `child`'s stream line by line on a thread, forever (so the child never blocks on a
+/// full pipe), and sends every line to the returned receiver.
+pub fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// Waits up to `limit` for a line for which `pick` returns something.
+pub fn wait_for_line<T>(
+    lines: &mpsc::Receiver<String>,
+    limit: Duration,
+    mut pick: impl FnMut(&str) -> Option<T>,
+) -> Option<T> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = deadline.checked_duration_since(std::time::Instant::now())?;
+        let line = lines.recv_timeout(left).ok()?;
+        if let Some(found) = pick(&line) {
+            return Some(found);
+        }
+    }
+}
+
+/// A real anvil from the pinned npm package (`make setup`), on a port the OS picks.
+#[derive(Debug)]
+pub struct Anvil {
+    _child: KillOnDrop,
+    /// Its JSON-RPC URL.
+    pub url: String,
+}
+
+impl Anvil {
+    /// Starts anvil with `extra` arguments and waits until it listens.
+    pub fn start(extra: &[&str]) -> Anvil {
+        let dir = repo_root().join("anvil/node_modules/@foundry-rs");
+        let binary = std::fs::read_dir(&dir)
+            .ok()
+            .and_then(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path().join("bin/anvil"))
+                    .find(|p| p.is_file())
+            })
+            .unwrap_or_else(|| panic!("no anvil under {}: run `make setup`", dir.display()));
+        let mut child = Command::new(binary)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start anvil");
+        let lines = lines_of(child.stdout.take().expect("piped stdout"));
+        let child = KillOnDrop(child);
+        let addr = wait_for_line(&lines, Duration::from_secs(30), |line| {
+            line.strip_prefix("Listening on ")
+                .map(|a| a.trim().to_owned())
+        })
+        .expect("anvil printed its address");
+        Anvil {
+            _child: child,
+            url: format!("http://{addr}"),
+        }
+    }
+}
