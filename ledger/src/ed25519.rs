@@ -168,7 +168,7 @@ mod tests {
             let signer = signing_key(seed);
             let key = signer.verifying_key();
             let signature = signer.sign(&message);
-            let (mut sig_bytes, mut msg) = (signature.to_bytes(), message.clone());
+            let (mut sig_bytes, mut msg) = (signature.to_bytes(), message);
             if let Some((bit, in_message)) = flip {
                 if in_message && !msg.is_empty() {
                     let i = bit % (msg.len() * 8);

@@ -40,18 +40,19 @@ fn peak_memory_does_not_grow_with_the_export() {
     // Both sizes are past the request-id sort's in-memory run (16 Ki records), so any
     // difference would be memory that grows with the log.
     let small = audit_file_with_binary(20_000);
-    let large = audit_file_with_binary(60_000);
+    let large = audit_file_with_binary(100_000);
     assert_eq!(small["summary"]["entries"], 20_000);
-    assert_eq!(large["summary"]["entries"], 60_000);
-    assert_eq!(large["summary"]["checkpoints_reproduced"], 59);
+    assert_eq!(large["summary"]["entries"], 100_000);
+    assert_eq!(large["summary"]["checkpoints_reproduced"], 98);
     let (s, l) = (
         small["summary"]["peak_rss_kib"].as_u64().unwrap(),
         large["summary"]["peak_rss_kib"].as_u64().unwrap(),
     );
-    eprintln!("peak resident memory: 20k entries {s} KiB, 60k entries {l} KiB");
-    // Three times the entries may cost at most allocator noise; holding one leaf hash and
-    // one request id per entry would add ~3 MiB per 40k entries.
-    assert!(l <= s + 1024, "peak grew from {s} KiB to {l} KiB");
+    eprintln!("peak resident memory: 20k entries {s} KiB, 100k entries {l} KiB");
+    // Five times the entries may cost at most allocator noise (mimalloc's peak moves by
+    // ±2 MiB from run to run at the same size); holding one leaf hash and one request id
+    // per entry would add ~6 MiB per 80k entries.
+    assert!(l <= s + 3 * 1024, "peak grew from {s} KiB to {l} KiB");
 }
 
 #[test]
