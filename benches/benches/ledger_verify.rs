@@ -1,6 +1,7 @@
 //! Receipt verification throughput (DESIGN §9 target: ≥ 50,000 receipts/s): strict
 //! canonical parse, leaf hash, index/origin checks and Ed25519 `verify_strict`, from the
-//! JSON bundle a client holds. Measured on one thread and on every core.
+//! JSON bundle a client holds. Measured on one thread and on every core, one receipt per
+//! call and in bulk (`Receipt::verify_json_each`, what audits use).
 
 mod ledger_common;
 
@@ -85,6 +86,34 @@ fn verify(c: &mut Criterion) {
                 .mul_f64(iters as f64 / (per_thread * threads) as f64)
         })
     });
+    // In bulk, as an auditor verifies: 64 receipts per call, each checked on its own, sharing
+    // only the final point encoding's field inversion (`Receipt::verify_json_each`).
+    const BULK: usize = 64;
+    for threads in [1, threads] {
+        group.bench_function(format!("verify_receipts_in_bulk_{threads}_threads"), |b| {
+            b.iter_custom(|iters| {
+                let per_thread = (iters.div_ceil(threads) as usize).div_ceil(BULK) * BULK;
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..threads as usize {
+                        let (bundles, key) = (&bundles, &key);
+                        s.spawn(move || {
+                            for j in (0..per_thread).step_by(BULK) {
+                                let from = (t * per_thread + j) % (bundles.len() - BULK);
+                                let batch = bundles[from..from + BULK].iter().map(Vec::as_slice);
+                                for verdict in Receipt::verify_json_each(batch, key) {
+                                    verdict.expect("verifies");
+                                }
+                            }
+                        });
+                    }
+                });
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per_thread as u64 * threads) as f64)
+            })
+        });
+    }
     group.finish();
 }
 

@@ -199,6 +199,34 @@ impl SignedEntry {
     /// Verifies the entry under `key` (whose name is the log origin): strict canonical
     /// parse, index and origin match, strict signature. Returns the parsed body.
     pub fn verify(&self, key: &PinnedKey) -> Result<EntryBody, EntryError> {
+        let body = self.check_body(key)?;
+        key.verify(&self.body, &self.signature)?;
+        Ok(body)
+    }
+
+    /// [`SignedEntry::verify`] for each entry, in order: the same checks and verdicts, with
+    /// the signatures' last step shared (see [`PinnedKey::verify_each`]).
+    pub fn verify_each(
+        entries: &[SignedEntry],
+        key: &PinnedKey,
+    ) -> Vec<Result<EntryBody, EntryError>> {
+        let mut verdicts: Vec<_> = entries.iter().map(|e| e.check_body(key)).collect();
+        let signed = entries
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, verdict)| verdict.is_ok())
+            .map(|(e, _)| (e.body.as_slice(), &e.signature));
+        let mut signatures = key.verify_each(signed).into_iter();
+        for verdict in verdicts.iter_mut().filter(|v| v.is_ok()) {
+            if let Some(Err(e)) = signatures.next() {
+                *verdict = Err(e.into());
+            }
+        }
+        verdicts
+    }
+
+    /// Everything but the signature: strict canonical parse, index and origin match.
+    fn check_body(&self, key: &PinnedKey) -> Result<EntryBody, EntryError> {
         let body = EntryBody::parse_canonical(&self.body)?;
         if body.index() != self.index {
             return Err(EntryError::IndexMismatch {
@@ -212,7 +240,6 @@ impl SignedEntry {
                 expected: key.name().to_string(),
             });
         }
-        key.verify(&self.body, &self.signature)?;
         Ok(body)
     }
 }
@@ -279,6 +306,48 @@ impl Receipt {
     /// Parses a JSON bundle and verifies it under `key`: the body strictly, the leaf hash
     /// recomputed, the index and origin, and the signature.
     pub fn verify_json(bytes: &[u8], key: &PinnedKey) -> Result<Receipt, EntryError> {
+        Self::verify_bundle(&Self::parse_json(bytes)?, key)
+    }
+
+    /// Verifies an already-parsed JSON bundle under `key`.
+    pub fn verify_bundle(json: &ReceiptJson, key: &PinnedKey) -> Result<Receipt, EntryError> {
+        let (entry, leaf_hash) = Self::unpack(json)?;
+        let body = entry.verify(key)?;
+        Self::assemble(json, entry, leaf_hash, body)
+    }
+
+    /// [`Receipt::verify_json`] for each bundle, in order: the same checks and verdicts, with
+    /// the signatures' last step shared (see [`PinnedKey::verify_each`]). For verifying
+    /// receipts in bulk.
+    pub fn verify_json_each<'a, I>(bundles: I, key: &PinnedKey) -> Vec<Result<Receipt, EntryError>>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        let mut entries = Vec::new();
+        let unpacked: Vec<Result<(ReceiptJson, Hash), EntryError>> = bundles
+            .into_iter()
+            .map(|bytes| {
+                let json = Self::parse_json(bytes)?;
+                let (entry, leaf_hash) = Self::unpack(&json)?;
+                entries.push(entry);
+                Ok((json, leaf_hash))
+            })
+            .collect();
+        let verdicts = SignedEntry::verify_each(&entries, key);
+        let mut verified = entries.into_iter().zip(verdicts);
+        unpacked
+            .into_iter()
+            .map(|u| {
+                let (json, leaf_hash) = u?;
+                let (entry, verdict) = verified.next().ok_or_else(|| EntryError::Malformed {
+                    reason: "internal: an entry without a verdict".into(),
+                })?;
+                Self::assemble(&json, entry, leaf_hash, verdict?)
+            })
+            .collect()
+    }
+
+    fn parse_json(bytes: &[u8]) -> Result<ReceiptJson, EntryError> {
         if bytes.len() > MAX_RECEIPT_JSON_BYTES {
             return Err(EntryError::Malformed {
                 reason: format!(
@@ -287,15 +356,13 @@ impl Receipt {
                 ),
             });
         }
-        let json: ReceiptJson =
-            serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed {
-                reason: e.to_string(),
-            })?;
-        Self::verify_bundle(&json, key)
+        serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed {
+            reason: e.to_string(),
+        })
     }
 
-    /// Verifies an already-parsed JSON bundle under `key`.
-    pub fn verify_bundle(json: &ReceiptJson, key: &PinnedKey) -> Result<Receipt, EntryError> {
+    /// The bundle's signed entry and its recomputed leaf hash, checked against the claimed one.
+    fn unpack(json: &ReceiptJson) -> Result<(SignedEntry, Hash), EntryError> {
         let malformed = |reason: &str| EntryError::Malformed {
             reason: reason.to_string(),
         };
@@ -316,7 +383,17 @@ impl Receipt {
         if leaf_hash != json.leaf_hash {
             return Err(EntryError::LeafHashMismatch);
         }
-        let EntryBody::Receipt(body) = entry.verify(key)? else {
+        Ok((entry, leaf_hash))
+    }
+
+    /// The receipt from a verified entry, once its body is a receipt of the bundle's log.
+    fn assemble(
+        json: &ReceiptJson,
+        entry: SignedEntry,
+        leaf_hash: Hash,
+        body: EntryBody,
+    ) -> Result<Receipt, EntryError> {
+        let EntryBody::Receipt(body) = body else {
             return Err(EntryError::NotAReceipt);
         };
         if body.log != json.log {

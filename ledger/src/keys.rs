@@ -276,6 +276,26 @@ impl PinnedKey {
         }
     }
 
+    /// [`PinnedKey::verify`] for each `(message, signature)` pair, in order. Each is checked
+    /// on its own (this is not batch verification, which would not be strict); the pairs only
+    /// share the final point encoding, which makes this faster per signature in bulk.
+    pub fn verify_each<'a, I>(&self, pairs: I) -> Vec<Result<(), KeyError>>
+    where
+        I: IntoIterator<Item = (&'a [u8], &'a Signature)>,
+    {
+        self.strict
+            .verify_each(pairs)
+            .into_iter()
+            .map(|ok| {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(KeyError::BadSignature)
+                }
+            })
+            .collect()
+    }
+
     /// The C2SP verifier key string `name+keyid+base64(0x01‖key)`.
     pub fn to_vkey(&self) -> String {
         let mut typed = Vec::with_capacity(33);

@@ -118,6 +118,50 @@ fn receipt_vectors_verify_and_every_corruption_fails_at_its_layer() {
 }
 
 #[test]
+fn bulk_verification_gives_every_bundle_its_single_verdict() {
+    let v = load("receipts.json");
+    let key = PinnedKey::from_vkey(v["verifier_key"].as_str().unwrap()).unwrap();
+    let happy = v["happy"].as_array().unwrap().iter();
+    let corrupt = v["corruptions"].as_array().unwrap().iter();
+    // Interleave honest and corrupted bundles, plus bytes that are not a bundle at all.
+    let mut bundles: Vec<Vec<u8>> = Vec::new();
+    for (h, c) in happy.cycle().zip(corrupt) {
+        bundles.push(serde_json::to_vec(&h["bundle"]).unwrap());
+        bundles.push(serde_json::to_vec(&c["bundle"]).unwrap());
+    }
+    bundles.insert(3, b"{not json".to_vec());
+    let bulk = Receipt::verify_json_each(bundles.iter().map(Vec::as_slice), &key);
+    assert_eq!(bulk.len(), bundles.len());
+    let mut accepted = 0;
+    for (bytes, verdict) in bundles.iter().zip(&bulk) {
+        match (Receipt::verify_json(bytes, &key), verdict) {
+            (Ok(single), Ok(each)) => {
+                assert_eq!(&single, each);
+                accepted += 1;
+            }
+            (Err(single), Err(each)) => assert_eq!(single.to_string(), each.to_string()),
+            (single, each) => panic!("single {single:?} but bulk {each:?}"),
+        }
+    }
+    assert!(
+        accepted >= 3 && accepted < bundles.len() / 2 + 1,
+        "{accepted} accepted"
+    );
+    let entries: Vec<SignedEntry> = bulk
+        .iter()
+        .flatten()
+        .map(|r| {
+            let mut forged = r.entry.clone();
+            forged.body.push(b' ');
+            forged
+        })
+        .collect();
+    for verdict in SignedEntry::verify_each(&entries, &key) {
+        assert!(matches!(verdict, Err(EntryError::Body(_))), "{verdict:?}");
+    }
+}
+
+#[test]
 fn checkpoint_vectors_verify_and_corruptions_fail_at_their_layer() {
     use sworn_ledger::checkpoint::CheckpointError;
     use sworn_ledger::note::NoteError;
