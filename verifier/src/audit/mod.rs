@@ -7,7 +7,8 @@
 //! each checkpoint is reproduced by comparing the running root when the stream reaches
 //! its size. Request-id uniqueness is an external sort on disk ([`dedup`]), and erasure
 //! references read leaf hashes back from a disk file ([`leaves`]); neither grows memory
-//! with the log. Entries are verified in parallel in chunks ([`verify`]).
+//! with the log. Entries are verified in parallel in chunks ([`verify`]), pipelined with
+//! reading the next chunk and folding the previous one.
 //!
 //! With a chain view, every `Anchored` event of the log is matched against the stream:
 //! its root must equal the recomputed root at its tree size and its checkpoint hash a
@@ -39,10 +40,10 @@ use dedup::DuplicateFinder;
 pub use finding::{Finding, Findings};
 use leaves::LeafFile;
 use order::OrderTracker;
-use verify::{RawEntry, check_entries};
+use verify::{CheckedEntry, RawEntry, SharedCheck};
 
-/// Entries verified per parallel chunk.
-const CHUNK_ENTRIES: usize = 4096;
+/// Entries per pipelined chunk.
+const CHUNK_ENTRIES: usize = 2048;
 /// Body bytes per chunk: bounds memory when entries are large (a line can be 160 KiB).
 const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 
@@ -169,95 +170,126 @@ pub fn audit_export<R: BufRead>(
         progress,
     };
     let mut reader = ExportReader::new(input);
-    let mut chunk: Vec<(u64, ExportLine)> = Vec::new();
-    let mut stop = false;
-    while !stop {
-        chunk.clear();
-        let mut bytes = 0usize;
-        while chunk.len() < CHUNK_ENTRIES && bytes < CHUNK_BYTES {
-            match reader.next_line() {
-                Ok(None) => {
-                    stop = true;
-                    break;
-                }
-                Ok(Some(item)) => {
-                    if let ExportLine::Entry { body, .. } = &item {
-                        bytes += body.len();
-                    }
-                    chunk.push((reader.line_number(), item));
-                }
-                Err(ExportError::Io(e)) => return Err(AuditError::Io(e)),
-                Err(ExportError::BadLine { line, reason }) => {
-                    // The bad line was consumed whole; carry on with the next one.
-                    let line_finding = (line, reason);
-                    process_chunk(&mut auditor, &mut chunk, options.threads)?;
-                    auditor.find(
-                        Layer::Log,
-                        "bad-line",
-                        Some(line_finding.0),
-                        None,
-                        line_finding.1,
-                    );
-                }
-                Err(other) => {
-                    // Over-long lines cannot be resynchronised: stop reading here.
-                    auditor.find(
-                        Layer::Log,
-                        "unreadable",
-                        Some(reader.line_number()),
-                        None,
-                        other.to_string(),
-                    );
-                    stop = true;
-                    break;
-                }
+    let key = auditor.key;
+    let threads = options.threads;
+    // A pipeline over chunks: while helper threads verify chunk N, this thread folds chunk
+    // N − 1 into the audit and reads chunk N + 1, then joins in verifying chunk N; so the
+    // sequential work (line parsing, order, tree, request ids) overlaps the signatures.
+    let (mut incoming, mut stop) = read_chunk(&mut reader)?;
+    let mut verified: Option<VerifiedChunk> = None;
+    loop {
+        let shared = SharedCheck::new(key, entries_of(&incoming));
+        let (folded, next) = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads.max(1))
+                .map(|_| scope.spawn(|| shared.help()))
+                .collect();
+            let folded = match verified.take() {
+                Some((items, checked)) => fold_chunk(&mut auditor, items, checked),
+                None => Ok(()),
+            };
+            let next = (!stop).then(|| read_chunk(&mut reader));
+            shared.help();
+            for helper in helpers {
+                // A panicking helper is a bug; `into_results` redoes what it left.
+                let _ = helper.join();
             }
+            (folded, next)
+        });
+        folded?;
+        let checked = shared.into_results();
+        verified = Some((std::mem::take(&mut incoming), checked));
+        match next {
+            Some(read) => (incoming, stop) = read?,
+            None => break,
         }
-        process_chunk(&mut auditor, &mut chunk, options.threads)?;
+    }
+    if let Some((items, checked)) = verified {
+        fold_chunk(&mut auditor, items, checked)?;
     }
     auditor.progress.finish_and_clear();
     finish(auditor, chain)
 }
 
-/// A line of the chunk: an entry, split out for parallel verification, or another line.
+/// A chunk's lines, each with its line number, and its entries' verification results.
+type VerifiedChunk = (Vec<(u64, Item)>, Vec<CheckedEntry>);
+
+/// A line of a chunk: an entry (verified in parallel), another line, or a line that could
+/// not be read (a finding, kept in line order).
 enum Item {
     Entry(RawEntry),
     Other(ExportLine),
+    Unreadable { kind: &'static str, reason: String },
 }
 
-fn process_chunk(
-    auditor: &mut Auditor<'_>,
-    chunk: &mut Vec<(u64, ExportLine)>,
-    threads: usize,
-) -> std::io::Result<()> {
-    let items: Vec<(u64, Item)> = chunk
-        .drain(..)
-        .map(|(line, item)| match item {
-            ExportLine::Entry {
+/// Reads up to a chunk of lines; `true` when the stream has ended (or cannot go on).
+fn read_chunk<R: BufRead>(
+    reader: &mut ExportReader<R>,
+) -> Result<(Vec<(u64, Item)>, bool), AuditError> {
+    let mut items = Vec::new();
+    let (mut entries, mut bytes) = (0usize, 0usize);
+    while entries < CHUNK_ENTRIES && bytes < CHUNK_BYTES {
+        match reader.next_line() {
+            Ok(None) => return Ok((items, true)),
+            Ok(Some(ExportLine::Entry {
                 index,
                 body,
                 signature,
-            } => (
-                line,
-                Item::Entry(RawEntry {
+            })) => {
+                entries += 1;
+                bytes += body.len();
+                let raw = RawEntry {
                     index,
                     body,
                     signature,
-                }),
-            ),
-            other => (line, Item::Other(other)),
-        })
-        .collect();
-    let entries: Vec<&RawEntry> = items
+                };
+                items.push((reader.line_number(), Item::Entry(raw)));
+            }
+            Ok(Some(other)) => items.push((reader.line_number(), Item::Other(other))),
+            Err(ExportError::Io(e)) => return Err(AuditError::Io(e)),
+            // The bad line was consumed whole; carry on with the next one.
+            Err(ExportError::BadLine { line, reason }) => items.push((
+                line,
+                Item::Unreadable {
+                    kind: "bad-line",
+                    reason,
+                },
+            )),
+            // Over-long lines cannot be resynchronised: stop reading here.
+            Err(other) => {
+                let item = Item::Unreadable {
+                    kind: "unreadable",
+                    reason: other.to_string(),
+                };
+                items.push((reader.line_number(), item));
+                return Ok((items, true));
+            }
+        }
+    }
+    Ok((items, false))
+}
+
+fn entries_of(items: &[(u64, Item)]) -> Vec<&RawEntry> {
+    items
         .iter()
         .filter_map(|(_, item)| match item {
             Item::Entry(raw) => Some(raw),
-            Item::Other(_) => None,
+            _ => None,
         })
-        .collect();
-    let mut checked = check_entries(auditor.key, &entries, threads).into_iter();
-    for (line, item) in &items {
-        let line = *line;
+        .collect()
+}
+
+/// Folds a verified chunk into the audit, line by line.
+fn fold_chunk(
+    auditor: &mut Auditor<'_>,
+    items: Vec<(u64, Item)>,
+    checked: Vec<CheckedEntry>,
+) -> std::io::Result<()> {
+    let mut checked = checked.into_iter();
+    for (line, item) in items {
+        if let Item::Unreadable { kind, reason } = item {
+            auditor.find(Layer::Log, kind, Some(line), None, reason);
+            continue;
+        }
         if auditor.ended {
             auditor.find(
                 Layer::Log,
@@ -282,7 +314,7 @@ fn process_chunk(
         match item {
             Item::Entry(raw) => {
                 if let Some(c) = checked.next() {
-                    auditor.entry(line, raw, c)?;
+                    auditor.entry(line, &raw, c)?;
                 }
             }
             Item::Other(ExportLine::Header {
@@ -291,15 +323,15 @@ fn process_chunk(
                 origin,
                 size,
                 ..
-            }) => auditor.header(line, format, *version, origin, *size),
+            }) => auditor.header(line, &format, version, &origin, size),
             Item::Other(ExportLine::Checkpoint { size, note }) => {
-                auditor.checkpoint(line, *size, note)
+                auditor.checkpoint(line, size, &note)
             }
             Item::Other(ExportLine::End { size, checkpoints }) => {
-                auditor.end(line, *size, *checkpoints)
+                auditor.end(line, size, checkpoints)
             }
-            // Entries are never `Other` (split out above).
-            Item::Other(ExportLine::Entry { .. }) => {}
+            // Entries are never `Other` (split out when read); unreadable lines are above.
+            Item::Other(ExportLine::Entry { .. }) | Item::Unreadable { .. } => {}
         }
     }
     Ok(())

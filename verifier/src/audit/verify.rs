@@ -2,6 +2,9 @@
 //! and origin check, strict signature, leaf hash — run on every core over a chunk of
 //! entries, so the sequential part (order, tree, checkpoints) only folds the results.
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sworn_ledger::entry::{EntryBody, SignedEntry};
@@ -28,47 +31,96 @@ pub struct CheckedEntry {
     pub verdict: Result<EntryBody, String>,
 }
 
-/// Verifies one entry under `key` at the index it claims.
-pub fn check_entry(key: &PinnedKey, raw: &RawEntry) -> CheckedEntry {
-    let leaf = hash_leaf(raw.body.as_bytes());
-    let verdict = BASE64
-        .decode(&raw.signature)
-        .ok()
-        .and_then(|b| <[u8; 64]>::try_from(b).ok())
-        .ok_or_else(|| "signature is not base64 of 64 bytes".to_string())
-        .and_then(|sig| {
-            let entry = SignedEntry {
-                index: raw.index,
-                body: raw.body.as_bytes().to_vec(),
-                signature: Signature::from_bytes(&sig),
-            };
-            entry.verify(key).map_err(|e| e.to_string())
-        });
-    CheckedEntry { leaf, verdict }
-}
+/// Entries whose signatures share one final point encoding (one field inversion).
+const BULK: usize = 64;
 
-/// Verifies `entries` on up to `threads` threads, keeping their order.
-pub fn check_entries(key: &PinnedKey, entries: &[&RawEntry], threads: usize) -> Vec<CheckedEntry> {
-    let threads = threads.clamp(1, entries.len().max(1));
-    if threads == 1 {
-        return entries.iter().map(|e| check_entry(key, e)).collect();
-    }
-    let per = entries.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = entries
-            .chunks(per)
-            .map(|part| {
-                scope.spawn(move || part.iter().map(|e| check_entry(key, e)).collect::<Vec<_>>())
+/// Verifies `entries` under `key`, each at the index it claims, in order; the signatures
+/// are checked in bulk ([`SignedEntry::verify_each`]), each still on its own.
+pub fn check_bulk(key: &PinnedKey, entries: &[&RawEntry]) -> Vec<CheckedEntry> {
+    let mut out = Vec::with_capacity(entries.len());
+    for part in entries.chunks(BULK) {
+        let mut signed = Vec::with_capacity(part.len());
+        let decoded: Vec<Result<(), String>> = part
+            .iter()
+            .map(|raw| {
+                let sig = BASE64
+                    .decode(&raw.signature)
+                    .ok()
+                    .and_then(|b| <[u8; 64]>::try_from(b).ok())
+                    .ok_or_else(|| "signature is not base64 of 64 bytes".to_string())?;
+                signed.push(SignedEntry {
+                    index: raw.index,
+                    body: raw.body.as_bytes().to_vec(),
+                    signature: Signature::from_bytes(&sig),
+                });
+                Ok(())
             })
             .collect();
-        let mut out = Vec::with_capacity(entries.len());
-        for (handle, part) in handles.into_iter().zip(entries.chunks(per)) {
-            match handle.join() {
-                Ok(checked) => out.extend(checked),
-                // A panicking worker is a bug; redo its part here rather than lose it.
-                Err(_) => out.extend(part.iter().map(|e| check_entry(key, e))),
+        let mut verdicts = SignedEntry::verify_each(&signed, key).into_iter();
+        for (raw, decoded) in part.iter().zip(decoded) {
+            let verdict = decoded.and_then(|()| match verdicts.next() {
+                Some(verdict) => verdict.map_err(|e| e.to_string()),
+                None => Err("internal: an entry without a verdict".to_string()),
+            });
+            out.push(CheckedEntry {
+                leaf: hash_leaf(raw.body.as_bytes()),
+                verdict,
+            });
+        }
+    }
+    out
+}
+
+/// One chunk's verification, shared out in batches of [`BULK`] to whichever thread is free:
+/// the auditing thread joins in once its sequential work is done, so no core idles while
+/// another still has a long share.
+#[derive(Debug)]
+pub struct SharedCheck<'a> {
+    key: &'a PinnedKey,
+    entries: Vec<&'a RawEntry>,
+    next: AtomicUsize,
+    batches: Vec<OnceLock<Vec<CheckedEntry>>>,
+}
+
+impl<'a> SharedCheck<'a> {
+    /// `entries` to verify under `key`.
+    pub fn new(key: &'a PinnedKey, entries: Vec<&'a RawEntry>) -> SharedCheck<'a> {
+        let batches = (0..entries.len().div_ceil(BULK))
+            .map(|_| OnceLock::new())
+            .collect();
+        SharedCheck {
+            key,
+            entries,
+            next: AtomicUsize::new(0),
+            batches,
+        }
+    }
+
+    /// Verifies batches until none is left to take.
+    pub fn help(&self) {
+        loop {
+            let batch = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(slot) = self.batches.get(batch) else {
+                return;
+            };
+            let part = &self.entries[batch * BULK..((batch + 1) * BULK).min(self.entries.len())];
+            let _ = slot.set(check_bulk(self.key, part));
+        }
+    }
+
+    /// Every entry's result, in order. A batch left unfinished by a helper that panicked (a
+    /// bug) is verified here rather than lost.
+    pub fn into_results(self) -> Vec<CheckedEntry> {
+        let mut out = Vec::with_capacity(self.entries.len());
+        for (batch, slot) in self.batches.into_iter().enumerate() {
+            match slot.into_inner() {
+                Some(checked) => out.extend(checked),
+                None => {
+                    let end = ((batch + 1) * BULK).min(self.entries.len());
+                    out.extend(check_bulk(self.key, &self.entries[batch * BULK..end]));
+                }
             }
         }
         out
-    })
+    }
 }
