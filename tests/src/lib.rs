@@ -12,6 +12,8 @@ use std::time::Duration;
 
 /// Anvil's development account 0 key: published, for local chains only.
 pub const DEV_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+/// Anvil's development account 1 key: published, for local chains only.
+pub const DEV_KEY_1: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -125,5 +127,14 @@ impl Anvil {
             _child: child,
             url: format!("http://{addr}"),
         }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the url ends in a port")
     }
 }

@@ -3,13 +3,13 @@
 
 use sworn_ledger::anchor::{AnchorChain, log_id};
 
-use crate::node::{AnvilNode, DEV_KEY_0, deploy_registered, signer};
+use crate::node::{DEV_KEY_0, deploy_registered, signer, start_anvil};
 use crate::proxy::Relay;
 use crate::{config, grow_and_seal, log_key, open_ledger, records, spawn, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backlog_after_an_outage_drains_in_one_anchor() {
-    let anvil = AnvilNode::start(&["--block-time", "1"]);
+    let anvil = start_anvil(&["--block-time", "1"]);
     let deployment =
         deploy_registered(&anvil.url, crate::ORIGIN, log_key().public_key_bytes()).await;
     let relay = Relay::start(anvil.port()).await;

@@ -6,13 +6,13 @@ use alloy::providers::Provider;
 use alloy::sol_types::SolEvent;
 use sworn_ledger::anchor::{AnchorState, SwornAnchor, checkpoint_hash, log_id};
 
-use crate::node::{AnvilNode, DEV_KEY_0, deploy_registered};
+use crate::node::{DEV_KEY_0, deploy_registered, start_anvil};
 use crate::{config, grow_and_seal, log_key, open_ledger, records, root_of, spawn, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_are_anchored_and_finalized_and_match_the_chain() {
     // One block a second, as `anvil/start.sh` runs it: finality comes by itself.
-    let anvil = AnvilNode::start(&["--block-time", "1"]);
+    let anvil = start_anvil(&["--block-time", "1"]);
     let deployment =
         deploy_registered(&anvil.url, crate::ORIGIN, log_key().public_key_bytes()).await;
     let dir = tempfile::tempdir().unwrap();

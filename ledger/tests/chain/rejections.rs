@@ -11,7 +11,7 @@ use sworn_ledger::anchor::{
 use sworn_ledger::checkpoint::{Checkpoint, SignedCheckpoint};
 use sworn_ledger::merkle::Hash;
 
-use crate::node::{AnvilNode, DEV_KEY_0, DEV_KEY_1, deploy_registered, signer};
+use crate::node::{DEV_KEY_0, DEV_KEY_1, deploy_registered, signer, start_anvil};
 use crate::{config, log_key};
 
 fn chain(url: &str, contract: alloy::primitives::Address, key: &str) -> AnchorChain {
@@ -37,7 +37,7 @@ fn revert_of(result: Result<impl std::fmt::Debug, AnchorError>) -> (ContractReve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contract_rejections_are_decoded_into_named_errors() {
-    let anvil = AnvilNode::start(&[]);
+    let anvil = start_anvil(&[]);
     let deployment =
         deploy_registered(&anvil.url, crate::ORIGIN, log_key().public_key_bytes()).await;
     let submitter = chain(&anvil.url, deployment.address, DEV_KEY_0);
@@ -102,7 +102,7 @@ async fn contract_rejections_are_decoded_into_named_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anchorer_with_the_wrong_key_reports_not_submitter() {
-    let anvil = AnvilNode::start(&[]);
+    let anvil = start_anvil(&[]);
     let deployment =
         deploy_registered(&anvil.url, crate::ORIGIN, log_key().public_key_bytes()).await;
     let store = Arc::new(MemoryAnchorStore::new());

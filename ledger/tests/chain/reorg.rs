@@ -6,7 +6,7 @@ use alloy::primitives::{B256, Bytes};
 use alloy::providers::{Provider, ProviderBuilder};
 use sworn_ledger::anchor::AnchorState;
 
-use crate::node::{AnvilNode, DEV_KEY_0, deploy_registered, mine};
+use crate::node::{DEV_KEY_0, deploy_registered, mine, start_anvil};
 use crate::{config, grow_and_seal, log_key, open_ledger, records, spawn, wait_for};
 
 fn included(status: &sworn_ledger::anchor::AnchorStatus) -> Option<(u64, B256)> {
@@ -24,8 +24,8 @@ fn included(status: &sworn_ledger::anchor::AnchorStatus) -> Option<(u64, B256)> 
 
 /// Anvil without a block time: a block is mined per transaction and otherwise only when
 /// the test says so, so the anchor stays short of finality until the test mines on.
-async fn setup() -> (AnvilNode, sworn_ledger::anchor::Deployment) {
-    let anvil = AnvilNode::start(&[]);
+async fn setup() -> (sworn_e2e::Anvil, sworn_ledger::anchor::Deployment) {
+    let anvil = start_anvil(&[]);
     let deployment =
         deploy_registered(&anvil.url, crate::ORIGIN, log_key().public_key_bytes()).await;
     (anvil, deployment)

@@ -5,12 +5,12 @@ use alloy::primitives::B256;
 use alloy::providers::{Provider, ProviderBuilder};
 use sworn_ledger::anchor::{AnchorRecord, AnchorState, AnchorStore, log_id};
 
-use crate::node::{AnvilNode, DEV_KEY_0, deploy_registered, mine, signer};
+use crate::node::{DEV_KEY_0, deploy_registered, mine, signer, start_anvil};
 use crate::{config, grow_and_seal, log_key, open_ledger, records, spawn, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_while_submitted_follows_the_same_transaction() {
-    let anvil = AnvilNode::start(&[]);
+    let anvil = start_anvil(&[]);
     let deployment =
         deploy_registered(&anvil.url, crate::ORIGIN, log_key().public_key_bytes()).await;
     let provider = ProviderBuilder::new().connect_http(anvil.url.parse().unwrap());
@@ -84,7 +84,7 @@ async fn restart_while_submitted_follows_the_same_transaction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_between_record_and_broadcast_resubmits_the_same_seq() {
-    let anvil = AnvilNode::start(&["--block-time", "1"]);
+    let anvil = start_anvil(&["--block-time", "1"]);
     let deployment =
         deploy_registered(&anvil.url, crate::ORIGIN, log_key().public_key_bytes()).await;
     let dir = tempfile::tempdir().unwrap();
