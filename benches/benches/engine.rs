@@ -56,12 +56,7 @@ fn prompt(vocab: usize, len: usize, salt: usize) -> Vec<u32> {
 
 /// Peak resident set size of this process (VmHWM), in MiB.
 fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    sworn_benches::proc_status_kib("VmHWM:").map_or(f64::NAN, |kib| kib as f64 / 1024.0)
 }
 
 /// CPU time (user + system) this process has used, from /proc/self/stat (clock ticks,

@@ -36,7 +36,7 @@ fn build(ledger: &Ledger, total: u64) {
                     {
                         eprintln!(
                             "ledger_scale: {done} appended, VmRSS {} KiB, {:.0} receipts/s so far",
-                            ledger_common::proc_status_kib("VmRSS:").unwrap_or(0),
+                            sworn_benches::proc_status_kib("VmRSS:").unwrap_or(0),
                             done as f64 / start.elapsed().as_secs_f64()
                         );
                     }
@@ -62,12 +62,12 @@ fn scale(c: &mut Criterion) {
     let ledger = Ledger::open(cfg).expect("open");
     build(&ledger, total);
     ledger.seal_now().expect("seal");
-    let disk = ledger_common::dir_bytes(dir.path());
+    let disk = sworn_benches::dir_bytes(dir.path());
     eprintln!(
         "ledger_scale: {disk} bytes on disk for {total} receipts without content = {:.0} bytes/receipt; \
          peak RSS (VmHWM) {} KiB with a {} MiB sled cache",
         disk as f64 / total as f64,
-        ledger_common::proc_status_kib("VmHWM:").unwrap_or(0),
+        sworn_benches::proc_status_kib("VmHWM:").unwrap_or(0),
         cache / (1024 * 1024)
     );
     let size = ledger.size();

@@ -139,14 +139,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    sworn_benches::proc_status_kib("VmRSS:").unwrap_or(0)
 }
 
 fn main() {

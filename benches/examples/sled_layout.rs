@@ -35,32 +35,6 @@ fn parse_row(spec: &str) -> Result<Row, String> {
     })
 }
 
-fn vm_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn bytes_under(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => bytes_under(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 3 {
@@ -106,8 +80,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if index >= next_report {
             println!(
                 "{index} entries: {} bytes on disk per entry, VmRSS {} MiB",
-                bytes_under(dir) / index,
-                vm_rss_kib() / 1024
+                sworn_benches::dir_bytes(dir) / index,
+                sworn_benches::proc_status_kib("VmRSS:").unwrap_or(0) / 1024
             );
             next_report += quarter;
         }
