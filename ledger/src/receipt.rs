@@ -157,6 +157,21 @@ pub fn format_time(t: OffsetDateTime) -> Option<String> {
     truncated.format(TIME_FORMAT).ok()
 }
 
+/// A receipt time as microseconds since the Unix epoch, if `text` is one in its canonical
+/// spelling (what [`time_from_micros`] gives back).
+pub(crate) fn time_micros(text: &str) -> Option<i64> {
+    let t = time::PrimitiveDateTime::parse(text, TIME_FORMAT)
+        .ok()?
+        .assume_utc();
+    i64::try_from(t.unix_timestamp_nanos() / 1000).ok()
+}
+
+/// The receipt time `micros` after the Unix epoch.
+pub(crate) fn time_from_micros(micros: i64) -> Option<String> {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).ok()?;
+    format_time(t)
+}
+
 /// Whether `text` is a receipt time in its one canonical spelling.
 pub fn is_valid_time(text: &str) -> bool {
     time::PrimitiveDateTime::parse(text, TIME_FORMAT)

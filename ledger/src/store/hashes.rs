@@ -1,11 +1,11 @@
 //! Stored subtree hashes as a [`HashSource`]: the in-memory top of the tree first, then one
-//! sled read per node.
+//! sled read per node (for leaves, the entry row that holds the leaf hash).
 
 use crate::merkle::{Hash, HashSource};
 
 use super::error::StoreError;
 use super::node_cache::NodeCache;
-use super::schema::{decode_hash, hash_key};
+use super::schema::{decode_hash, entry_key, hash_key, leaf_of_row};
 
 /// Reads complete-subtree hashes from the `log` tree, through the node cache when given.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +33,15 @@ impl HashSource for SledHashes<'_> {
     fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
         if let Some(hash) = self.cache.and_then(|c| c.get(level, index)) {
             return Ok(hash);
+        }
+        if level == 0 {
+            // Current entry rows hold their leaf hash; rows of the earlier layout have it in
+            // a hash row, read below.
+            if let Some(row) = self.tree.get(entry_key(index))? {
+                if let Some(leaf) = leaf_of_row(&row) {
+                    return Ok(leaf);
+                }
+            }
         }
         let value = self
             .tree

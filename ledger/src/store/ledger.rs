@@ -21,8 +21,7 @@ use super::error::StoreError;
 use super::hashes::SledHashes;
 use super::open::{open_shared, prove_err};
 use super::schema::{
-    StoredContent, content_key, decode_content, decode_entry, decode_u64, entry_key, erased_key,
-    request_key,
+    EntryRow, StoredContent, content_key, decode_content, decode_u64, erased_key, request_key,
 };
 use super::writer::{Job, Prepared, Reply, run_builder, run_flusher};
 use super::{AppendRequest, ErasureOutcome, LedgerConfig, Shared};
@@ -203,13 +202,13 @@ impl Ledger {
         if index >= self.size() {
             return Ok(None);
         }
-        let Some(value) = self.shared().log.get(entry_key(index))? else {
+        let shared = self.shared();
+        let Some(row) = shared.entry_row(index)? else {
             return Err(StoreError::corrupt(format!(
                 "durable entry {index} is missing"
             )));
         };
-        let (signature, body) =
-            decode_entry(&value).ok_or_else(|| StoreError::corrupt(format!("entry {index}")))?;
+        let (signature, body) = shared.body_bytes(index, row)?;
         Ok(Some(SignedEntry {
             index,
             body,
@@ -271,11 +270,24 @@ impl Ledger {
         if index >= self.size() {
             return Ok(None);
         }
-        match self.shared().log.get(content_key(index))? {
-            None => Ok(None),
-            Some(v) => decode_content(&v)
+        let shared = self.shared();
+        if let Some(value) = shared.log.get(content_key(index))? {
+            return decode_content(&value)
                 .map(Some)
-                .ok_or_else(|| StoreError::corrupt(format!("content {index}"))),
+                .ok_or_else(|| StoreError::corrupt(format!("content {index}")));
+        }
+        // No content row: erased, or (current rows) empty content with the salts in the row.
+        match shared.entry_row(index)? {
+            Some(EntryRow::Current {
+                salts: Some((prompt_salt, response_salt)),
+                ..
+            }) => Ok(Some(StoredContent {
+                prompt_salt,
+                response_salt,
+                prompt: Vec::new(),
+                response: Vec::new(),
+            })),
+            _ => Ok(None),
         }
     }
 

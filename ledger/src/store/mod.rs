@@ -5,6 +5,7 @@
 //! durable prefix of the log ([`Ledger::size`]). An optional sealer thread signs a
 //! checkpoint every N entries or T milliseconds (see [`crate::sealer`]).
 
+mod compact;
 mod error;
 mod hashes;
 mod ledger;
@@ -15,15 +16,16 @@ mod side;
 mod writer;
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, RwLock};
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use crate::entry::SignedEntry;
-use crate::keys::{LogKey, PinnedKey};
+use crate::keys::{LogKey, PinnedKey, Signature};
 use crate::merkle::Hash;
 use crate::receipt::{ModelInfo, ParamValue};
 
@@ -31,6 +33,7 @@ pub use error::StoreError;
 pub use hashes::SledHashes;
 pub use ledger::Ledger;
 pub use schema::StoredContent;
+use schema::{EntryRow, StoredBody};
 pub use side::{MAX_META_KEY_LEN, MAX_SIDE_VALUE_LEN};
 
 /// Default cap on each of prompt and response content: 8 MiB (a 128k-token context is
@@ -136,6 +139,58 @@ pub(crate) struct Shared {
     pub(crate) seal_lock: Mutex<()>,
     pub(crate) signal: SealSignal,
     pub(crate) max_content_bytes: usize,
+    /// The model dictionary (`d` rows) that compact bodies refer to; the builder adds a
+    /// model once its row is applied, before any entry using it is durable.
+    pub(crate) models: RwLock<HashMap<compact::ModelId, ModelInfo>>,
+}
+
+impl Shared {
+    /// The stored row of entry `index`.
+    pub(crate) fn entry_row(&self, index: u64) -> Result<Option<EntryRow>, StoreError> {
+        let Some(value) = self.log.get(schema::entry_key(index))? else {
+            return Ok(None);
+        };
+        EntryRow::decode(&value)
+            .map(Some)
+            .ok_or_else(|| StoreError::corrupt(format!("entry {index} row")))
+    }
+
+    /// The canonical body bytes of entry `index` from its row.
+    pub(crate) fn body_bytes(
+        &self,
+        index: u64,
+        row: EntryRow,
+    ) -> Result<(Signature, Vec<u8>), StoreError> {
+        let corrupt = |what: &str| StoreError::corrupt(format!("entry {index}: {what}"));
+        match row {
+            EntryRow::Earlier { signature, body } => Ok((signature, body)),
+            EntryRow::Current {
+                signature,
+                body: StoredBody::Json(body),
+                ..
+            } => Ok((signature, body)),
+            EntryRow::Current {
+                signature,
+                leaf,
+                body: StoredBody::Compact(bytes),
+                ..
+            } => {
+                let id = compact::model_id_of(&bytes).ok_or_else(|| corrupt("compact body"))?;
+                let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+                let model = models.get(&id).ok_or_else(|| corrupt("unknown model id"))?;
+                let body = compact::decode(&bytes, &self.origin, index, model)
+                    .ok_or_else(|| corrupt("compact body"))?;
+                let bytes = body
+                    .to_canonical_bytes()
+                    .map_err(|e| corrupt(&e.to_string()))?;
+                // The writer checked the rebuild; this guards against a damaged row.
+                if crate::merkle::hash_leaf(&bytes) != leaf {
+                    return Err(corrupt("compact body does not rebuild its leaf"));
+                }
+                Ok((signature, bytes))
+            }
+        }
+    }
 }
 
 /// Wakes the sealer when the durable size grows, or to stop it.

@@ -13,9 +13,10 @@
 
 use std::sync::RwLock;
 
-use crate::merkle::{Hash, NewNode};
+use crate::merkle::{Hash, HashSource, NewNode};
 
 use super::error::StoreError;
+use super::hashes::SledHashes;
 use super::schema::{decode_hash, hash_key};
 
 const HASH_BYTES: usize = 32;
@@ -67,14 +68,23 @@ impl NodeCache {
                     break;
                 }
                 let mut nodes = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
-                let start = hash_key(level, 0);
-                let end = hash_key(level, count);
-                for item in tree.range(start..end) {
-                    let (key, value) = item?;
-                    let hash = decode_hash(&value).ok_or_else(|| {
-                        StoreError::corrupt(format!("hash node at key {key:?} is not 32 bytes"))
-                    })?;
-                    nodes.push(hash);
+                if level == 0 {
+                    // Leaf hashes live in the entry rows (or, for rows of the earlier
+                    // layout, in hash rows): read them one by one.
+                    let hashes = SledHashes::new(tree);
+                    for index in 0..count {
+                        nodes.push(hashes.node(0, index)?);
+                    }
+                } else {
+                    let start = hash_key(level, 0);
+                    let end = hash_key(level, count);
+                    for item in tree.range(start..end) {
+                        let (key, value) = item?;
+                        let hash = decode_hash(&value).ok_or_else(|| {
+                            StoreError::corrupt(format!("hash node at key {key:?} is not 32 bytes"))
+                        })?;
+                        nodes.push(hash);
+                    }
                 }
                 if nodes.len() as u64 != count {
                     return Err(StoreError::corrupt(format!(

@@ -1,18 +1,20 @@
 //! Opening a store: identity check, recovery to the last durable size, integrity checks.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::checkpoint::SignedCheckpoint;
 use crate::keys::valid_key_name;
 use crate::merkle::{CompactRange, ProveError, root};
 
+use super::compact::{ModelId, parse_model_row};
 use super::error::StoreError;
 use super::hashes::SledHashes;
 use super::node_cache::NodeCache;
 use super::schema::{
     ANCHORS_TREE, CHECKPOINTS_TREE, LOG_TREE, META_TREE, decode_u64, entry_key, entry_range,
-    meta_key,
+    meta_key, model_range,
 };
 use super::{LedgerConfig, SealSignal, Shared};
 
@@ -104,6 +106,16 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
     }
 
     let nodes = NodeCache::load(&log, size, config.node_cache_bytes)?;
+    let mut models = HashMap::new();
+    for item in log.range(model_range()) {
+        let (key, row) = item?;
+        let id: ModelId = key[1..]
+            .try_into()
+            .map_err(|_| StoreError::corrupt("model key"))?;
+        let model =
+            parse_model_row(&row).ok_or_else(|| StoreError::corrupt("model dictionary row"))?;
+        models.insert(id, model);
+    }
     let shared = Shared {
         db,
         log,
@@ -118,6 +130,7 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
         seal_lock: Mutex::new(()),
         signal: SealSignal::default(),
         max_content_bytes: config.max_content_bytes,
+        models: RwLock::new(models),
     };
     shared.signal.durable(size);
     Ok((Arc::new(shared), range))

@@ -7,13 +7,17 @@
 //!
 //! | key                                  | value                                          |
 //! |--------------------------------------|------------------------------------------------|
-//! | `e` ‖ index u64 BE                   | signature (64) ‖ canonical body                |
-//! | `c` ‖ index u64 BE                   | prompt salt (32) ‖ response salt (32) ‖ prompt length u32 BE ‖ prompt ‖ response (erasable) |
-//! | `h` ‖ level u8 ‖ index u64 BE        | hash (32) of the complete subtree at (level, index) |
+//! | `e` ‖ index u64 BE                   | signature (64) ‖ 0x02 ‖ flags ‖ leaf hash (32) ‖ [prompt salt ‖ response salt] ‖ body, compact or JSON (see [`EntryRow`]) |
+//! | `c` ‖ index u64 BE                   | prompt salt (32) ‖ response salt (32) ‖ prompt length u32 BE ‖ prompt ‖ response (erasable; absent when both are empty) |
+//! | `h` ‖ level u8 ‖ index u64 BE        | hash (32) of the complete subtree at (level, index), level ≥ 1 (leaf hashes are in the entry rows) |
+//! | `d` ‖ model id (8)                   | a model description that compact bodies refer to |
 //! | `r` ‖ request id                     | index u64 BE                                   |
 //! | `z` ‖ erased index u64 BE            | index u64 BE of the erasure event              |
 //! | `m` ‖ `size`                         | number of entries, u64 BE                      |
 //! | `m` ‖ `origin`, `m` ‖ `public_key`   | the log's identity, fixed at first open        |
+//!
+//! Rows written before the compact layout (signature ‖ JSON body, leaf hashes in `h` rows at
+//! level 0, salts only in `c`) are still read as they are.
 //!
 //! Separate trees, written outside append groups and flushed on their own:
 //! `checkpoints` (tree size u64 BE → signed note; sizes only grow, so key order is sealing
@@ -39,6 +43,7 @@ const HASH: u8 = b'h';
 const REQUEST: u8 = b'r';
 const ERASED: u8 = b'z';
 const META: u8 = b'm';
+const MODEL: u8 = b'd';
 
 pub(crate) fn entry_key(index: u64) -> [u8; 9] {
     prefixed(ENTRY, index)
@@ -67,6 +72,18 @@ pub(crate) fn request_key(request_id: &str) -> Vec<u8> {
     key
 }
 
+pub(crate) fn model_key(id: &[u8; 8]) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = MODEL;
+    key[1..].copy_from_slice(id);
+    key
+}
+
+/// Every model dictionary key.
+pub(crate) fn model_range() -> std::ops::Range<[u8; 9]> {
+    model_key(&[0; 8])..prefixed(MODEL + 1, 0)
+}
+
 pub(crate) fn meta_key(name: &str) -> Vec<u8> {
     let mut key = vec![META];
     key.extend_from_slice(name.as_bytes());
@@ -89,20 +106,114 @@ pub(crate) fn decode_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.try_into().ok()?))
 }
 
-pub(crate) fn encode_entry(signature: &Signature, body: &[u8]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(64 + body.len());
-    value.extend_from_slice(&signature.to_bytes());
-    value.extend_from_slice(body);
-    value
+/// Tag after the signature in an entry row written by this version. Rows of earlier
+/// versions have the body's JSON there, which starts with `{`.
+const ROW_CURRENT: u8 = 0x02;
+/// Flag: the row holds the two commitment salts (cleared by erasure).
+const FLAG_SALTS: u8 = 1;
+/// Flag: the body is in its compact form (see `compact`), not JSON.
+const FLAG_COMPACT: u8 = 2;
+
+/// A body as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoredBody {
+    /// The canonical JSON itself.
+    Json(Vec<u8>),
+    /// The compact form, rebuilt into the canonical JSON on reading.
+    Compact(Vec<u8>),
 }
 
-pub(crate) fn decode_entry(value: &[u8]) -> Option<(Signature, Vec<u8>)> {
-    if value.len() < 64 {
+/// An entry row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EntryRow {
+    /// Written by an earlier version: signature and JSON body; salts in the content row,
+    /// leaf hash in a hash row.
+    Earlier { signature: Signature, body: Vec<u8> },
+    /// Written by this version: the leaf hash and, until erased, the salts live here, so
+    /// an entry with no content is one row.
+    Current {
+        signature: Signature,
+        leaf: Hash,
+        salts: Option<(Salt, Salt)>,
+        body: StoredBody,
+    },
+}
+
+impl EntryRow {
+    /// The row's bytes (always the current layout).
+    pub(crate) fn encode(
+        signature: &Signature,
+        leaf: &Hash,
+        salts: Option<(Salt, Salt)>,
+        body: &StoredBody,
+    ) -> Vec<u8> {
+        let (flag, bytes) = match body {
+            StoredBody::Json(b) => (0, b),
+            StoredBody::Compact(b) => (FLAG_COMPACT, b),
+        };
+        let mut value = Vec::with_capacity(64 + 2 + 32 + 2 * SALT_LEN + bytes.len());
+        value.extend_from_slice(&signature.to_bytes());
+        value.push(ROW_CURRENT);
+        value.push(flag | if salts.is_some() { FLAG_SALTS } else { 0 });
+        value.extend_from_slice(&leaf.0);
+        if let Some((prompt, response)) = salts {
+            value.extend_from_slice(&prompt.0);
+            value.extend_from_slice(&response.0);
+        }
+        value.extend_from_slice(bytes);
+        value
+    }
+
+    /// Parses a row of either layout.
+    pub(crate) fn decode(value: &[u8]) -> Option<EntryRow> {
+        let sig: [u8; 64] = value.get(..64)?.try_into().ok()?;
+        let signature = Signature::from_bytes(&sig);
+        let rest = &value[64..];
+        if rest.first() != Some(&ROW_CURRENT) {
+            return Some(EntryRow::Earlier {
+                signature,
+                body: rest.to_vec(),
+            });
+        }
+        let flags = *rest.get(1)?;
+        if flags & !(FLAG_SALTS | FLAG_COMPACT) != 0 {
+            return None;
+        }
+        let leaf = Hash::from_slice(rest.get(2..34)?).ok()?;
+        let mut at = 34;
+        let salts = if flags & FLAG_SALTS != 0 {
+            let prompt: [u8; SALT_LEN] = rest.get(at..at + SALT_LEN)?.try_into().ok()?;
+            let response: [u8; SALT_LEN] = rest
+                .get(at + SALT_LEN..at + 2 * SALT_LEN)?
+                .try_into()
+                .ok()?;
+            at += 2 * SALT_LEN;
+            Some((Salt(prompt), Salt(response)))
+        } else {
+            None
+        };
+        let bytes = rest.get(at..)?.to_vec();
+        let body = if flags & FLAG_COMPACT != 0 {
+            StoredBody::Compact(bytes)
+        } else {
+            StoredBody::Json(bytes)
+        };
+        Some(EntryRow::Current {
+            signature,
+            leaf,
+            salts,
+            body,
+        })
+    }
+}
+
+/// The leaf hash in an entry row's bytes, without copying the body; `None` for a row of an
+/// earlier layout (whose leaf is in a hash row) or a malformed one.
+pub(crate) fn leaf_of_row(value: &[u8]) -> Option<Hash> {
+    if value.get(64) != Some(&ROW_CURRENT) {
         return None;
     }
-    let (sig, body) = value.split_at(64);
-    let sig: [u8; 64] = sig.try_into().ok()?;
-    Some((Signature::from_bytes(&sig), body.to_vec()))
+    Hash::from_slice(value.get(66..98)?).ok()
 }
 
 pub(crate) fn decode_hash(value: &[u8]) -> Option<Hash> {

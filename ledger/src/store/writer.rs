@@ -11,7 +11,7 @@
 //! A receipt is therefore never acknowledged before it is durable, and whatever sled
 //! recovers after a crash is a prefix of whole groups, whose `size` key is exact.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender};
 
@@ -20,12 +20,13 @@ use time::OffsetDateTime;
 use crate::entry::{ErasedRef, ErasureBody, ErasureKind, Receipt, ReceiptSalts, SignedEntry};
 use crate::keys::Signature;
 use crate::merkle::{CompactRange, NewNode, hash_leaf};
-use crate::receipt::{BODY_VERSION, ReceiptBody, format_time};
+use crate::receipt::{BODY_VERSION, ModelInfo, ReceiptBody, format_time};
 
+use super::compact::{ModelId, compact_for, model_row};
 use super::error::StoreError;
 use super::schema::{
-    StoredContent, content_key, decode_entry, decode_u64, encode_content, encode_entry, entry_key,
-    erased_key, hash_key, meta_key, request_key,
+    EntryRow, StoredBody, StoredContent, content_key, decode_u64, encode_content, entry_key,
+    erased_key, hash_key, meta_key, model_key, request_key,
 };
 use super::{ErasureOutcome, Shared};
 
@@ -162,18 +163,27 @@ fn build_group(shared: &Shared, range: &mut CompactRange, jobs: Vec<Job>) -> Opt
         return None;
     }
     sign_group(shared, &mut done);
+    let mut models = GroupModels::default();
     for d in &done {
         if let Done::Append(_, r) = d {
+            let body = models.stored_body(shared, &mut write.batch, r);
+            let salts = r.salts.map(|s| (s.prompt, s.response));
             write.batch.insert(
                 &entry_key(r.entry.index)[..],
-                encode_entry(&r.entry.signature, &r.entry.body),
+                EntryRow::encode(&r.entry.signature, &r.leaf_hash, salts, &body),
             );
         }
     }
     write
         .batch
         .insert(&meta_key("size")[..], &range.size().to_be_bytes()[..]);
-    if let Err(e) = shared.log.apply_batch(write.batch) {
+    let applied = shared.log.apply_batch(write.batch);
+    if applied.is_ok() && !models.added.is_empty() {
+        // Before the group is durable, so no reader meets an entry whose model is unknown.
+        let mut known = shared.models.write().unwrap_or_else(|p| p.into_inner());
+        known.extend(models.added);
+    }
+    if let Err(e) = applied {
         *range = before;
         for d in done {
             match d {
@@ -188,6 +198,52 @@ fn build_group(shared: &Shared, range: &mut CompactRange, jobs: Vec<Job>) -> Opt
         done,
         nodes: write.nodes,
     })
+}
+
+/// The model dictionary as one group sees it: rows it adds, and the last model it looked up
+/// (a deployment serves one model, so that is nearly always the one).
+#[derive(Default)]
+struct GroupModels {
+    added: HashMap<ModelId, ModelInfo>,
+    last: Option<(ModelInfo, ModelId)>,
+}
+
+impl GroupModels {
+    /// How `receipt`'s body is stored: compact when its model has (or gets, in `batch`) a
+    /// dictionary row and the compact form rebuilds the signed bytes exactly; JSON otherwise.
+    fn stored_body(
+        &mut self,
+        shared: &Shared,
+        batch: &mut sled::Batch,
+        receipt: &Receipt,
+    ) -> StoredBody {
+        let json = || StoredBody::Json(receipt.entry.body.clone());
+        let model = &receipt.body.model;
+        let id = match &self.last {
+            Some((last, id)) if last == model => *id,
+            _ => {
+                let Some((id, row)) = model_row(model) else {
+                    return json();
+                };
+                let known = shared.models.read().unwrap_or_else(|p| p.into_inner());
+                match known.get(&id).or_else(|| self.added.get(&id)) {
+                    Some(stored) if stored == model => {}
+                    // Another model under the same 64-bit id: keep this body as JSON.
+                    Some(_) => return json(),
+                    None => {
+                        batch.insert(&model_key(&id)[..], row);
+                        self.added.insert(id, model.clone());
+                    }
+                }
+                self.last = Some((model.clone(), id));
+                id
+            }
+        };
+        match compact_for(&receipt.body, &receipt.entry.body, id) {
+            Some(compact) => StoredBody::Compact(compact),
+            None => json(),
+        }
+    }
 }
 
 /// Placeholder until `sign_group` signs the entry (never stored or returned).
@@ -226,7 +282,8 @@ fn sign_group(shared: &Shared, done: &mut [Done]) {
 }
 
 fn insert_nodes(write: &mut GroupWrite, nodes: Vec<NewNode>) {
-    for node in &nodes {
+    // Leaf hashes (level 0) are stored in their entry rows.
+    for node in nodes.iter().filter(|n| n.level > 0) {
         write
             .batch
             .insert(&hash_key(node.level, node.index)[..], &node.hash.0[..]);
@@ -264,8 +321,11 @@ fn add_append(
     let nodes = range
         .push(leaf_hash)
         .ok_or_else(|| StoreError::corrupt("the log is full"))?;
-    // The entry itself is inserted once the group is signed (see `sign_group`).
-    write.batch.insert(&content_key(index)[..], content_value);
+    // The entry itself is inserted once the group is signed (see `sign_group`); it holds
+    // the salts, so empty content needs no row of its own.
+    if !content.prompt.is_empty() || !content.response.is_empty() {
+        write.batch.insert(&content_key(index)[..], content_value);
+    }
     write.batch.insert(id_key, &index.to_be_bytes()[..]);
     insert_nodes(write, nodes);
     ids_in_group.insert(template.request_id.clone());
@@ -303,17 +363,35 @@ fn add_erase(
     if target >= shared.durable_size.load(Ordering::Acquire) {
         return Err(not_found());
     }
-    if erased_in_group.contains(&target) || !shared.log.contains_key(content_key(target))? {
+    let row = shared
+        .entry_row(target)?
+        .ok_or_else(|| StoreError::corrupt(format!("entry {target} missing")))?;
+    let erased = match &row {
+        EntryRow::Current { salts, .. } => salts.is_none(),
+        EntryRow::Earlier { .. } => !shared.log.contains_key(content_key(target))?,
+    };
+    if erased_in_group.contains(&target) || erased {
         return Err(StoreError::AlreadyErased {
             request_id: request_id.to_string(),
         });
     }
-    let stored = shared
-        .log
-        .get(entry_key(target))?
-        .ok_or_else(|| StoreError::corrupt(format!("entry {target} missing")))?;
-    let (_, erased_body) =
-        decode_entry(&stored).ok_or_else(|| StoreError::corrupt(format!("entry {target}")))?;
+    let erased_leaf = match &row {
+        EntryRow::Current { leaf, .. } => *leaf,
+        EntryRow::Earlier { body, .. } => hash_leaf(body),
+    };
+    if let EntryRow::Current {
+        signature,
+        leaf,
+        body,
+        ..
+    } = &row
+    {
+        // The same row without its salts.
+        write.batch.insert(
+            &entry_key(target)[..],
+            EntryRow::encode(signature, leaf, None, body),
+        );
+    }
     let index = range.size();
     let event = ErasureBody {
         v: BODY_VERSION,
@@ -326,7 +404,7 @@ fn add_erase(
         }))?,
         erased: ErasedRef {
             index: target,
-            leaf_hash: hash_leaf(&erased_body),
+            leaf_hash: erased_leaf,
         },
     };
     let body = event.to_canonical_bytes()?;
@@ -339,9 +417,15 @@ fn add_erase(
     write
         .batch
         .insert(&erased_key(target)[..], &index.to_be_bytes()[..]);
-    write
-        .batch
-        .insert(&entry_key(index)[..], encode_entry(&signature, &body));
+    write.batch.insert(
+        &entry_key(index)[..],
+        EntryRow::encode(
+            &signature,
+            &leaf_hash,
+            None,
+            &StoredBody::Json(body.clone()),
+        ),
+    );
     insert_nodes(write, nodes);
     erased_in_group.insert(target);
     Ok(ErasureOutcome {
