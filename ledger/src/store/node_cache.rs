@@ -17,7 +17,7 @@ use crate::merkle::{Hash, HashSource, NewNode};
 
 use super::error::StoreError;
 use super::hashes::SledHashes;
-use super::schema::{decode_hash, hash_key};
+use super::schema::{decode_hash, entry_key, hash_key, leaf_of_row};
 
 const HASH_BYTES: usize = 32;
 /// Levels a `u64`-sized tree can have.
@@ -69,11 +69,23 @@ impl NodeCache {
                 }
                 let mut nodes = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
                 if level == 0 {
-                    // Leaf hashes live in the entry rows (or, for rows of the earlier
-                    // layout, in hash rows): read them one by one.
+                    // Leaf hashes live in the entry rows, read in one scan; rows of the
+                    // earlier layout have theirs in a hash row.
                     let hashes = SledHashes::new(tree);
+                    let mut rows = tree.range(entry_key(0)..entry_key(count)).peekable();
                     for index in 0..count {
-                        nodes.push(hashes.node(0, index)?);
+                        let mut leaf = None;
+                        if let Some(Ok((key, _))) = rows.peek() {
+                            if key[..] == entry_key(index)[..] {
+                                if let Some(Ok((_, row))) = rows.next() {
+                                    leaf = leaf_of_row(&row);
+                                }
+                            }
+                        }
+                        nodes.push(match leaf {
+                            Some(leaf) => leaf,
+                            None => hashes.node(0, index)?,
+                        });
                     }
                 } else {
                     let start = hash_key(level, 0);
