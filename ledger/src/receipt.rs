@@ -423,7 +423,7 @@ impl ReceiptBody {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> ReceiptBody {

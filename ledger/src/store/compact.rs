@@ -174,6 +174,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The receipt module's sample body with the given varying parts.
     fn body(
         index: u64,
         micros: i64,
@@ -181,33 +182,14 @@ mod tests {
         tokens: (u64, u64),
         params: BTreeMap<String, ParamValue>,
     ) -> ReceiptBody {
-        ReceiptBody {
-            v: 1,
-            kind: ReceiptKind::Receipt,
-            log: "sworn.example/compact".into(),
-            index,
-            time: time_from_micros(micros).expect("in range"),
-            request_id,
-            tenant: "team-a".into(),
-            model: ModelInfo {
-                id: "SmolLM2-135M-Instruct".into(),
-                sha256: "ab".repeat(32),
-                dtype: "f32".into(),
-                device: "cpu".into(),
-                engine: "sworn 0.1.0".into(),
-                libtorch: "2.11.0".into(),
-            },
-            params,
-            prompt: PromptInfo {
-                commitment: Commitment([3; 32]),
-                tokens: tokens.0,
-            },
-            response: ResponseInfo {
-                commitment: Commitment([4; 32]),
-                tokens: tokens.1,
-                finish_reason: "stop".into(),
-            },
-        }
+        let mut body = crate::receipt::tests::sample();
+        body.index = index;
+        body.time = time_from_micros(micros).expect("in range");
+        body.request_id = request_id;
+        body.prompt.tokens = tokens.0;
+        body.response.tokens = tokens.1;
+        body.params = params;
+        body
     }
 
     fn param() -> impl Strategy<Value = ParamValue> {
