@@ -529,3 +529,43 @@ fn rows_read_back_the_same_across_models_empty_content_erasure_and_layouts() {
     check_receipt(&ledger, &r);
     assert_eq!(ledger.entry(6).unwrap().unwrap(), r.entry);
 }
+
+#[test]
+fn damaged_entry_rows_are_typed_errors_not_wrong_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ledger = Ledger::open(config(dir.path())).unwrap();
+        for i in 0..4 {
+            ledger.append(request(&format!("d-{i}"))).unwrap();
+        }
+    }
+    let row_key = |index: u64| {
+        let mut k = vec![b'e'];
+        k.extend_from_slice(&index.to_be_bytes());
+        k
+    };
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let log = db.open_tree("log").unwrap();
+        // Entry 1: one byte of the compact body changed; whichever field it lands in, the
+        // rebuilt body no longer matches the stored leaf hash.
+        let mut row = log.get(row_key(1)).unwrap().unwrap().to_vec();
+        let at = row.len() - 10;
+        row[at] ^= 0x01;
+        log.insert(row_key(1), row).unwrap();
+        // Entry 2: a flag this version does not know.
+        let mut row = log.get(row_key(2)).unwrap().unwrap().to_vec();
+        row[65] |= 0x80;
+        log.insert(row_key(2), row).unwrap();
+        db.flush().unwrap();
+    }
+    let ledger = Ledger::open(config(dir.path())).unwrap();
+    assert!(ledger.entry(0).unwrap().is_some());
+    for index in [1, 2] {
+        match ledger.entry(index) {
+            Err(StoreError::Corrupt { .. }) => {}
+            other => panic!("entry {index}: expected a corruption error, got {other:?}"),
+        }
+    }
+    assert!(ledger.entry(3).unwrap().is_some());
+}
