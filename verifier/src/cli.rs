@@ -145,7 +145,7 @@ pub struct AuditArgs {
     /// The log's verifier key or a file holding it.
     #[arg(long, value_name = "KEY")]
     pub key: String,
-    /// Verification threads (default: all cores).
+    /// Threads that verify signatures, the auditing thread among them (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     #[command(flatten)]

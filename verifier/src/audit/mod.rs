@@ -71,7 +71,7 @@ pub struct ChainView {
 /// Audit options.
 #[derive(Debug, Clone)]
 pub struct AuditOptions {
-    /// Verification threads.
+    /// Threads that verify signatures, the auditing thread among them (1: no helpers).
     pub threads: usize,
     /// Progress bar target (hidden unless stderr is a terminal and this is set).
     pub progress: bool,
