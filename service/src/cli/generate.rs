@@ -43,7 +43,7 @@ pub(crate) struct GenerateArgs {
     /// Stop when this string appears (repeatable).
     #[arg(long)]
     stop: Vec<String>,
-    /// `auto` (CUDA if present), `cpu`, or `cuda`.
+    /// `auto` (CUDA if present), `cpu`, `cuda` (device 0) or `cuda:N`.
     #[arg(long, default_value = "auto")]
     device: String,
     /// Compute dtype: `auto` (f32 on CPU, bf16 on CUDA), `f32` or `bf16`.
@@ -65,7 +65,10 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
         "auto" => DeviceChoice::Auto,
         "cpu" => DeviceChoice::Cpu,
         "cuda" => DeviceChoice::Cuda(0),
-        other => anyhow::bail!("--device must be auto, cpu or cuda, got `{other}`"),
+        other => match other.strip_prefix("cuda:").map(str::parse) {
+            Some(Ok(n)) => DeviceChoice::Cuda(n),
+            _ => anyhow::bail!("--device must be auto, cpu, cuda or cuda:N, got `{other}`"),
+        },
     };
     let dtype = match args.dtype.as_str() {
         "auto" => DtypeChoice::Auto,

@@ -67,6 +67,36 @@ fn tokenize_rejects_a_line_that_is_not_a_json_string() {
 }
 
 #[test]
+fn generate_on_a_cuda_device_libtorch_cannot_see_is_a_clear_error() {
+    // The binary loads the CUDA backend just as this process does; ask for one device
+    // more than libtorch sees here (device 0 on a machine without a GPU).
+    sworn_service::device::load_cuda();
+    let missing = tch::Cuda::device_count().max(0) as usize;
+    let out = sworn()
+        .args([
+            "generate",
+            "--max-tokens",
+            "4",
+            "--prompt",
+            "hello",
+            "--model",
+        ])
+        .arg(fixtures().join("tiny-llama"))
+        .args(["--device", if missing == 0 { "cuda" } else { "cuda:99" }])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let requested = if missing == 0 { 0 } else { 99 };
+    assert!(
+        stderr.contains(&format!(
+            "CUDA device {requested} was asked for, but libtorch sees {missing} CUDA device(s)"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn generate_streams_the_engine_text_and_reports_stats() {
     let dir = fixtures().join("tiny-llama");
     let out = sworn()

@@ -48,11 +48,24 @@ pub enum DtypeChoice {
 }
 
 impl DeviceChoice {
-    /// The device and compute dtype this choice resolves to on this machine.
-    pub fn resolve(self, dtype: DtypeChoice) -> (Device, Kind) {
+    /// The device and compute dtype this choice resolves to on this machine. Asking for
+    /// a CUDA device that libtorch cannot see is an error naming why (no GPU, or the CUDA
+    /// backend failed to load), not a fall-back to the CPU.
+    pub fn resolve(self, dtype: DtypeChoice) -> Result<(Device, Kind), EngineError> {
         let device = match self {
             DeviceChoice::Cpu => Device::Cpu,
-            DeviceChoice::Cuda(n) => Device::Cuda(n),
+            DeviceChoice::Cuda(n) => {
+                let backend = crate::device::load_cuda();
+                let visible = tch::Cuda::device_count().max(0) as usize;
+                if n >= visible {
+                    return Err(EngineError::NoCudaDevice {
+                        requested: n,
+                        visible,
+                        backend: format!("{backend:?}"),
+                    });
+                }
+                Device::Cuda(n)
+            }
             DeviceChoice::Auto => {
                 crate::device::load_cuda();
                 if tch::Cuda::device_count() > 0 {
@@ -68,7 +81,7 @@ impl DeviceChoice {
             DtypeChoice::Auto if device == Device::Cpu => Kind::Float,
             DtypeChoice::Auto => Kind::BFloat16,
         };
-        (device, kind)
+        Ok((device, kind))
     }
 }
 

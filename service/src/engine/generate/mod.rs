@@ -71,6 +71,19 @@ pub enum EngineError {
     /// Sampling failed (unusable logits).
     #[error(transparent)]
     Sampling(#[from] SamplingError),
+    /// A CUDA device was asked for that libtorch does not see.
+    #[error(
+        "CUDA device {requested} was asked for, but libtorch sees {visible} CUDA device(s) \
+         (CUDA backend: {backend})"
+    )]
+    NoCudaDevice {
+        /// The device index asked for.
+        requested: usize,
+        /// How many devices libtorch sees.
+        visible: usize,
+        /// How loading `libtorch_cuda.so` went.
+        backend: String,
+    },
     /// The prompt is empty.
     #[error("the prompt is empty")]
     EmptyPrompt,
@@ -161,7 +174,7 @@ impl Engine {
     /// Loads the model at `path` (GGUF file or HF checkpoint directory).
     pub fn load(path: &Path, options: &EngineOptions) -> Result<Self, EngineError> {
         let files = load::read_model(path)?;
-        let (device, kind) = options.device.resolve(options.dtype);
+        let (device, kind) = options.device.resolve(options.dtype)?;
         let max_ctx = options.max_ctx.max(1);
         let model = LlamaModel::load(files.config, files.weights, device, kind, max_ctx)?;
         let kv = model.new_kv_slots(options.slots, max_ctx)?;
