@@ -1,0 +1,346 @@
+//! The engine on a GPU, checked against itself on the CPU and timed.
+//!
+//! `benches/gpu/check.py` writes a random-weight checkpoint with SmolLM2-135M's
+//! dimensions, runs this program on it, and compares everything it writes with Hugging
+//! Face transformers on the same weights. This program knows nothing of transformers: it
+//! runs the engine's own forward passes (the ones `sworn serve` runs) in three variants,
+//!
+//! * `cpu_f32`: the CPU in float32, the path the golden fixtures hold to transformers;
+//! * `gpu_f32`: the target device in float32 (separates kernel differences from bf16's);
+//! * `gpu_bf16`: the target device in bfloat16, what `sworn serve` uses on CUDA,
+//!
+//! and for each writes last-position prefill logits, teacher-forced logits of batched
+//! decode steps (slots given in a shuffled order, so the gathered-slot path runs) and a
+//! greedy continuation. Then it times prefill and decode at batch 1, 16 and 64 on the
+//! target device, each decode step ending with its logits on the host and an argmax per
+//! row, as serving samples.
+//!
+//! Run: `gpu_check <checkpoint dir> <out dir> [--device cuda|cpu]`. `--device cpu` makes
+//! the CPU stand in for the GPU (a dry run of the whole check on a machine without one).
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use sworn_service::engine::config::{HfConfig, ModelConfig};
+use sworn_service::engine::kv_cache::KvSlots;
+use sworn_service::engine::model::{DecodeInput, LlamaModel, Logits};
+use sworn_service::engine::sampling::argmax;
+use sworn_service::engine::weights::{WeightSet, safetensors};
+use tch::{Device, Kind, Tensor};
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+/// Prompt lengths of the numerics check: a lone token, short, medium and long prompts.
+const PROMPT_LENS: [usize; 4] = [1, 17, 64, 211];
+/// Teacher-forced decode steps after each prompt.
+const FORCED_STEPS: usize = 8;
+/// Order in which the four slots are passed to each decode step (not 0, 1, 2, 3, so the
+/// cache is read through the gathered-slot path rather than as a view).
+const SLOT_ORDER: [usize; 4] = [2, 0, 3, 1];
+/// Greedy tokens generated per prompt.
+const GREEDY_TOKENS: usize = 32;
+/// Context per slot.
+const MAX_CTX: usize = 512;
+/// Prompt length for the throughput runs.
+const BENCH_PROMPT: usize = 128;
+/// Timed decode steps per batch size.
+const BENCH_STEPS: usize = 128;
+/// Decode batch sizes timed.
+const BENCH_BATCHES: [usize; 3] = [1, 16, 64];
+
+/// splitmix64: token ids that do not depend on any library's RNG.
+struct Ids(u64);
+
+impl Ids {
+    fn next(&mut self, vocab: usize) -> u32 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) % vocab as u64) as u32
+    }
+
+    fn take(&mut self, n: usize, vocab: usize) -> Vec<u32> {
+        (0..n).map(|_| self.next(vocab)).collect()
+    }
+}
+
+struct Variant {
+    name: &'static str,
+    device: Device,
+    kind: Kind,
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("gpu_check: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (Some(checkpoint), Some(out)) = (args.next(), args.next()) else {
+        return Err("usage: gpu_check <checkpoint dir> <out dir> [--device cuda|cpu]".into());
+    };
+    let target = match (args.next().as_deref(), args.next().as_deref()) {
+        (None, _) | (Some("--device"), Some("cuda")) => "cuda",
+        (Some("--device"), Some("cpu")) => "cpu",
+        _ => return Err("--device must be cuda or cpu".into()),
+    };
+    let (checkpoint, out) = (PathBuf::from(checkpoint), PathBuf::from(out));
+    std::fs::create_dir_all(&out)?;
+
+    let cuda = sworn_service::device::load_cuda();
+    let gpu = if target == "cuda" {
+        if tch::Cuda::device_count() == 0 {
+            return Err(format!("no CUDA device visible (backend: {cuda:?})").into());
+        }
+        Device::Cuda(0)
+    } else {
+        Device::Cpu
+    };
+    eprintln!(
+        "gpu_check: target {gpu:?}, CUDA backend {cuda:?}, {} CUDA device(s), {} CPU threads",
+        tch::Cuda::device_count(),
+        tch::get_num_threads()
+    );
+
+    let config = HfConfig::from_json(&std::fs::read(checkpoint.join("config.json"))?)?.resolve()?;
+    let vocab = config.vocab_size;
+    let mut ids = Ids(0x5eed_0001);
+    let prompts: Vec<Vec<u32>> = PROMPT_LENS.iter().map(|&n| ids.take(n, vocab)).collect();
+    let forced: Vec<Vec<u32>> = PROMPT_LENS
+        .iter()
+        .map(|_| ids.take(FORCED_STEPS, vocab))
+        .collect();
+    write_json(
+        &out.join("prompts.json"),
+        &json!({ "prompts": prompts, "forced": forced, "slot_order": SLOT_ORDER }),
+    )?;
+
+    let variants = [
+        Variant {
+            name: "cpu_f32",
+            device: Device::Cpu,
+            kind: Kind::Float,
+        },
+        Variant {
+            name: "gpu_f32",
+            device: gpu,
+            kind: Kind::Float,
+        },
+        Variant {
+            name: "gpu_bf16",
+            device: gpu,
+            kind: Kind::BFloat16,
+        },
+    ];
+    let mut results = serde_json::Map::new();
+    for variant in &variants {
+        let started = Instant::now();
+        let model = load(&checkpoint, &config, variant)?;
+        let load_s = started.elapsed().as_secs_f64();
+        let numerics = numerics(&model, &prompts, &forced, &out, variant.name)?;
+        let timings = if variant.device == gpu {
+            throughput(&model)?
+        } else {
+            json!(null)
+        };
+        eprintln!("gpu_check: {} done", variant.name);
+        results.insert(
+            variant.name.to_owned(),
+            json!({
+                "device": format!("{:?}", variant.device),
+                "kind": format!("{:?}", variant.kind),
+                "load_s": load_s,
+                "greedy": numerics,
+                "throughput": timings,
+            }),
+        );
+    }
+    write_json(
+        &out.join("result.json"),
+        &json!({ "target": target, "variants": results }),
+    )?;
+    Ok(())
+}
+
+fn load(checkpoint: &Path, config: &ModelConfig, variant: &Variant) -> Result<LlamaModel> {
+    let mut weights = WeightSet::default();
+    safetensors::load_checkpoint_dir(checkpoint, &mut weights)?;
+    Ok(LlamaModel::load(
+        config.clone(),
+        weights,
+        variant.device,
+        variant.kind,
+        MAX_CTX,
+    )?)
+}
+
+/// Prefill and teacher-forced decode logits to files; returns the greedy continuations.
+fn numerics(
+    model: &LlamaModel,
+    prompts: &[Vec<u32>],
+    forced: &[Vec<u32>],
+    out: &Path,
+    name: &str,
+) -> Result<Value> {
+    let vocab = model.config().vocab_size;
+    let mut kv = acquired_slots(model, prompts.len())?;
+    let mut prefill = Vec::with_capacity(prompts.len() * vocab);
+    for (slot, prompt) in prompts.iter().enumerate() {
+        let logits = model.prefill(&mut kv, slot, prompt, Logits::Last)?;
+        prefill.extend(host_rows(&logits)?);
+    }
+    write_f32(&out.join(format!("{name}.prefill.f32")), &prefill)?;
+
+    // Step s feeds forced[p][s] to every prompt p's slot; rows are stored in prompt order.
+    let mut decode = vec![0f32; FORCED_STEPS * prompts.len() * vocab];
+    for (step, step_rows) in decode.chunks_exact_mut(prompts.len() * vocab).enumerate() {
+        let batch: Vec<DecodeInput> = SLOT_ORDER
+            .iter()
+            .map(|&slot| DecodeInput {
+                slot,
+                token: forced[slot][step],
+            })
+            .collect();
+        let rows = host_rows(&model.decode(&mut kv, &batch)?)?;
+        for (row, &slot) in rows.chunks_exact(vocab).zip(SLOT_ORDER.iter()) {
+            step_rows[slot * vocab..(slot + 1) * vocab].copy_from_slice(row);
+        }
+    }
+    write_f32(&out.join(format!("{name}.decode.f32")), &decode)?;
+
+    // Greedy: every prompt from a fresh slot, all slots decoded together.
+    let mut kv = acquired_slots(model, prompts.len())?;
+    let mut tokens: Vec<Vec<u32>> = Vec::with_capacity(prompts.len());
+    for (slot, prompt) in prompts.iter().enumerate() {
+        let logits = model.prefill(&mut kv, slot, prompt, Logits::Last)?;
+        tokens.push(vec![argmax(&host_rows(&logits)?)?]);
+    }
+    for _ in 1..GREEDY_TOKENS {
+        let batch: Vec<DecodeInput> = tokens
+            .iter()
+            .enumerate()
+            .map(|(slot, seq)| DecodeInput {
+                slot,
+                token: seq[seq.len() - 1],
+            })
+            .collect();
+        let rows = host_rows(&model.decode(&mut kv, &batch)?)?;
+        for (row, seq) in rows.chunks_exact(vocab).zip(tokens.iter_mut()) {
+            seq.push(argmax(row)?);
+        }
+    }
+    Ok(json!(tokens))
+}
+
+/// A cache of `n` slots, all acquired: slot `i` is numbered `i`.
+fn acquired_slots(model: &LlamaModel, n: usize) -> Result<KvSlots> {
+    let mut kv = model.new_kv_slots(n, MAX_CTX)?;
+    for expected in 0..n {
+        if kv.acquire() != Some(expected) {
+            return Err(format!("slot {expected} was not handed out in order").into());
+        }
+    }
+    Ok(kv)
+}
+
+/// Prefill and decode throughput on the model's device.
+fn throughput(model: &LlamaModel) -> Result<Value> {
+    let vocab = model.config().vocab_size;
+    let max_batch = BENCH_BATCHES.iter().copied().max().unwrap_or(1);
+    let mut kv = model.new_kv_slots(max_batch, MAX_CTX)?;
+    let mut ids = Ids(0xbe7c_0002);
+
+    // Prefill: one 128-token prompt at a time, 3 warm-ups, median of 20.
+    let prompt = ids.take(BENCH_PROMPT, vocab);
+    let mut times = Vec::new();
+    for rep in 0..23 {
+        let slot = kv.acquire().ok_or("no free slot")?;
+        let started = Instant::now();
+        let logits = model.prefill(&mut kv, slot, &prompt, Logits::Last)?;
+        let _ = host_rows(&logits)?;
+        if rep >= 3 {
+            times.push(started.elapsed().as_secs_f64());
+        }
+        kv.release(slot)?;
+    }
+    times.sort_by(f64::total_cmp);
+    let prefill_s = times[times.len() / 2];
+
+    let mut decode = serde_json::Map::new();
+    for batch in BENCH_BATCHES {
+        let slots: Vec<usize> = (0..batch)
+            .map(|_| kv.acquire().ok_or("no free slot"))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut next = Vec::with_capacity(batch);
+        for &slot in &slots {
+            let logits =
+                model.prefill(&mut kv, slot, &ids.take(BENCH_PROMPT, vocab), Logits::Last)?;
+            next.push(argmax(&host_rows(&logits)?)?);
+        }
+        decode_steps(model, &mut kv, &slots, &mut next, 8)?;
+        let started = Instant::now();
+        decode_steps(model, &mut kv, &slots, &mut next, BENCH_STEPS)?;
+        let seconds = started.elapsed().as_secs_f64();
+        decode.insert(
+            batch.to_string(),
+            json!({
+                "tokens_per_s": (batch * BENCH_STEPS) as f64 / seconds,
+                "ms_per_step": seconds * 1e3 / BENCH_STEPS as f64,
+                "context_at_start": BENCH_PROMPT + 8,
+            }),
+        );
+        for slot in slots {
+            kv.release(slot)?;
+        }
+    }
+    Ok(json!({
+        "prefill_tokens": BENCH_PROMPT,
+        "prefill_tokens_per_s": BENCH_PROMPT as f64 / prefill_s,
+        "decode": decode,
+        "kv_cache_bytes": kv.bytes(),
+    }))
+}
+
+/// `steps` greedy steps over `slots`, each ending with the logits on the host.
+fn decode_steps(
+    model: &LlamaModel,
+    kv: &mut KvSlots,
+    slots: &[usize],
+    next: &mut [u32],
+    steps: usize,
+) -> Result<()> {
+    let vocab = model.config().vocab_size;
+    for _ in 0..steps {
+        let batch: Vec<DecodeInput> = slots
+            .iter()
+            .zip(next.iter())
+            .map(|(&slot, &token)| DecodeInput { slot, token })
+            .collect();
+        let rows = host_rows(&model.decode(kv, &batch)?)?;
+        for (row, token) in rows.chunks_exact(vocab).zip(next.iter_mut()) {
+            *token = argmax(row)?;
+        }
+    }
+    Ok(())
+}
+
+fn host_rows(logits: &Tensor) -> Result<Vec<f32>> {
+    Ok(Vec::<f32>::try_from(logits.f_flatten(0, -1)?)?)
+}
+
+fn write_f32(path: &Path, values: &[f32]) -> Result<()> {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(path, bytes)?;
+    Ok(())
+}
+
+fn write_json(path: &Path, value: &Value) -> Result<()> {
+    std::fs::write(path, serde_json::to_vec_pretty(value)?)?;
+    Ok(())
+}
