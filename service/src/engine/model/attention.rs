@@ -112,27 +112,33 @@ impl AttentionPlan {
     }
 }
 
-/// Rotates `q`/`k` (`[b, heads, n, d]`), writes `k`/`v` into this layer's cache, and
-/// attends over every cached position of each sequence. Returns `[b, heads, n, d]`.
+/// Rotates queries and keys (`qk`: `[b, heads + kv_heads, n, d]`, the first `heads` of
+/// them queries), writes keys and `v` into this layer's cache, and attends over every
+/// cached position of each sequence. Returns `[b, heads, n, d]`.
 pub(crate) fn attend(
     plan: &AttentionPlan,
-    q: &Tensor,
-    k: &Tensor,
+    qk: &Tensor,
+    heads: i64,
     v: &Tensor,
     keys: &mut Tensor,
     values: &mut Tensor,
 ) -> Result<Tensor, tch::TchError> {
-    let (cached_k, cached_v, q, blocked) = match plan {
+    let (cos, sin) = match plan {
+        AttentionPlan::Prefill { cos, sin, .. } | AttentionPlan::Decode { cos, sin, .. } => {
+            (cos, sin)
+        }
+    };
+    let qk = rope::apply(qk, cos, sin)?;
+    let kv_heads = qk.size()[1] - heads;
+    let (q, k) = (qk.f_narrow(1, 0, heads)?, qk.f_narrow(1, heads, kv_heads)?);
+    let (cached_k, cached_v, blocked) = match plan {
         AttentionPlan::Prefill {
             slot,
             start,
             len,
-            cos,
-            sin,
             blocked,
+            ..
         } => {
-            let q = rope::apply(q, cos, sin)?;
-            let k = rope::apply(k, cos, sin)?;
             keys.f_narrow(0, *slot, 1)?
                 .f_narrow(2, *start, *len)?
                 .f_copy_(&k)?;
@@ -143,19 +149,16 @@ pub(crate) fn attend(
             let end = start + len;
             let read_k = keys.f_narrow(0, *slot, 1)?.f_narrow(2, 0, end)?;
             let read_v = values.f_narrow(0, *slot, 1)?.f_narrow(2, 0, end)?;
-            (read_k, read_v, q, blocked.as_ref().map(PlannedMask::Causal))
+            (read_k, read_v, blocked.as_ref().map(PlannedMask::Causal))
         }
         AttentionPlan::Decode {
             slots,
             positions,
             first_slot,
             span,
-            cos,
-            sin,
             blocked,
+            ..
         } => {
-            let q = rope::apply(q, cos, sin)?;
-            let k = rope::apply(k, cos, sin)?;
             let index = [
                 Some(slots.shallow_clone()),
                 None,
@@ -174,7 +177,6 @@ pub(crate) fn attend(
             (
                 read(keys)?,
                 read(values)?,
-                q,
                 Some(PlannedMask::PerSequence(blocked)),
             )
         }
