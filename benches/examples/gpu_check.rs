@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use sworn_service::engine::config::{HfConfig, ModelConfig};
 use sworn_service::engine::kv_cache::KvSlots;
 use sworn_service::engine::model::{DecodeInput, LlamaModel, Logits};
-use sworn_service::engine::sampling::argmax;
+use sworn_service::engine::sampling::{SamplingRequest, argmax, sample};
 use sworn_service::engine::weights::{WeightSet, safetensors};
 use tch::{Device, Kind, Tensor};
 
@@ -283,15 +283,48 @@ fn throughput(model: &LlamaModel) -> Result<Value> {
                 model.prefill(&mut kv, slot, &ids.take(BENCH_PROMPT, vocab), Logits::Last)?;
             next.push(argmax(&host_rows(&logits)?)?);
         }
-        decode_steps(model, &mut kv, &slots, &mut next, 8)?;
+        decode_steps(model, &mut kv, &slots, &mut next, 8, Argmax::Host)?;
         let started = Instant::now();
-        decode_steps(model, &mut kv, &slots, &mut next, BENCH_STEPS)?;
+        decode_steps(model, &mut kv, &slots, &mut next, BENCH_STEPS, Argmax::Host)?;
         let seconds = started.elapsed().as_secs_f64();
+        // The same steps with the argmax on the device, so only the token ids cross to
+        // the host: what sampling on the device would save.
+        for &slot in &slots {
+            kv.truncate(slot, BENCH_PROMPT + 8)?;
+        }
+        let started = Instant::now();
+        decode_steps(
+            model,
+            &mut kv,
+            &slots,
+            &mut next,
+            BENCH_STEPS,
+            Argmax::Device,
+        )?;
+        let device_seconds = started.elapsed().as_secs_f64();
+        // And with temperature 1 (the OpenAI API's default) sampled on the host.
+        for &slot in &slots {
+            kv.truncate(slot, BENCH_PROMPT + 8)?;
+        }
+        let started = Instant::now();
+        decode_steps(
+            model,
+            &mut kv,
+            &slots,
+            &mut next,
+            BENCH_STEPS,
+            Argmax::Sample,
+        )?;
+        let sampled_seconds = started.elapsed().as_secs_f64();
         decode.insert(
             batch.to_string(),
             json!({
                 "tokens_per_s": (batch * BENCH_STEPS) as f64 / seconds,
                 "ms_per_step": seconds * 1e3 / BENCH_STEPS as f64,
+                "device_argmax_tokens_per_s": (batch * BENCH_STEPS) as f64 / device_seconds,
+                "device_argmax_ms_per_step": device_seconds * 1e3 / BENCH_STEPS as f64,
+                "sampled_t1_tokens_per_s": (batch * BENCH_STEPS) as f64 / sampled_seconds,
+                "sampled_t1_ms_per_step": sampled_seconds * 1e3 / BENCH_STEPS as f64,
                 "context_at_start": BENCH_PROMPT + 8,
             }),
         );
@@ -307,24 +340,59 @@ fn throughput(model: &LlamaModel) -> Result<Value> {
     }))
 }
 
-/// `steps` greedy steps over `slots`, each ending with the logits on the host.
+/// Where a greedy step picks its tokens.
+#[derive(Clone, Copy)]
+enum Argmax {
+    /// The whole `[batch, vocab]` logits copied to the host, argmax there (as serving).
+    Host,
+    /// Argmax on the logits' device; only the ids are copied.
+    Device,
+    /// Logits to the host, then `sample` at temperature 1 (no top-k/top-p), seeded.
+    Sample,
+}
+
+/// `steps` greedy steps over `slots`, each ending with the next tokens on the host.
 fn decode_steps(
     model: &LlamaModel,
     kv: &mut KvSlots,
     slots: &[usize],
     next: &mut [u32],
     steps: usize,
+    argmax_on: Argmax,
 ) -> Result<()> {
     let vocab = model.config().vocab_size;
-    for _ in 0..steps {
+    let t1 = SamplingRequest {
+        temperature: Some(1.0),
+        seed: Some(7),
+        ..Default::default()
+    }
+    .validate(u32::MAX)?;
+    for step in 0..steps {
         let batch: Vec<DecodeInput> = slots
             .iter()
             .zip(next.iter())
             .map(|(&slot, &token)| DecodeInput { slot, token })
             .collect();
-        let rows = host_rows(&model.decode(kv, &batch)?)?;
-        for (row, token) in rows.chunks_exact(vocab).zip(next.iter_mut()) {
-            *token = argmax(row)?;
+        let logits = model.decode(kv, &batch)?;
+        match argmax_on {
+            Argmax::Host => {
+                let rows = host_rows(&logits)?;
+                for (row, token) in rows.chunks_exact(vocab).zip(next.iter_mut()) {
+                    *token = argmax(row)?;
+                }
+            }
+            Argmax::Sample => {
+                let rows = host_rows(&logits)?;
+                for (row, token) in rows.chunks_exact(vocab).zip(next.iter_mut()) {
+                    *token = sample(row, &t1, step as u64)?;
+                }
+            }
+            Argmax::Device => {
+                let ids = Vec::<i64>::try_from(logits.f_argmax(-1, false)?)?;
+                for (id, token) in ids.into_iter().zip(next.iter_mut()) {
+                    *token = u32::try_from(id)?;
+                }
+            }
         }
     }
     Ok(())

@@ -331,6 +331,14 @@ def main():
               f"{of['tokens_per_s']:9.0f} ({of['ms_per_step']:5.2f}) "
               f"{pt['tokens_per_s']:11.0f} ({pt['ms_per_step']:5.2f}) "
               f"{ob['tokens_per_s'] / pt['tokens_per_s']:9.2f}x")
+    print("same steps, argmax on the device (only ids cross to the host): "
+          + ", ".join(f"batch {b}: bf16 {bf16['decode'][str(b)]['device_argmax_tokens_per_s']:.0f}"
+                      f" ({bf16['decode'][str(b)]['device_argmax_ms_per_step']:.2f} ms)"
+                      for b in PEER_BATCHES))
+    print("same steps, temperature 1 sampled on the host: "
+          + ", ".join(f"batch {b}: bf16 {bf16['decode'][str(b)]['sampled_t1_tokens_per_s']:.0f}"
+                      f" ({bf16['decode'][str(b)]['sampled_t1_ms_per_step']:.2f} ms)"
+                      for b in PEER_BATCHES))
     print(f"prefill {bf16['prefill_tokens']} tokens: bf16 {bf16['prefill_tokens_per_s']:.0f} tok/s, "
           f"f32 {f32['prefill_tokens_per_s']:.0f} tok/s; KV cache {bf16['kv_cache_bytes'] / 2**20:.0f} MiB (bf16, 64 slots x 512)")
     for device, result in report["sworn_generate"].items():
