@@ -117,18 +117,22 @@ def hf_logits(model, prompts, forced, device):
 
 
 @torch.no_grad()
+def generate_exactly(model, ids, new):
+    """Greedy `generate()` of exactly `new` tokens (end-of-sequence ignored)."""
+    return model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=new,
+        min_new_tokens=new,
+        do_sample=False,
+        pad_token_id=0,
+    )
+
+
 def hf_greedy(model, prompts, steps, device):
     out = []
     for prompt in prompts:
-        ids = torch.tensor([prompt], device=device)
-        gen = model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=steps,
-            min_new_tokens=steps,
-            do_sample=False,
-            pad_token_id=0,
-        )
+        gen = generate_exactly(model, torch.tensor([prompt], device=device), steps)
         out.append(gen[0, len(prompt) :].tolist())
     return out
 
@@ -169,14 +173,7 @@ def hf_decode_speed(model, vocab, device, sync):
         def run(new):
             sync()
             started = time.perf_counter()
-            model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=new,
-                min_new_tokens=new,
-                do_sample=False,
-                pad_token_id=0,
-            )
+            generate_exactly(model, ids, new)
             sync()
             return time.perf_counter() - started
 
