@@ -12,6 +12,7 @@
 //! callback that sees each token and can stop generation.
 
 mod load;
+mod pick;
 mod sequence;
 pub mod stop;
 
@@ -307,21 +308,26 @@ impl Engine {
             return Ok(Vec::new());
         }
         let logits = self.model.decode(&mut self.kv, &batch)?;
-        let vocab = self.model.config().vocab_size;
-        let rows = Vec::<f32>::try_from(logits.f_flatten(0, -1).map_err(ModelError::from)?)
-            .map_err(ModelError::from)?;
+        let owners: Vec<Option<usize>> = batch
+            .iter()
+            .map(|input| {
+                self.sequences
+                    .iter()
+                    .position(|s| s.slot == Some(input.slot) && s.finish.is_none())
+            })
+            .collect();
+        let rows: Vec<Option<(&SamplingParams, u64)>> = owners
+            .iter()
+            .map(|owner| owner.map(|i| (&self.sequences[i].params, self.sequences[i].step())))
+            .collect();
+        let picked = pick::pick_tokens(&logits, &rows)?;
         let max = self.kv.max_ctx();
         let mut events = Vec::with_capacity(batch.len());
-        for (row, input) in rows.chunks_exact(vocab).zip(&batch) {
-            let Some(index) = self
-                .sequences
-                .iter()
-                .position(|s| s.slot == Some(input.slot) && s.finish.is_none())
-            else {
+        for ((input, owner), token) in batch.iter().zip(owners).zip(picked) {
+            let (Some(index), Some(token)) = (owner, token) else {
                 continue;
             };
             let seq = &mut self.sequences[index];
-            let token = sampling::sample(row, &seq.params, seq.step())?;
             let slot_full = self.kv.len(input.slot).map_or(true, |len| len >= max);
             let event = seq.accept(token, &self.tokenizer, slot_full);
             let id = seq.id;
