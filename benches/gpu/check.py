@@ -336,6 +336,11 @@ def main():
           + ", ".join(f"batch {b}: bf16 {bf16['decode'][str(b)]['sampled_t1_tokens_per_s']:.0f}"
                       f" ({bf16['decode'][str(b)]['sampled_t1_ms_per_step']:.2f} ms)"
                       for b in PEER_BATCHES))
+    steps = ours.get("engine_step", {})
+    for mode, rates in steps.items():
+        print(f"Engine::step ({mode}), bf16: "
+              + ", ".join(f"batch {b}: {r['tokens_per_s']:.0f} tok/s ({r['ms_per_step']:.2f} ms)"
+                          for b, r in rates.items()))
     print(f"prefill {bf16['prefill_tokens']} tokens: bf16 {bf16['prefill_tokens_per_s']:.0f} tok/s, "
           f"f32 {f32['prefill_tokens_per_s']:.0f} tok/s; KV cache {bf16['kv_cache_bytes'] / 2**20:.0f} MiB (bf16, 64 slots x 512)")
     for device, result in report["sworn_generate"].items():
