@@ -10,7 +10,7 @@
 //! maximum, a row with a NaN refused (the maximum of such a row is NaN), a row of −∞
 //! refused.
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::EngineError;
 use crate::engine::model::ModelError;
@@ -32,8 +32,7 @@ pub(crate) fn pick_tokens(
         let (values, indices) = select_rows(logits, &greedy, rows.len())
             .and_then(|r| r.f_max_dim(1, false))
             .map_err(torch)?;
-        let values =
-            Vec::<f32>::try_from(values.f_to_kind(Kind::Float).map_err(torch)?).map_err(torch)?;
+        let values = Vec::<f32>::try_from(values).map_err(torch)?;
         let indices = Vec::<i64>::try_from(indices).map_err(torch)?;
         for ((&row, value), index) in greedy.iter().zip(values).zip(indices) {
             if value.is_nan() {

@@ -7,8 +7,11 @@
 //! interleaves requests, and after a restart. Given identical logits it picks identical
 //! tokens (the logits themselves may still differ in the last bits between batch shapes).
 //!
-//! Sampling runs on the host in f64 over the row copied out of libtorch: it is a few
-//! microseconds per token, deterministic, and independent of libtorch's kernels.
+//! Sampling runs on the host in f64 over the row copied out of libtorch (about 0.25 ms
+//! per 49,152-token row at temperature 1; `cargo bench -p sworn-benches --bench
+//! sampling`), deterministic and independent of libtorch's kernels. Greedy rows of a
+//! decode step never come here: the engine reduces them on the device
+//! (`generate::pick`), with [`argmax`]'s contract.
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
