@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::merkle::root;
+use crate::store::StoreError;
 use crate::store::schema::decode_u64;
-use crate::store::{SledHashes, StoreError};
 
 use crate::store::Shared;
 
@@ -31,13 +31,12 @@ pub(crate) fn seal(shared: &Shared) -> Result<Option<SignedCheckpoint>, StoreErr
     if size == 0 || size <= last_sealed_size(shared)? {
         return Ok(None);
     }
-    let root =
-        root(&SledHashes::cached(&shared.log, &shared.nodes), size).map_err(|e| match e {
-            crate::merkle::ProveError::Source(e) => e,
-            crate::merkle::ProveError::InvalidRequest { reason } => StoreError::Corrupt {
-                what: reason.to_string(),
-            },
-        })?;
+    let root = root(&shared.hashes(), size).map_err(|e| match e {
+        crate::merkle::ProveError::Source(e) => e,
+        crate::merkle::ProveError::InvalidRequest { reason } => StoreError::Corrupt {
+            what: reason.to_string(),
+        },
+    })?;
     let signed = SignedCheckpoint::sign(Checkpoint::new(&shared.origin, size, root), &shared.key)?;
     shared
         .checkpoints

@@ -3,10 +3,12 @@
 // Helpers shared by tests panic on failure like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod content_folding;
 mod crash;
 mod export;
 mod hostile_input;
 mod known_answers;
+mod layout;
 mod merkle_vectors;
 mod proof_properties;
 mod store;

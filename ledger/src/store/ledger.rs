@@ -18,11 +18,10 @@ use crate::receipt::{
 };
 
 use super::error::StoreError;
+use super::group::content_value;
 use super::hashes::SledHashes;
 use super::open::{open_shared, prove_err};
-use super::schema::{
-    EntryRow, StoredContent, content_key, decode_content, decode_u64, erased_key, request_key,
-};
+use super::schema::{EntryRow, StoredContent, decode_content, decode_u64, erased_key};
 use super::writer::{Job, Prepared, Reply, run_builder, run_flusher};
 use super::{AppendRequest, ErasureOutcome, LedgerConfig, Shared};
 
@@ -231,11 +230,10 @@ impl Ledger {
 
     /// Index of the durable receipt for `request_id`, if any.
     pub fn index_of(&self, request_id: &str) -> Result<Option<u64>, StoreError> {
-        let Some(value) = self.shared().log.get(request_key(request_id))? else {
-            return Ok(None);
-        };
-        let index = decode_u64(&value).ok_or_else(|| StoreError::corrupt("request id index"))?;
-        Ok((index < self.size()).then_some(index))
+        // Read the size first: an entry applied after it is not durable for this answer.
+        let size = self.size();
+        let index = self.shared().request_index(request_id)?;
+        Ok(index.filter(|&i| i < size))
     }
 
     /// The receipt for `request_id` as a client would have it (salts `None` once erased).
@@ -271,7 +269,7 @@ impl Ledger {
             return Ok(None);
         }
         let shared = self.shared();
-        if let Some(value) = shared.log.get(content_key(index))? {
+        if let Some(value) = content_value(shared, index)? {
             return decode_content(&value)
                 .map(Some)
                 .ok_or_else(|| StoreError::corrupt(format!("content {index}")));
@@ -302,8 +300,7 @@ impl Ledger {
     }
 
     fn hashes(&self) -> SledHashes<'_> {
-        let shared = self.shared();
-        SledHashes::cached(&shared.log, &shared.nodes)
+        self.shared().hashes()
     }
 
     fn check_durable(&self, size: u64) -> Result<(), StoreError> {

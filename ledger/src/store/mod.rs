@@ -7,10 +7,13 @@
 
 mod compact;
 mod error;
+mod group;
 mod hashes;
 mod ledger;
 mod node_cache;
 mod open;
+mod pack;
+mod request_index;
 pub(crate) mod schema;
 mod side;
 mod writer;
@@ -32,6 +35,7 @@ use crate::receipt::{ModelInfo, ParamValue};
 pub use error::StoreError;
 pub use hashes::SledHashes;
 pub use ledger::Ledger;
+pub use request_index::DEFAULT_REQUEST_MEMTABLE;
 pub use schema::StoredContent;
 use schema::{EntryRow, StoredBody};
 pub use side::{MAX_META_KEY_LEN, MAX_SIDE_VALUE_LEN};
@@ -64,11 +68,15 @@ pub struct LedgerConfig {
     pub node_cache_bytes: usize,
     /// Cap on each of prompt and response content in bytes.
     pub max_content_bytes: usize,
+    /// Request ids the request-id index keeps in memory before writing them as a sorted
+    /// run (~80 bytes each); opening reads up to this many entries to rebuild them.
+    pub request_memtable: usize,
 }
 
 impl LedgerConfig {
     /// A configuration with defaults: groups of up to 1024, a checkpoint every 1024
-    /// entries or 1 s, sealer on, 64 MiB sled cache, 16 MiB node cache, 8 MiB content cap.
+    /// entries or 1 s, sealer on, 64 MiB sled cache, 16 MiB node cache, 8 MiB content cap,
+    /// 65,536 request ids in the index's memtable.
     pub fn new(path: impl Into<PathBuf>, origin: &str, key: LogKey) -> Self {
         LedgerConfig {
             path: path.into(),
@@ -81,6 +89,7 @@ impl LedgerConfig {
             cache_bytes: 64 * 1024 * 1024,
             node_cache_bytes: 16 * 1024 * 1024,
             max_content_bytes: DEFAULT_MAX_CONTENT_BYTES,
+            request_memtable: DEFAULT_REQUEST_MEMTABLE,
         }
     }
 }
@@ -142,17 +151,77 @@ pub(crate) struct Shared {
     /// The model dictionary (`d` rows) that compact bodies refer to; the builder adds a
     /// model once its row is applied, before any entry using it is durable.
     pub(crate) models: RwLock<HashMap<compact::ModelId, ModelInfo>>,
+    /// Entries from this index on are stored in packs (see `pack`).
+    pub(crate) packs_from: u64,
+    /// The request-id index (entries from `packs_from` on).
+    pub(crate) requests: request_index::RequestIndex,
 }
 
 impl Shared {
     /// The stored row of entry `index`.
     pub(crate) fn entry_row(&self, index: u64) -> Result<Option<EntryRow>, StoreError> {
-        let Some(value) = self.log.get(schema::entry_key(index))? else {
+        let Some(value) = self.raw_row(index)? else {
             return Ok(None);
         };
         EntryRow::decode(&value)
             .map(Some)
             .ok_or_else(|| StoreError::corrupt(format!("entry {index} row")))
+    }
+
+    /// The bytes of entry `index`'s row: its own row below `packs_from`, in its pack
+    /// (folded or open) from there on.
+    pub(crate) fn raw_row(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if index < self.packs_from {
+            return Ok(self.log.get(schema::entry_key(index))?.map(|v| v.to_vec()));
+        }
+        let (pack_no, slot) = pack::pack_of(index);
+        let Some(pack) = pack::find_pack(&self.log, pack_no)? else {
+            return Ok(None);
+        };
+        let row = pack::slot_in(pack.bytes(), slot)
+            .ok_or_else(|| StoreError::corrupt(format!("entry pack {pack_no}")))?;
+        Ok(row.map(<[u8]>::to_vec))
+    }
+
+    /// Hashes of the stored tree, through the node cache.
+    pub(crate) fn hashes(&self) -> SledHashes<'_> {
+        SledHashes::cached(&self.log, &self.nodes, self.packs_from)
+    }
+
+    /// Index of the entry for `request_id` among everything applied (durable or not);
+    /// callers that answer readers must bound it by the durable size.
+    pub(crate) fn request_index(&self, request_id: &str) -> Result<Option<u64>, StoreError> {
+        if self.packs_from > 0 {
+            if let Some(value) = self.log.get(schema::request_key(request_id))? {
+                return schema::decode_u64(&value)
+                    .map(Some)
+                    .ok_or_else(|| StoreError::corrupt("request id index"));
+            }
+        }
+        let candidates = self
+            .requests
+            .candidates(&self.log, &request_index::fingerprint(request_id))?;
+        for index in candidates {
+            // A fingerprint is 64 bits: the entry itself must name the request id.
+            if self.request_id_of(index)?.as_deref() == Some(request_id) {
+                return Ok(Some(index));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The request id in the body of entry `index` (`None` for an erasure event).
+    pub(crate) fn request_id_of(&self, index: u64) -> Result<Option<String>, StoreError> {
+        let row = self.entry_row(index)?.ok_or_else(|| {
+            StoreError::corrupt(format!("request id names entry {index}, which is missing"))
+        })?;
+        let (_, body) = self.body_bytes(index, row)?;
+        match crate::entry::EntryBody::parse_canonical(&body)
+            .map_err(|e| StoreError::corrupt(format!("entry {index}: {e}")))?
+        {
+            crate::entry::EntryBody::Receipt(receipt) => Ok(Some(receipt.request_id)),
+            _ => Ok(None),
+        }
     }
 
     /// The canonical body bytes of entry `index` from its row.

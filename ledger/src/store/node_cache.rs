@@ -13,15 +13,116 @@
 
 use std::sync::RwLock;
 
-use crate::merkle::{Hash, HashSource, NewNode};
+use crate::merkle::{Hash, HashSource, NewNode, hash_node};
 
 use super::error::StoreError;
 use super::hashes::SledHashes;
-use super::schema::{decode_hash, entry_key, hash_key, leaf_of_row};
+use super::pack::{node_is_stored, pack_of, slot_in};
+use super::schema::{decode_hash, decode_u64, entry_key, hash_key, leaf_of_row, pack_range};
 
 const HASH_BYTES: usize = 32;
 /// Levels a `u64`-sized tree can have.
 const MAX_LEVELS: u8 = 64;
+
+/// The first `count` leaf hashes, each read once: the entry rows below `packs_from` in one
+/// scan (a row of the earlier layout has its leaf in a hash row), then the folded packs in
+/// one (and the rows of the open pack).
+fn load_leaves(
+    tree: &sled::Tree,
+    hashes: &SledHashes<'_>,
+    packs_from: u64,
+    count: u64,
+) -> Result<Vec<Hash>, StoreError> {
+    let mut nodes = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    let rows_end = count.min(packs_from);
+    let mut rows = tree.range(entry_key(0)..entry_key(rows_end)).peekable();
+    for index in 0..rows_end {
+        let mut leaf = None;
+        if let Some(Ok((key, _))) = rows.peek() {
+            if key[..] == entry_key(index)[..] {
+                if let Some(Ok((_, row))) = rows.next() {
+                    leaf = leaf_of_row(&row);
+                }
+            }
+        }
+        nodes.push(match leaf {
+            Some(leaf) => leaf,
+            None => hashes.node(0, index)?,
+        });
+    }
+    // From `packs_from` on: folded packs in one scan; rows of open packs one by one.
+    let mut packs = tree.range(pack_range(pack_of(packs_from).0));
+    let mut current: Option<(u64, sled::IVec)> = None;
+    for index in packs_from..count {
+        let (pack, slot) = pack_of(index);
+        while current.as_ref().is_none_or(|(no, _)| *no < pack) {
+            match packs.next() {
+                Some(item) => {
+                    let (key, value) = item?;
+                    let no = decode_u64(&key[1..])
+                        .ok_or_else(|| StoreError::corrupt("entry pack key"))?;
+                    current = Some((no, value));
+                }
+                None => break,
+            }
+        }
+        let leaf = match &current {
+            Some((no, value)) if *no == pack => slot_in(value, slot)
+                .flatten()
+                .and_then(leaf_of_row)
+                .ok_or_else(|| StoreError::corrupt(format!("entry pack {pack}")))?,
+            _ => hashes.node(0, index)?,
+        };
+        nodes.push(leaf);
+    }
+    Ok(nodes)
+}
+
+/// The first `count` nodes of `level` ≥ 1: hash rows in one scan, and the nodes inside packs
+/// from the level below when it is loaded (from the pack otherwise).
+fn load_level(
+    tree: &sled::Tree,
+    hashes: &SledHashes<'_>,
+    packs_from: u64,
+    level: u8,
+    count: u64,
+    below: Option<&[Hash]>,
+) -> Result<Vec<Hash>, StoreError> {
+    let mut nodes = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    let mut rows = tree
+        .range(hash_key(level, 0)..hash_key(level, count))
+        .peekable();
+    for index in 0..count {
+        if !node_is_stored(level, index, packs_from) {
+            let child = |i: u64| below.and_then(|b| b.get(usize::try_from(i).ok()?)).copied();
+            nodes.push(match (child(2 * index), child(2 * index + 1)) {
+                (Some(left), Some(right)) => hash_node(&left, &right),
+                _ => hashes.node(level, index)?,
+            });
+            continue;
+        }
+        let hash = match rows.next() {
+            Some(item) => {
+                let (key, value) = item?;
+                if key[..] != hash_key(level, index)[..] {
+                    return Err(StoreError::corrupt(format!(
+                        "hash node ({level}, {index}) missing"
+                    )));
+                }
+                decode_hash(&value).ok_or_else(|| {
+                    StoreError::corrupt(format!("hash node at key {key:?} is not 32 bytes"))
+                })?
+            }
+            None => {
+                return Err(StoreError::corrupt(format!(
+                    "hash node ({level}, {index}) missing"
+                )));
+            }
+        };
+        nodes.push(hash);
+    }
+    Ok(nodes)
+}
 
 /// Cached levels `min_level..` of the tree.
 #[derive(Debug)]
@@ -52,6 +153,7 @@ impl NodeCache {
     /// A budget of 0 disables the cache.
     pub(crate) fn load(
         tree: &sled::Tree,
+        packs_from: u64,
         size: u64,
         budget_bytes: usize,
     ) -> Result<NodeCache, StoreError> {
@@ -59,45 +161,28 @@ impl NodeCache {
         while min_level < MAX_LEVELS && bytes_from_level(size, min_level) > budget_bytes {
             min_level += 1;
         }
-        let mut levels = Vec::new();
+        let mut levels: Vec<Vec<Hash>> = Vec::new();
         let mut bytes = 0;
         if budget_bytes > 0 {
+            let hashes = SledHashes::new(tree, packs_from);
             for level in min_level..MAX_LEVELS {
                 let count = size >> level;
                 if count == 0 {
                     break;
                 }
-                let mut nodes = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
-                if level == 0 {
-                    // Leaf hashes live in the entry rows, read in one scan; rows of the
-                    // earlier layout have theirs in a hash row.
-                    let hashes = SledHashes::new(tree);
-                    let mut rows = tree.range(entry_key(0)..entry_key(count)).peekable();
-                    for index in 0..count {
-                        let mut leaf = None;
-                        if let Some(Ok((key, _))) = rows.peek() {
-                            if key[..] == entry_key(index)[..] {
-                                if let Some(Ok((_, row))) = rows.next() {
-                                    leaf = leaf_of_row(&row);
-                                }
-                            }
-                        }
-                        nodes.push(match leaf {
-                            Some(leaf) => leaf,
-                            None => hashes.node(0, index)?,
-                        });
-                    }
+                let below = levels.last().filter(|_| level > min_level);
+                let nodes = if level == 0 {
+                    load_leaves(tree, &hashes, packs_from, count)?
                 } else {
-                    let start = hash_key(level, 0);
-                    let end = hash_key(level, count);
-                    for item in tree.range(start..end) {
-                        let (key, value) = item?;
-                        let hash = decode_hash(&value).ok_or_else(|| {
-                            StoreError::corrupt(format!("hash node at key {key:?} is not 32 bytes"))
-                        })?;
-                        nodes.push(hash);
-                    }
-                }
+                    load_level(
+                        tree,
+                        &hashes,
+                        packs_from,
+                        level,
+                        count,
+                        below.map(Vec::as_slice),
+                    )?
+                };
                 if nodes.len() as u64 != count {
                     return Err(StoreError::corrupt(format!(
                         "level {level} holds {} hash nodes, expected {count}",
@@ -197,7 +282,7 @@ mod tests {
     fn loads_what_fits_and_answers_like_the_store() {
         let (_dir, tree, all) = tree_with(1000);
         // 1000 leaves: levels ≥ 3 hold 125+62+31+15+7+3+1 = 244 nodes.
-        let cache = NodeCache::load(&tree, 1000, 244 * 32).expect("load");
+        let cache = NodeCache::load(&tree, u64::MAX, 1000, 244 * 32).expect("load");
         assert_eq!(cache.footprint(), (3, 244 * 32));
         for node in &all {
             let cached = cache.get(node.level, node.index);
@@ -217,7 +302,7 @@ mod tests {
             .position(|n| n.level == 0 && n.index == 256)
             .expect("leaf 256");
         let later = &all[first_new..];
-        let cache = NodeCache::load(&tree, 256, 600 * 32).expect("load");
+        let cache = NodeCache::load(&tree, u64::MAX, 256, 600 * 32).expect("load");
         // 256 leaves: all 511 nodes fit.
         assert_eq!(cache.footprint(), (0, 511 * 32));
         cache.extend(later);
@@ -232,7 +317,7 @@ mod tests {
     #[test]
     fn a_zero_budget_caches_nothing() {
         let (_dir, tree, all) = tree_with(64);
-        let cache = NodeCache::load(&tree, 64, 0).expect("load");
+        let cache = NodeCache::load(&tree, u64::MAX, 64, 0).expect("load");
         cache.extend(&all);
         assert!(all.iter().all(|n| cache.get(n.level, n.index).is_none()));
     }

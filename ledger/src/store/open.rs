@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::checkpoint::SignedCheckpoint;
 use crate::keys::valid_key_name;
@@ -12,9 +13,11 @@ use super::compact::{ModelId, parse_model_row};
 use super::error::StoreError;
 use super::hashes::SledHashes;
 use super::node_cache::NodeCache;
+use super::pack::{PACK_SLOTS, decode_open_pack, pack_of};
+use super::request_index::{RequestIndex, fingerprint};
 use super::schema::{
     ANCHORS_TREE, CHECKPOINTS_TREE, LOG_TREE, META_TREE, decode_u64, entry_key, entry_range,
-    meta_key, model_range,
+    meta_key, model_range, open_pack_key, pack_range,
 };
 use super::{LedgerConfig, SealSignal, Shared};
 
@@ -45,12 +48,7 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
             reason: "max_batch must be at least 1".into(),
         });
     }
-    let db = sled::Config::new()
-        .path(&config.path)
-        .cache_capacity(config.cache_bytes)
-        // Durability comes from the writer's explicit flushes only.
-        .flush_every_ms(None)
-        .open()?;
+    let db = open_db(&config)?;
     let log = db.open_tree(LOG_TREE)?;
     let checkpoints = db.open_tree(CHECKPOINTS_TREE)?;
     let anchors = db.open_tree(ANCHORS_TREE)?;
@@ -76,13 +74,15 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
             hex::encode(key)
         )));
     }
-    if size > 0 && !log.contains_key(entry_key(size - 1))? {
+    let packs_from = layout(&log, size)?;
+    check_last_pack(&log, packs_from, size)?;
+    if size > 0 && size <= packs_from && !log.contains_key(entry_key(size - 1))? {
         return Err(StoreError::corrupt(format!(
             "last entry {} is missing",
             size - 1
         )));
     }
-    let hashes = SledHashes::new(&log);
+    let hashes = SledHashes::new(&log, packs_from);
     let range = CompactRange::from_source(&hashes, size).map_err(prove_err)?;
 
     if let Some(item) = checkpoints.last()? {
@@ -105,7 +105,7 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
         }
     }
 
-    let nodes = NodeCache::load(&log, size, config.node_cache_bytes)?;
+    let nodes = NodeCache::load(&log, packs_from, size, config.node_cache_bytes)?;
     let mut models = HashMap::new();
     for item in log.range(model_range()) {
         let (key, row) = item?;
@@ -116,6 +116,8 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
             parse_model_row(&row).ok_or_else(|| StoreError::corrupt("model dictionary row"))?;
         models.insert(id, model);
     }
+    let requests = RequestIndex::load(&log, config.request_memtable)?;
+    let indexed_to = RequestIndex::indexed_to(&log)?;
     let shared = Shared {
         db,
         log,
@@ -131,9 +133,112 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
         signal: SealSignal::default(),
         max_content_bytes: config.max_content_bytes,
         models: RwLock::new(models),
+        packs_from,
+        requests,
     };
+    rebuild_memtable(&shared, indexed_to, size)?;
     shared.signal.durable(size);
     Ok((Arc::new(shared), range))
+}
+
+/// How long to wait for the database's lock: sled's I/O threads give it back a moment
+/// after a handle in this process closes, so a reopen may briefly find it held.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+fn open_db(config: &LedgerConfig) -> Result<sled::Db, StoreError> {
+    let started = Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.cache_bytes)
+            // Durability comes from the writer's explicit flushes only.
+            .flush_every_ms(None)
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Gives the request-id index the request ids of entries `[indexed_to, size)`, which
+/// are in no run yet (at most one memtable's worth).
+fn rebuild_memtable(shared: &Shared, indexed_to: u64, size: u64) -> Result<(), StoreError> {
+    if indexed_to > size {
+        return Err(StoreError::corrupt(format!(
+            "request index covers {indexed_to} entries, the log has {size}"
+        )));
+    }
+    let mut records = Vec::new();
+    for index in indexed_to..size {
+        if let Some(id) = shared.request_id_of(index)? {
+            records.push((fingerprint(&id), index));
+        }
+    }
+    if shared.requests.add(&records) {
+        shared.requests.flush(&shared.log, size)?;
+    }
+    Ok(())
+}
+
+/// Where packs (and the request-id index) begin: stored at the first open by a version
+/// with packs, and durable with the first append after it. A store written before keeps
+/// its rows (and request-id rows) below its size then.
+fn layout(log: &sled::Tree, size: u64) -> Result<u64, StoreError> {
+    if let Some(from) = log.get(meta_key("packs_from"))? {
+        return decode_u64(&from)
+            .filter(|&f| f <= size)
+            .ok_or_else(|| StoreError::corrupt("packs_from is not a size of this log"));
+    }
+    let mut batch = sled::Batch::default();
+    batch.insert(meta_key("packs_from"), &size.to_be_bytes()[..]);
+    batch.insert(meta_key("indexed_to"), &size.to_be_bytes()[..]);
+    log.apply_batch(batch)?;
+    Ok(size)
+}
+
+/// After recovery the packs end exactly at `size`: only full packs below it are folded,
+/// and the open pack holds the entries after them, up to `size - 1` and no further.
+fn check_last_pack(log: &sled::Tree, packs_from: u64, size: u64) -> Result<(), StoreError> {
+    if let Some(item) = log.range(pack_range(size / PACK_SLOTS)).next() {
+        let (key, _) = item?;
+        return Err(StoreError::corrupt(format!(
+            "entry pack key {} lies past the durable size {size}",
+            hex::encode(key)
+        )));
+    }
+    let open_expected = size > packs_from && !size.is_multiple_of(PACK_SLOTS);
+    let open = match log.get(open_pack_key())? {
+        Some(value) => {
+            Some(decode_open_pack(&value).ok_or_else(|| StoreError::corrupt("open pack"))?)
+        }
+        None => None,
+    };
+    match (open_expected, open) {
+        (false, None) => Ok(()),
+        (false, Some((no, _))) => Err(StoreError::corrupt(format!(
+            "open pack {no} lies past the durable size {size}"
+        ))),
+        (true, None) => Err(StoreError::corrupt(format!(
+            "the open pack holding the last entry {} is missing",
+            size - 1
+        ))),
+        (true, Some((no, pack))) => {
+            let (want, last) = pack_of(size - 1);
+            if no != want || pack.last_slot() != Some(last) {
+                return Err(StoreError::corrupt(format!(
+                    "open pack {no} does not end at the last entry {} (durable size {size})",
+                    size - 1
+                )));
+            }
+            Ok(())
+        }
+    }
 }
 
 fn check_identity(log: &sled::Tree, origin: &str, public_key: &[u8; 32]) -> Result<(), StoreError> {

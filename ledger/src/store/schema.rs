@@ -2,19 +2,27 @@
 //!
 //! Everything an append writes lives in one sled tree, `log`, under one-byte key prefixes,
 //! so that an append group is a single atomic sled batch: entries, content, subtree
-//! hashes, the request-id index and the size either all land or none do. Recovery can then
-//! trust `size` without scanning.
+//! hashes and the size either all land or none do. Recovery can then trust `size` without
+//! scanning. (The request-id index is derived from the entries and written in batches of
+//! its own, see `request_index`.)
 //!
 //! | key                                  | value                                          |
 //! |--------------------------------------|------------------------------------------------|
-//! | `e` ‖ index u64 BE                   | signature (64) ‖ 0x02 ‖ flags ‖ leaf hash (32) ‖ [prompt salt ‖ response salt] ‖ body, compact or JSON (see [`EntryRow`]) |
-//! | `c` ‖ index u64 BE                   | prompt salt (32) ‖ response salt (32) ‖ prompt length u32 BE ‖ prompt ‖ response (erasable; absent when both are empty) |
-//! | `h` ‖ level u8 ‖ index u64 BE        | hash (32) of the complete subtree at (level, index), level ≥ 1 (leaf hashes are in the entry rows) |
+//! | `e` ‖ index u64 BE (below `packs_from`) | signature (64) ‖ 0x02 ‖ flags ‖ leaf hash (32) ‖ [prompt salt ‖ response salt] ‖ body, compact or JSON (see [`EntryRow`]) |
+//! | `c` ‖ index u64 BE                   | prompt salt (32) ‖ response salt (32) ‖ prompt length u32 BE ‖ prompt ‖ response (erasable; absent when both are empty); folded into `f` when its pack is |
+//! | `f` ‖ pack u64 BE                    | the content values of a full pack's 16 entries, in pack form (an empty slot: no content); absent when the pack has none, or more than 96 KiB |
+//! | `h` ‖ level u8 ‖ index u64 BE        | hash (32) of the complete subtree at (level, index), level ≥ 4, or ≥ 1 when it starts below `packs_from` (leaf hashes are in the entry rows; levels 1–3 inside a pack are rebuilt from it) |
 //! | `d` ‖ model id (8)                   | a model description that compact bodies refer to |
-//! | `r` ‖ request id                     | index u64 BE                                   |
+//! | `a`                                  | the open pack: pack u64 BE ‖ the rows appended so far of entries `16·pack ..` (see `pack`) |
+//! | `p` ‖ pack u64 BE                    | entry rows of entries `16·pack .. 16·pack+15`, once all are appended (see `pack`) |
+//! | `x` ‖ run u64 BE ‖ chunk u32 BE      | request-id index records, sorted: fingerprint (8) ‖ index u64 BE, up to 256 (see `request_index`) |
+//! | `y` ‖ run u64 BE                     | a run's manifest: level ‖ first fingerprint of each chunk |
+//! | `r` ‖ request id                     | index u64 BE (entries below `packs_from`)      |
 //! | `z` ‖ erased index u64 BE            | index u64 BE of the erasure event              |
 //! | `m` ‖ `size`                         | number of entries, u64 BE                      |
 //! | `m` ‖ `origin`, `m` ‖ `public_key`   | the log's identity, fixed at first open        |
+//! | `m` ‖ `packs_from`                   | first index stored in packs, u64 BE (the size when packs were first used) |
+//! | `m` ‖ `indexed_to`                   | entries below this are in the request index's runs, u64 BE |
 //!
 //! Rows written before the compact layout (signature ‖ JSON body, leaf hashes in `h` rows at
 //! level 0, salts only in `c`) are still read as they are.
@@ -44,6 +52,56 @@ const REQUEST: u8 = b'r';
 const ERASED: u8 = b'z';
 const META: u8 = b'm';
 const MODEL: u8 = b'd';
+const PACK: u8 = b'p';
+const OPEN_PACK: u8 = b'a';
+const RUN_CHUNK: u8 = b'x';
+const RUN_MANIFEST: u8 = b'y';
+const FOLDED: u8 = b'f';
+
+/// Key of the folded content of entry pack `pack`.
+pub(crate) fn folded_key(pack: u64) -> [u8; 9] {
+    prefixed(FOLDED, pack)
+}
+
+/// Key of entry pack `pack` (entries `16·pack ..`; see `pack`).
+pub(crate) fn pack_key(pack: u64) -> [u8; 9] {
+    prefixed(PACK, pack)
+}
+
+/// Every pack key from `pack` on.
+pub(crate) fn pack_range(from: u64) -> std::ops::Range<[u8; 9]> {
+    pack_key(from)..prefixed(PACK + 1, 0)
+}
+
+/// Key of the open pack (see `pack`). `a` sorts before every other key, next to the small
+/// content rows of the open pack: its leaf page stays small however often it is rewritten.
+pub(crate) fn open_pack_key() -> [u8; 1] {
+    [OPEN_PACK]
+}
+
+/// Key of chunk `chunk` of request-index run `run`.
+pub(crate) fn chunk_key(run: u64, chunk: u32) -> [u8; 13] {
+    let mut key = [0u8; 13];
+    key[0] = RUN_CHUNK;
+    key[1..9].copy_from_slice(&run.to_be_bytes());
+    key[9..].copy_from_slice(&chunk.to_be_bytes());
+    key
+}
+
+/// First key after every run chunk key.
+pub(crate) fn chunk_range_end() -> [u8; 1] {
+    [RUN_CHUNK + 1]
+}
+
+/// Key of the manifest of request-index run `run`.
+pub(crate) fn manifest_key(run: u64) -> [u8; 9] {
+    prefixed(RUN_MANIFEST, run)
+}
+
+/// Every run manifest key.
+pub(crate) fn manifest_range() -> std::ops::Range<[u8; 9]> {
+    manifest_key(0)..prefixed(RUN_MANIFEST + 1, 0)
+}
 
 pub(crate) fn entry_key(index: u64) -> [u8; 9] {
     prefixed(ENTRY, index)

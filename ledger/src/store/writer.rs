@@ -3,7 +3,8 @@
 //! Appenders hand a prepared request (content already committed in their own thread) to
 //! the builder, which takes everything queued (up to `max_batch`), assigns indices, signs,
 //! extends the in-memory right edge of the tree, and applies the whole group as **one
-//! atomic sled batch** — entries, content, subtree hashes, request ids and the new size.
+//! atomic sled batch** — entry packs, content, subtree hashes and the new size — then
+//! adds the group's request ids to the request-id index.
 //! The flusher then takes every group applied so far, calls `flush` (fsync) once for all
 //! of them, publishes the new durable size and only then answers the appenders. While it
 //! waits on the disk, the builder is already preparing the next group.
@@ -24,9 +25,12 @@ use crate::receipt::{BODY_VERSION, ModelInfo, ReceiptBody, format_time};
 
 use super::compact::{ModelId, compact_for, model_row};
 use super::error::StoreError;
+use super::group::GroupWrite;
+use super::pack::node_is_stored;
+use super::request_index::fingerprint;
 use super::schema::{
-    EntryRow, StoredBody, StoredContent, content_key, decode_u64, encode_content, entry_key,
-    erased_key, hash_key, meta_key, model_key, request_key,
+    EntryRow, StoredBody, StoredContent, content_key, encode_content, erased_key, hash_key,
+    meta_key, model_key,
 };
 use super::{ErasureOutcome, Shared};
 
@@ -96,13 +100,6 @@ pub(crate) struct Group {
     nodes: Vec<NewNode>,
 }
 
-/// What a group writes: one sled batch, and the subtree hashes inside it.
-#[derive(Default)]
-struct GroupWrite {
-    batch: sled::Batch,
-    nodes: Vec<NewNode>,
-}
-
 /// The builder loop: runs until every `Ledger` handle is dropped.
 pub(crate) fn run_builder(
     shared: &Shared,
@@ -130,7 +127,7 @@ pub(crate) fn run_builder(
 
 fn build_group(shared: &Shared, range: &mut CompactRange, jobs: Vec<Job>) -> Option<Group> {
     let before = range.clone();
-    let mut write = GroupWrite::default();
+    let mut write = GroupWrite::new(range.size());
     let mut ids_in_group = HashSet::new();
     let mut erased_in_group = HashSet::new();
     let mut done = Vec::with_capacity(jobs.len());
@@ -168,16 +165,27 @@ fn build_group(shared: &Shared, range: &mut CompactRange, jobs: Vec<Job>) -> Opt
         if let Done::Append(_, r) = d {
             let body = models.stored_body(shared, &mut write.batch, r);
             let salts = r.salts.map(|s| (s.prompt, s.response));
-            write.batch.insert(
-                &entry_key(r.entry.index)[..],
+            write.rows.push((
+                r.entry.index,
                 EntryRow::encode(&r.entry.signature, &r.leaf_hash, salts, &body),
-            );
+            ));
         }
     }
     write
         .batch
         .insert(&meta_key("size")[..], &range.size().to_be_bytes()[..]);
-    let applied = shared.log.apply_batch(write.batch);
+    let requests = std::mem::take(&mut write.requests);
+    let applied = write
+        .finish(shared)
+        .and_then(|()| Ok(shared.log.apply_batch(write.batch)?))
+        .and_then(|()| {
+            // The index learns the group once it is applied; a full memtable becomes a run
+            // covering everything applied so far.
+            if shared.requests.add(&requests) {
+                shared.requests.flush(&shared.log, range.size())?;
+            }
+            Ok(())
+        });
     if applied.is_ok() && !models.added.is_empty() {
         // Before the group is durable, so no reader meets an entry whose model is unknown.
         let mut known = shared.models.write().unwrap_or_else(|p| p.into_inner());
@@ -187,8 +195,8 @@ fn build_group(shared: &Shared, range: &mut CompactRange, jobs: Vec<Job>) -> Opt
         *range = before;
         for d in done {
             match d {
-                Done::Append(reply, _) => reply.send(Err(StoreError::Sled(e.clone()))),
-                Done::Erase(reply, _) => reply.send(Err(StoreError::Sled(e.clone()))),
+                Done::Append(reply, _) => reply.send(Err(storage_fault(&e))),
+                Done::Erase(reply, _) => reply.send(Err(storage_fault(&e))),
             }
         }
         return None;
@@ -198,6 +206,15 @@ fn build_group(shared: &Shared, range: &mut CompactRange, jobs: Vec<Job>) -> Opt
         done,
         nodes: write.nodes,
     })
+}
+
+/// A copy of a failed group's storage fault for each of its callers.
+fn storage_fault(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Sled(e) => StoreError::Sled(e.clone()),
+        StoreError::Corrupt { what } => StoreError::corrupt(what.clone()),
+        other => StoreError::corrupt(other.to_string()),
+    }
 }
 
 /// The model dictionary as one group sees it: rows it adds, and the last model it looked up
@@ -281,9 +298,11 @@ fn sign_group(shared: &Shared, done: &mut [Done]) {
     });
 }
 
-fn insert_nodes(write: &mut GroupWrite, nodes: Vec<NewNode>) {
-    // Leaf hashes (level 0) are stored in their entry rows.
-    for node in nodes.iter().filter(|n| n.level > 0) {
+fn insert_nodes(shared: &Shared, write: &mut GroupWrite, nodes: Vec<NewNode>) {
+    // Leaf hashes are stored in their entry rows, and the levels above them inside a pack
+    // are rebuilt from it.
+    let stored = |n: &&NewNode| n.level > 0 && node_is_stored(n.level, n.index, shared.packs_from);
+    for node in nodes.iter().filter(stored) {
         write
             .batch
             .insert(&hash_key(node.level, node.index)[..], &node.hash.0[..]);
@@ -303,8 +322,9 @@ fn add_append(
         tail,
         content,
     } = prepared;
-    let id_key = request_key(&template.request_id);
-    if ids_in_group.contains(&template.request_id) || shared.log.contains_key(&id_key)? {
+    if ids_in_group.contains(&template.request_id)
+        || shared.request_index(&template.request_id)?.is_some()
+    {
         return Err(StoreError::DuplicateRequestId {
             request_id: template.request_id,
         });
@@ -324,10 +344,12 @@ fn add_append(
     // The entry itself is inserted once the group is signed (see `sign_group`); it holds
     // the salts, so empty content needs no row of its own.
     if !content.prompt.is_empty() || !content.response.is_empty() {
-        write.batch.insert(&content_key(index)[..], content_value);
+        write.content.push((index, content_value));
     }
-    write.batch.insert(id_key, &index.to_be_bytes()[..]);
-    insert_nodes(write, nodes);
+    write
+        .requests
+        .push((fingerprint(&template.request_id), index));
+    insert_nodes(shared, write, nodes);
     ids_in_group.insert(template.request_id.clone());
     Ok(Receipt {
         entry: SignedEntry {
@@ -355,10 +377,7 @@ fn add_erase(
     let not_found = || StoreError::NotFound {
         what: format!("request id {request_id:?}"),
     };
-    let target = match shared.log.get(request_key(request_id))? {
-        Some(v) => decode_u64(&v).ok_or_else(|| StoreError::corrupt("request id index"))?,
-        None => return Err(not_found()),
-    };
+    let target = shared.request_index(request_id)?.ok_or_else(not_found)?;
     // Only durable receipts can be erased: the client has its receipt in hand.
     if target >= shared.durable_size.load(Ordering::Acquire) {
         return Err(not_found());
@@ -387,10 +406,9 @@ fn add_erase(
     } = &row
     {
         // The same row without its salts.
-        write.batch.insert(
-            &entry_key(target)[..],
-            EntryRow::encode(signature, leaf, None, body),
-        );
+        write
+            .rows
+            .push((target, EntryRow::encode(signature, leaf, None, body)));
     }
     let index = range.size();
     let event = ErasureBody {
@@ -413,20 +431,20 @@ fn add_erase(
     let nodes = range
         .push(leaf_hash)
         .ok_or_else(|| StoreError::corrupt("the log is full"))?;
-    write.batch.remove(&content_key(target)[..]);
+    write.erased.push(target);
     write
         .batch
         .insert(&erased_key(target)[..], &index.to_be_bytes()[..]);
-    write.batch.insert(
-        &entry_key(index)[..],
+    write.rows.push((
+        index,
         EntryRow::encode(
             &signature,
             &leaf_hash,
             None,
             &StoredBody::Json(body.clone()),
         ),
-    );
-    insert_nodes(write, nodes);
+    ));
+    insert_nodes(shared, write, nodes);
     erased_in_group.insert(target);
     Ok(ErasureOutcome {
         erased_index: target,
