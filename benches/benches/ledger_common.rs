@@ -62,5 +62,14 @@ pub(crate) fn request(id: &str, content: bool) -> AppendRequest {
 pub(crate) fn config(path: &Path) -> LedgerConfig {
     let mut c = LedgerConfig::new(path, ORIGIN, LogKey::from_seed([7; 32]));
     c.sealer = true;
+    // `SWORN_BENCH_SLED_CACHE_MIB` / `SWORN_BENCH_NODE_CACHE_MIB` override the two memory
+    // settings (to see what memory follows them).
+    let mib = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(m) = mib("SWORN_BENCH_SLED_CACHE_MIB") {
+        c.cache_bytes = m * 1024 * 1024;
+    }
+    if let Some(m) = mib("SWORN_BENCH_NODE_CACHE_MIB") {
+        c.node_cache_bytes = usize::try_from(m * 1024 * 1024).unwrap_or(usize::MAX);
+    }
     c
 }

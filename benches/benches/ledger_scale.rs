@@ -3,7 +3,9 @@
 //! without content (target ≤ 1 KiB) and resident memory as the log grows (bounded by the
 //! configured cache, not by log size).
 //!
-//! `SWORN_BENCH_ENTRIES` overrides the size (default 1,000,000).
+//! `SWORN_BENCH_ENTRIES` overrides the size (default 1,000,000); `SWORN_BENCH_CONTENT=1`
+//! appends receipts with ~800 bytes of prompt and response content each (the memory
+//! figure then includes the content's rows; the disk figure includes the content).
 
 mod ledger_common;
 
@@ -15,7 +17,7 @@ use sworn_ledger::Ledger;
 
 const APPENDERS: u64 = 64;
 
-fn build(ledger: &Ledger, total: u64) {
+fn build(ledger: &Ledger, total: u64, content: bool) {
     let next = AtomicU64::new(0);
     let reported = AtomicU64::new(0);
     let start = Instant::now();
@@ -28,7 +30,7 @@ fn build(ledger: &Ledger, total: u64) {
                         break;
                     }
                     ledger
-                        .append(ledger_common::request(&format!("s-{id}"), false))
+                        .append(ledger_common::request(&format!("s-{id}"), content))
                         .expect("append");
                     let done = id + 1;
                     if done.is_multiple_of((total / 4).max(1))
@@ -59,13 +61,15 @@ fn scale(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = ledger_common::config(dir.path());
     let cache = cfg.cache_bytes;
+    let content = std::env::var("SWORN_BENCH_CONTENT").is_ok_and(|v| v == "1");
     let ledger = Ledger::open(cfg).expect("open");
-    build(&ledger, total);
+    build(&ledger, total, content);
     ledger.seal_now().expect("seal");
     let disk = sworn_benches::dir_bytes(dir.path());
     eprintln!(
-        "ledger_scale: {disk} bytes on disk for {total} receipts without content = {:.0} bytes/receipt; \
+        "ledger_scale: {disk} bytes on disk for {total} receipts {} content = {:.0} bytes/receipt; \
          peak RSS (VmHWM) {} KiB with a {} MiB sled cache",
+        if content { "with" } else { "without" },
         disk as f64 / total as f64,
         sworn_benches::proc_status_kib("VmHWM:").unwrap_or(0),
         cache / (1024 * 1024)
