@@ -4,8 +4,10 @@
 //! from the entries, checkpoints still verify, and appends continue.
 //!
 //! The child is this test binary re-executed on the ignored test `crash::crash_child`
-//! with `SWORN_CRASH_DIR` set. It prints `DURABLE <index> <leaf hash>` only after
-//! `append` returned.
+//! with `SWORN_CRASH_DIR` set. It prints `DURABLE <index> <leaf hash> <request id>` only
+//! after `append` returned. Its request-id index writes a run every 16 appends and merges
+//! runs every 64, 256, 1,024, so kills also land inside index flushes and merges; after
+//! each, every entry's request id must lead back to it.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -14,6 +16,7 @@ use std::process::{Command, Stdio};
 use rand::{Rng, SeedableRng};
 use sworn_ledger::Ledger;
 use sworn_ledger::checkpoint::SignedCheckpoint;
+use sworn_ledger::entry::EntryBody;
 use sworn_ledger::merkle::{Hash, MemoryTree, root, verify_inclusion};
 
 use crate::store::{ORIGIN, config, request};
@@ -33,6 +36,7 @@ fn crash_child() {
     let mut cfg = config(std::path::Path::new(&dir));
     cfg.sealer = true;
     cfg.seal_every_entries = 25;
+    cfg.request_memtable = 16;
     let ledger = Ledger::open(cfg).unwrap();
     let threads: Vec<_> = (0..CHILD_THREADS)
         .map(|t| {
@@ -40,11 +44,10 @@ fn crash_child() {
             let round = round.clone();
             std::thread::spawn(move || {
                 for i in 0..CHILD_APPENDS_PER_THREAD {
-                    let r = ledger
-                        .append(request(&format!("c{round}-{t}-{i}")))
-                        .unwrap();
+                    let id = format!("c{round}-{t}-{i}");
+                    let r = ledger.append(request(&id)).unwrap();
                     let mut out = std::io::stdout().lock();
-                    writeln!(out, "DURABLE {} {}", r.entry.index, r.leaf_hash).unwrap();
+                    writeln!(out, "DURABLE {} {} {id}", r.entry.index, r.leaf_hash).unwrap();
                     out.flush().unwrap();
                 }
             })
@@ -55,7 +58,7 @@ fn crash_child() {
     }
 }
 
-fn check_store(dir: &std::path::Path, reported: &BTreeMap<u64, Hash>) -> u64 {
+fn check_store(dir: &std::path::Path, reported: &BTreeMap<u64, (Hash, String)>) -> u64 {
     let ledger = Ledger::open(config(dir)).unwrap();
     let size = ledger.size();
     if let Some((&max, _)) = reported.last_key_value() {
@@ -68,13 +71,25 @@ fn check_store(dir: &std::path::Path, reported: &BTreeMap<u64, Hash>) -> u64 {
     for entry in ledger.entries(0, size) {
         let entry = entry.unwrap();
         entry.verify(&ledger.public_key()).unwrap();
-        if let Some(h) = reported.get(&entry.index) {
+        if let Some((h, _)) = reported.get(&entry.index) {
             assert_eq!(entry.leaf_hash(), *h, "entry {} changed", entry.index);
+        }
+        // Every receipt, reported or not, is found by its request id.
+        if let Ok(EntryBody::Receipt(body)) = EntryBody::parse_canonical(&entry.body) {
+            assert_eq!(
+                ledger.index_of(&body.request_id).unwrap(),
+                Some(entry.index),
+                "request id {}",
+                body.request_id
+            );
         }
         tree.push(entry.leaf_hash());
     }
     assert_eq!(ledger.root(size).unwrap(), root(&tree, size).unwrap());
-    for (&i, h) in reported.iter().step_by(97) {
+    for (&i, (_, id)) in reported {
+        assert_eq!(ledger.index_of(id).unwrap(), Some(i), "reported {id}");
+    }
+    for (&i, (h, _)) in reported.iter().step_by(97) {
         let p = ledger.inclusion_proof(i, size).unwrap();
         verify_inclusion(h, i, size, &p.path, &ledger.root(size).unwrap()).unwrap();
     }
@@ -91,7 +106,7 @@ fn crash_recovery_after_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed);
-    let mut reported: BTreeMap<u64, Hash> = BTreeMap::new();
+    let mut reported: BTreeMap<u64, (Hash, String)> = BTreeMap::new();
     let mut kills = 0;
     for round in 0..ROUNDS {
         let kill_after: usize = rng.gen_range(1..120);
@@ -116,11 +131,15 @@ fn crash_recovery_after_sigkill() {
             let Some(rest) = line.strip_prefix("DURABLE ") else {
                 continue;
             };
-            let (index, hash) = rest.split_once(' ').unwrap();
+            let mut fields = rest.split(' ');
+            let (Some(index), Some(hash), Some(id)) = (fields.next(), fields.next(), fields.next())
+            else {
+                panic!("bad child line {line:?}");
+            };
             let index: u64 = index.parse().unwrap();
             let hash = Hash::from_hex(hash).unwrap();
             assert!(
-                reported.insert(index, hash).is_none(),
+                reported.insert(index, (hash, id.to_string())).is_none(),
                 "index {index} reported twice"
             );
             seen += 1;
