@@ -189,7 +189,7 @@ impl NodeCache {
                         nodes.len()
                     )));
                 }
-                bytes += nodes.len() * HASH_BYTES;
+                bytes += nodes.capacity() * HASH_BYTES;
                 levels.push(nodes);
             }
         }
@@ -232,13 +232,17 @@ impl NodeCache {
             let level = &mut inner.levels[slot];
             // Nodes arrive in index order; anything else (never expected) is left to sled.
             if level.len() as u64 == node.index {
+                // Counted by capacity: what a level holds in memory, growth reserve
+                // included, is what the budget bounds.
+                let before = level.capacity();
                 level.push(node.hash);
-                inner.bytes += HASH_BYTES;
+                let grown = level.capacity() - before;
+                inner.bytes += grown * HASH_BYTES;
             }
         }
         while inner.bytes > self.budget_bytes && !inner.levels.is_empty() {
             let dropped = inner.levels.remove(0);
-            inner.bytes -= dropped.len() * HASH_BYTES;
+            inner.bytes -= dropped.capacity() * HASH_BYTES;
             inner.min_level += 1;
         }
     }
@@ -306,8 +310,9 @@ mod tests {
         // 256 leaves: all 511 nodes fit.
         assert_eq!(cache.footprint(), (0, 511 * 32));
         cache.extend(later);
-        // 512 leaves: 1023 nodes do not fit 600; levels ≥ 1 (511) do.
-        assert_eq!(cache.footprint(), (1, 511 * 32));
+        // 512 leaves: 1023 nodes do not fit 600; levels ≥ 1 (511) do. Bytes count the
+        // levels' capacity: the small top levels grew to Vec's minimum of 4 (516 slots).
+        assert_eq!(cache.footprint(), (1, 516 * 32));
         for node in &all {
             let expected = (node.level >= 1).then_some(node.hash);
             assert_eq!(cache.get(node.level, node.index), expected);
