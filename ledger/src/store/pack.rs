@@ -8,7 +8,9 @@
 //!   leaf page holds only small keys, so a rewrite costs sled little. Once full, the pack
 //!   moves to `p ‖ g` in the same batch and is written again only by an erasure. The
 //!   subtree hashes at levels 1–3 inside a pack are not stored: they are rebuilt from the
-//!   pack's leaf hashes (at most 7 hashes). Levels ≥ 4 keep their rows.
+//!   pack's leaf hashes (at most 7 hashes); the hash of each larger subtree is stored
+//!   after the rows of the full pack whose last entry completes it, so no subtree hash
+//!   needs a row of its own.
 //!
 //! Stores written before packs keep their per-entry rows below `packs_from` (the size at
 //! which this layout was first used) and are read as they are.

@@ -11,10 +11,10 @@
 //! | `e` ‖ index u64 BE (below `packs_from`) | signature (64) ‖ 0x02 ‖ flags ‖ leaf hash (32) ‖ [prompt salt ‖ response salt] ‖ body, compact or JSON (see [`EntryRow`]) |
 //! | `c` ‖ index u64 BE                   | prompt salt (32) ‖ response salt (32) ‖ prompt length u32 BE ‖ prompt ‖ response (erasable; absent when both are empty); folded into `f` when its pack is |
 //! | `f` ‖ pack u64 BE                    | the content values of a full pack's 16 entries, in pack form (an empty slot: no content); absent when the pack has none, or more than 96 KiB |
-//! | `h` ‖ level u8 ‖ index u64 BE        | hash (32) of the complete subtree at (level, index), level ≥ 4, or ≥ 1 when it starts below `packs_from` (leaf hashes are in the entry rows; levels 1–3 inside a pack are rebuilt from it) |
+//! | `h` ‖ level u8 ‖ index u64 BE        | hash (32) of the complete subtree at (level, index), level ≥ 1, only for subtrees that start below `packs_from` (stores written before packs); the others are in the packs |
 //! | `d` ‖ model id (8)                   | a model description that compact bodies refer to |
 //! | `a`                                  | the open pack: pack u64 BE ‖ the rows appended so far of entries `16·pack ..` (see `pack`) |
-//! | `p` ‖ pack u64 BE                    | entry rows of entries `16·pack .. 16·pack+15`, once all are appended (see `pack`) |
+//! | `p` ‖ pack u64 BE                    | entry rows of entries `16·pack .. 16·pack+15`, once all are appended, then the hashes of the subtrees (levels 4, 5, …) its last entry completes (see `pack`) |
 //! | `x` ‖ run u64 BE ‖ chunk u32 BE      | request-id index records, sorted: fingerprint (8) ‖ index u64 BE, up to 256 (see `request_index`) |
 //! | `y` ‖ run u64 BE                     | a run's manifest: level ‖ first fingerprint of each chunk |
 //! | `r` ‖ request id                     | index u64 BE (entries below `packs_from`)      |
