@@ -17,7 +17,7 @@ use super::schema::{content_key, entry_key, folded_key, open_pack_key, pack_key}
 /// Largest folded content pack before compression: a pack whose content is larger keeps
 /// a row per entry (sled writes values over a quarter of its 512 KiB segments to files of
 /// their own).
-pub(crate) const MAX_FOLDED_BYTES: usize = 96 * 1024;
+const MAX_FOLDED_BYTES: usize = 96 * 1024;
 
 /// One group's writes.
 #[derive(Default)]
@@ -169,6 +169,7 @@ impl GroupWrite {
             }
             let mut pack = Pack::new();
             let mut from_rows = Vec::new();
+            let mut any_content = false;
             for index in first..first + PACK_SLOTS {
                 let value = match new.get(&index) {
                     Some(v) => v.clone(),
@@ -181,11 +182,10 @@ impl GroupWrite {
                         None => Vec::new(),
                     },
                 };
+                any_content |= !value.is_empty();
                 pack.set(pack_of(index).1, value);
             }
-            let value = pack.encode();
-            let empty = value.len() == 3 + 4 * PACK_SLOTS as usize;
-            if (empty && from_rows.is_empty()) || value.len() > MAX_FOLDED_BYTES {
+            if !any_content || pack.encode().len() > MAX_FOLDED_BYTES {
                 // Nothing to fold (no content at all), or too much for one value.
                 continue;
             }

@@ -53,9 +53,7 @@ impl<'a> SledHashes<'a> {
         };
         hash.ok_or_else(|| StoreError::corrupt(format!("entry pack {pack_no}")))
     }
-}
 
-impl SledHashes<'_> {
     /// A subtree at level ≥ 4, stored in the full pack that completes it.
     fn completed(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
         let missing = || StoreError::corrupt(format!("hash node ({level}, {index}) missing"));

@@ -7,8 +7,9 @@
 //!   It is not written anywhere: every request id is in its entry's body, so on open the
 //!   memtable is rebuilt from the entries after `indexed_to`;
 //! - a full memtable becomes a **run**: its records sorted, in chunks of 256 (4 KiB
-//!   values, `x ‖ run ‖ chunk`), with a manifest (`y ‖ run`) holding each chunk's first
-//!   fingerprint, written in one batch with the new `indexed_to`;
+//!   values, `x ‖ run ‖ chunk`), then a manifest (`y ‖ run`) holding each chunk's first
+//!   fingerprint, written in one batch with the new `indexed_to` (chunks a crash leaves
+//!   without a manifest are removed on open);
 //! - when four runs of one level exist they are **merged** into one run of the next level
 //!   (in one batch that also removes them), so a record is rewritten O(log n) times and a
 //!   lookup reads one chunk per run, O(log n) runs.
@@ -96,21 +97,6 @@ struct Inner {
 pub(crate) struct RequestIndex {
     inner: RwLock<Inner>,
     memtable_limit: usize,
-}
-
-/// A run's records in sorted order, as chunk values and their fences.
-fn chunked(records: &[([u8; 8], u64)]) -> Vec<([u8; 8], Vec<u8>)> {
-    records
-        .chunks(CHUNK_RECORDS)
-        .map(|chunk| {
-            let mut value = Vec::with_capacity(chunk.len() * RECORD);
-            for (fp, index) in chunk {
-                value.extend_from_slice(fp);
-                value.extend_from_slice(&index.to_be_bytes());
-            }
-            (chunk[0].0, value)
-        })
-        .collect()
 }
 
 fn decode_records(value: &[u8]) -> Option<impl Iterator<Item = ([u8; 8], u64)> + '_> {
@@ -233,8 +219,16 @@ impl RequestIndex {
             (records, inner.next_run)
         };
         records.sort_unstable();
+        let mut out = RunWriter::new(id, 0);
+        for record in records {
+            out.push(log, record)?;
+        }
+        let run = out.finish(log)?;
+        // The switch: the run's manifest and the new `indexed_to` land together.
         let mut batch = sled::Batch::default();
-        let run = write_run(&mut batch, id, 0, &records);
+        if let Some(run) = &run {
+            batch.insert(&manifest_key(run.id)[..], run.encode());
+        }
         batch.insert(&meta_key("indexed_to")[..], &indexed_to.to_be_bytes()[..]);
         {
             let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
@@ -450,26 +444,6 @@ impl RunWriter {
             fences: self.fences,
         }))
     }
-}
-
-/// Adds run `id`'s chunks and manifest to `batch`; `None` (nothing written) for no records.
-fn write_run(
-    batch: &mut sled::Batch,
-    id: u64,
-    level: u8,
-    records: &[([u8; 8], u64)],
-) -> Option<Run> {
-    if records.is_empty() {
-        return None;
-    }
-    let mut fences = Vec::new();
-    for (chunk, (fence, value)) in chunked(records).into_iter().enumerate() {
-        batch.insert(&chunk_key(id, chunk as u32)[..], value);
-        fences.push(fence);
-    }
-    let run = Run { id, level, fences };
-    batch.insert(&manifest_key(id)[..], run.encode());
-    Some(run)
 }
 
 #[cfg(test)]

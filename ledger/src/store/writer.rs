@@ -177,19 +177,22 @@ fn build_group(shared: &Shared, range: &mut CompactRange, jobs: Vec<Job>) -> Opt
     let requests = std::mem::take(&mut write.requests);
     let applied = write
         .finish(shared)
-        .and_then(|()| Ok(shared.log.apply_batch(write.batch)?))
-        .and_then(|()| {
-            // The index learns the group once it is applied; a full memtable becomes a run
-            // covering everything applied so far.
-            if shared.requests.add(&requests) {
-                shared.requests.flush(&shared.log, range.size())?;
+        .and_then(|()| Ok(shared.log.apply_batch(write.batch)?));
+    if applied.is_ok() {
+        if !models.added.is_empty() {
+            // Before the group is durable, so no reader meets an entry whose model is
+            // unknown.
+            let mut known = shared.models.write().unwrap_or_else(|p| p.into_inner());
+            known.extend(models.added);
+        }
+        // The index learns the group once it is applied; a full memtable becomes a run
+        // covering everything applied so far. The group stands either way: a run that
+        // cannot be written stays in the memtable, and the next group tries again.
+        if shared.requests.add(&requests) {
+            if let Err(e) = shared.requests.flush(&shared.log, range.size()) {
+                tracing::error!(error = %e, "request-id index run not written; kept in memory");
             }
-            Ok(())
-        });
-    if applied.is_ok() && !models.added.is_empty() {
-        // Before the group is durable, so no reader meets an entry whose model is unknown.
-        let mut known = shared.models.write().unwrap_or_else(|p| p.into_inner());
-        known.extend(models.added);
+        }
     }
     if let Err(e) = applied {
         *range = before;
