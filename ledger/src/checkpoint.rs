@@ -2,18 +2,16 @@
 //! and this root", as the text of a signed note:
 //!
 //! ```text
-//! <origin>\n<size, decimal, no leading zeros>\n<base64 root>\n[extension lines\n]
+//! <origin>\n<size, decimal, no leading zeros>\n<base64 root>\n
 //! ```
 //!
-//! The note is signed with the log key under the key name = origin. Sworn emits no
-//! extension lines; parsing keeps any it finds (bounded) so other logs' checkpoints parse.
+//! The note is signed with the log key under the key name = origin. C2SP allows extension
+//! lines after the root, but no monitor can audit what they say, so Sworn's format has
+//! none: a checkpoint text with a fourth line is refused, never carried along unread.
 
 use crate::keys::{LogKey, PinnedKey};
 use crate::merkle::Hash;
 use crate::note::{NoteError, sign_note, verify_note};
-
-/// Most extension lines accepted after the root line.
-pub const MAX_EXTENSION_LINES: usize = 16;
 
 /// Why a checkpoint could not be parsed, signed or verified.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,11 +31,13 @@ pub enum CheckpointError {
     /// The root line is not base64 of 32 bytes.
     #[error("checkpoint root is not base64 of 32 bytes")]
     BadRoot,
-    /// More extension lines than [`MAX_EXTENSION_LINES`].
-    #[error("checkpoint has more than {max} extension lines")]
-    TooManyExtensions {
-        /// The cap.
-        max: usize,
+    /// A line after the root line: Sworn's checkpoints have no extension lines.
+    #[error(
+        "checkpoint has {count} line(s) after the root line; Sworn checkpoints have no extension lines"
+    )]
+    ExtensionLines {
+        /// How many lines followed the root line.
+        count: usize,
     },
     /// The origin line differs from the origin the verifier expects.
     #[error("checkpoint origin {found:?} is not the expected {expected:?}")]
@@ -58,34 +58,26 @@ pub struct Checkpoint {
     pub size: u64,
     /// RFC 9162 root of the first `size` entries.
     pub root: Hash,
-    /// Extension lines (without newlines); empty for Sworn's own checkpoints.
-    pub extensions: Vec<String>,
 }
 
 impl Checkpoint {
-    /// A checkpoint without extension lines.
+    /// A checkpoint of `origin` at `size` with `root`.
     pub fn new(origin: &str, size: u64, root: Hash) -> Self {
         Checkpoint {
             origin: origin.to_string(),
             size,
             root,
-            extensions: Vec::new(),
         }
     }
 
-    /// The note text: origin, size, base64 root, extension lines, each ending in `\n`.
+    /// The note text: origin, size and base64 root, each ending in `\n`.
     pub fn to_text(&self) -> String {
-        let mut text = format!(
+        format!(
             "{}\n{}\n{}\n",
             self.origin,
             self.size,
             self.root.to_base64()
-        );
-        for line in &self.extensions {
-            text.push_str(line);
-            text.push('\n');
-        }
-        text
+        )
     }
 
     /// Parses checkpoint text (the signed part of the note).
@@ -113,23 +105,14 @@ impl Checkpoint {
                 text: size_line.to_string(),
             })?;
         let root = Hash::from_base64(root_line).map_err(|_| CheckpointError::BadRoot)?;
-        let mut extensions = Vec::new();
-        for line in lines {
-            if extensions.len() == MAX_EXTENSION_LINES {
-                return Err(CheckpointError::TooManyExtensions {
-                    max: MAX_EXTENSION_LINES,
-                });
-            }
-            if line.is_empty() {
-                return Err(CheckpointError::MissingLines);
-            }
-            extensions.push(line.to_string());
+        let count = lines.count();
+        if count > 0 {
+            return Err(CheckpointError::ExtensionLines { count });
         }
         Ok(Checkpoint {
             origin: origin.to_string(),
             size,
             root,
-            extensions,
         })
     }
 }
@@ -213,7 +196,22 @@ mod tests {
         ] {
             assert!(Checkpoint::parse_text(&bad).is_err(), "{bad:?}");
         }
-        let ok = Checkpoint::parse_text(&format!("o\n0\n{root}\next\n")).unwrap();
-        assert_eq!(ok.extensions, vec!["ext".to_string()]);
+        assert!(Checkpoint::parse_text(&format!("o\n0\n{root}\n")).is_ok());
+    }
+
+    /// An operator could hide a claim no monitor audits in an extension line; the strict
+    /// format has none, so a fourth line is refused, however harmless it looks.
+    #[test]
+    fn extension_lines_are_refused() {
+        let root = hash_leaf(b"x").to_base64();
+        for (text, count) in [
+            (format!("o\n0\n{root}\next\n"), 1),
+            (format!("o\n5\n{root}\nbatch 7\nwitness x\n"), 2),
+        ] {
+            assert_eq!(
+                Checkpoint::parse_text(&text),
+                Err(CheckpointError::ExtensionLines { count })
+            );
+        }
     }
 }

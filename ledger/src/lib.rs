@@ -10,6 +10,7 @@ pub mod commitment;
 mod ed25519;
 pub mod entry;
 pub mod export;
+pub mod ijson;
 pub mod jcs;
 pub mod keys;
 pub mod merkle;
