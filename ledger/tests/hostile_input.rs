@@ -5,7 +5,6 @@
 use proptest::prelude::*;
 use sworn_ledger::checkpoint::{Checkpoint, SignedCheckpoint};
 use sworn_ledger::entry::{EntryBody, Receipt};
-use sworn_ledger::export::ExportAuditor;
 use sworn_ledger::jcs;
 use sworn_ledger::keys::{LogKey, PinnedKey};
 use sworn_ledger::merkle::{
@@ -68,7 +67,6 @@ proptest! {
         let _ = Checkpoint::parse_text(&text);
         let _ = SignedCheckpoint::verify(&text, &k, ORIGIN);
         let _ = PinnedKey::from_vkey(&text);
-        let _ = ExportAuditor::audit(k, &bytes[..]);
         let chunks: Vec<&[u8]> = bytes.chunks(31).collect();
         let _ = decode_path(&chunks, MAX_INCLUSION_PROOF_LEN);
     }

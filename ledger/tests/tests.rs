@@ -5,7 +5,6 @@
 
 mod content_folding;
 mod crash;
-mod export;
 mod hostile_input;
 mod known_answers;
 mod layout;

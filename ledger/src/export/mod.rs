@@ -15,7 +15,6 @@
 //! and the `end` line makes truncation detectable. Content and salts are never exported.
 //! The header's `public_key` is informative only: auditors pin their own.
 
-mod audit;
 mod reader;
 
 use std::io::Write;
@@ -26,7 +25,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{Ledger, StoreError};
 
-pub use audit::{ExportAuditor, ExportSummary};
 pub use reader::{ExportReader, MAX_EXPORT_LINE_BYTES};
 
 /// Value of the header's `format` member.

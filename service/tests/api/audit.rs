@@ -4,8 +4,10 @@
 use serde_json::{Value, json};
 use sworn_ledger::checkpoint::SignedCheckpoint;
 use sworn_ledger::entry::{Receipt, ReceiptJson};
-use sworn_ledger::export::ExportAuditor;
 use sworn_ledger::merkle::{ConsistencyProof, Hash, InclusionProof};
+use sworn_verifier::audit::{AuditOptions, audit_export};
+use sworn_verifier::commands::{content_of, runtime};
+use sworn_verifier::report::Layer;
 
 use crate::answers::toy_server;
 use crate::support::{ORIGIN, Options, Raw, TestServer, bearer, raw};
@@ -144,17 +146,21 @@ async fn tenants_see_only_their_receipts_and_admins_export_and_erase() {
         200
     );
 
-    // Export: NDJSON that the ledger's own auditor accepts.
+    // Export: NDJSON that the auditor's own tool accepts.
     server.ledger.seal_now().unwrap();
     let export = get(&server, "/v1/audit/export", &admin).await;
     assert_eq!(export.status, 200);
     assert_eq!(export.header("content-type"), Some("application/x-ndjson"));
-    let summary = ExportAuditor::audit(server.ledger.public_key(), export.body.as_slice()).unwrap();
+    let key = server.ledger.public_key();
+    let audited =
+        audit_export(&key, export.body.as_slice(), None, &AuditOptions::default()).unwrap();
+    assert_eq!(audited.report.exit_code(), 0, "{:?}", audited.findings);
+    let summary = &audited.summary;
     assert_eq!(
-        (summary.size, summary.receipts, summary.erasures),
+        (summary.entries, summary.receipts, summary.erasures),
         (2, 2, 0)
     );
-    assert_eq!(summary.root, server.ledger.root(2).unwrap());
+    assert_eq!(summary.root, server.ledger.root(2).unwrap().to_hex());
 
     // Erasure: content and salts go, the receipt still verifies and an event is appended.
     let auth = bearer(&admin);
@@ -179,6 +185,25 @@ async fn tenants_see_only_their_receipts_and_admins_export_and_erase() {
     assert_eq!(after["receipt"]["salts"], Value::Null);
     let bundle: ReceiptJson = serde_json::from_value(after["receipt"].clone()).unwrap();
     Receipt::verify_bundle(&bundle, &server.ledger.public_key()).unwrap();
+    // The auditor believes the erasure only from the signed event the bundle now carries
+    // (proven to the bundle's checkpoint); the same bundle without it is a failed
+    // commitment, since anyone can strip salts.
+    assert!(after["erasure"]["entry"]["body"].is_string());
+    let vkey = server.ledger.public_key().to_vkey();
+    let with_event = serde_json::to_vec(&after).unwrap();
+    let mut stripped = after.clone();
+    stripped.as_object_mut().unwrap().remove("erasure");
+    let stripped = serde_json::to_vec(&stripped).unwrap();
+    let verdicts = tokio::task::spawn_blocking(move || {
+        let rt = runtime().unwrap();
+        [with_event, stripped].map(|b| content_of(&b, b"[]", b"x", Some(&vkey), &rt).unwrap())
+    })
+    .await
+    .unwrap();
+    let commitment = |i: usize| verdicts[i].outcome(Layer::Commitment).map(|o| o.status());
+    assert_eq!(commitment(0), Some("erased"), "{:?}", verdicts[0]);
+    assert_eq!(verdicts[0].exit_code(), 0);
+    assert_eq!(commitment(1), Some("failed"));
     assert_eq!(server.ledger.size(), 3);
     let again = raw(
         server.addr,
