@@ -4,16 +4,22 @@
 //! Three shapes are accepted, all emitted by Sworn:
 //! - the full bundle of `GET /v1/audit/receipts/{request_id}`:
 //!   `{"receipt": {…}, "inclusion": {"index", "tree_size", "hashes"}, "checkpoint":
-//!   {"size", "root_hash", "note"}, "anchor": <anchor record>}` (`inclusion`,
-//!   `checkpoint` and `anchor` optional);
-//! - a completion response with its top-level `"sworn"` receipt;
+//!   {"size", "root_hash", "note"}, "anchor": <anchor record>, "erasure": {"entry",
+//!   "inclusion"}}` (every section but `receipt` optional; `erasure` is the signed
+//!   erasure event of an erased receipt with its own inclusion proof);
+//! - a completion response with its top-level `"sworn"` receipt: then the answer text
+//!   (`choices[0].message.content` or `choices[0].text`) is kept too, because the file
+//!   holds both the salts and the text and the text must open the commitment;
 //! - the bare receipt (`{"v":1,"log",…,"body","signature","salts"}`, ledger's
 //!   `ReceiptJson`).
 //!
-//! Parsing here checks only the outer shape and the size cap; a malformed section is
-//! kept as raw JSON and reported by its own layer.
+//! Parsing here checks the outer shape, the size cap and that the whole document is
+//! I-JSON (no duplicate member names at any depth: two `receipt` members must not mean
+//! "the last one"); a malformed section is kept as raw JSON and reported by its own
+//! layer.
 
 use serde_json::{Map, Value};
+use sworn_ledger::ijson;
 
 /// Largest bundle read: a receipt (≤ 128 KiB), a checkpoint note (≤ 16 KiB), a 64-element
 /// proof and an anchor record fit with room to spare; anything larger is hostile.
@@ -30,7 +36,7 @@ pub enum BundleError {
         /// The cap.
         max: usize,
     },
-    /// Not a JSON object.
+    /// Not an I-JSON object (duplicate member names included).
     #[error("bundle is not a JSON object: {reason}")]
     NotJson {
         /// The parser's message.
@@ -46,6 +52,13 @@ pub enum BundleError {
     /// No receipt in it.
     #[error("bundle has no receipt (expected `receipt`, `sworn`, or a bare receipt)")]
     NoReceipt,
+    /// A completion response whose answer text cannot be read (no single choice with a
+    /// string `message.content` or `text`).
+    #[error("completion response: {reason}")]
+    BadCompletion {
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// A bundle split into its sections (each still raw JSON).
@@ -59,10 +72,15 @@ pub struct Bundle {
     pub checkpoint: Option<Value>,
     /// The anchor record, if any.
     pub anchor: Option<Value>,
+    /// The signed erasure event of this receipt with its inclusion proof, if erased.
+    pub erasure: Option<Value>,
+    /// The answer text, when the file is a completion response (which also carries the
+    /// salts): the commitment layer must then open it.
+    pub answer: Option<String>,
 }
 
 /// Members of the full bundle.
-const FULL_MEMBERS: [&str; 4] = ["receipt", "inclusion", "checkpoint", "anchor"];
+const FULL_MEMBERS: [&str; 5] = ["receipt", "inclusion", "checkpoint", "anchor", "erasure"];
 
 impl Bundle {
     /// Splits `bytes` into sections, checking only the outer shape.
@@ -73,7 +91,7 @@ impl Bundle {
                 max: MAX_BUNDLE_BYTES,
             });
         }
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| BundleError::NotJson {
+        let value = ijson::parse(bytes).map_err(|e| BundleError::NotJson {
             reason: e.to_string(),
         })?;
         let Value::Object(mut object) = value else {
@@ -85,11 +103,15 @@ impl Bundle {
             return Self::full(object);
         }
         if let Some(sworn) = object.remove("sworn") {
-            // A completion response: everything else is OpenAI's answer, not ours.
-            return match sworn {
-                Value::Object(inner) if inner.contains_key("receipt") => Self::full(inner),
-                other => Ok(Bundle::receipt_only(other)),
+            // A completion response: the rest is OpenAI's answer, of which only the answer
+            // text matters here (the receipt commits to it).
+            let answer = answer_text(&object)?;
+            let mut bundle = match sworn {
+                Value::Object(inner) if inner.contains_key("receipt") => Self::full(inner)?,
+                other => Bundle::receipt_only(other),
             };
+            bundle.answer = answer;
+            return Ok(bundle);
         }
         if object.contains_key("body") && object.contains_key("signature") {
             return Ok(Bundle::receipt_only(Value::Object(object)));
@@ -103,6 +125,8 @@ impl Bundle {
             inclusion: None,
             checkpoint: None,
             anchor: None,
+            erasure: None,
+            answer: None,
         }
     }
 
@@ -117,7 +141,9 @@ impl Bundle {
             inclusion: take("inclusion"),
             checkpoint: take("checkpoint"),
             anchor: take("anchor"),
+            erasure: take("erasure"),
             receipt,
+            answer: None,
         })
     }
 
@@ -129,12 +155,43 @@ impl Bundle {
             ("inclusion", &self.inclusion),
             ("checkpoint", &self.checkpoint),
             ("anchor", &self.anchor),
+            ("erasure", &self.erasure),
         ] {
             if let Some(v) = section {
                 object.insert(name.into(), v.clone());
             }
         }
         Value::Object(object)
+    }
+}
+
+/// The answer text of a completion response (chat: `choices[0].message.content`;
+/// completion: `choices[0].text`). `None` when the object has no `choices` at all (a
+/// receipt wrapped in `{"sworn": …}` alone); an error when it has them but not exactly one
+/// choice with a string text, since the receipt commits to one answer.
+fn answer_text(response: &Map<String, Value>) -> Result<Option<String>, BundleError> {
+    let Some(choices) = response.get("choices") else {
+        return Ok(None);
+    };
+    let bad = |reason: &str| BundleError::BadCompletion {
+        reason: reason.to_string(),
+    };
+    let [choice] = choices
+        .as_array()
+        .ok_or_else(|| bad("`choices` is not an array"))?
+        .as_slice()
+    else {
+        return Err(bad("a sworn answer has exactly one choice"));
+    };
+    let text = choice
+        .get("message")
+        .map(|m| m.get("content"))
+        .unwrap_or_else(|| choice.get("text"));
+    match text {
+        Some(Value::String(t)) => Ok(Some(t.clone())),
+        _ => Err(bad(
+            "the choice has no string `message.content` (chat) or `text` (completion)",
+        )),
     }
 }
 
@@ -147,9 +204,20 @@ mod tests {
         let bare = br#"{"v":1,"body":"{}","signature":"x","log":"o","index":0}"#;
         let b = Bundle::parse(bare).unwrap();
         assert!(b.inclusion.is_none());
-        let api =
-            br#"{"id":"chatcmpl-1","choices":[],"sworn":{"v":1,"body":"{}","signature":"x"}}"#;
-        assert_eq!(Bundle::parse(api).unwrap().receipt["v"], 1);
+        let api = br#"{"id":"chatcmpl-1","choices":[{"message":{"content":"4"}}],"sworn":{"v":1,"body":"{}","signature":"x"}}"#;
+        let b = Bundle::parse(api).unwrap();
+        assert_eq!(b.receipt["v"], 1);
+        assert_eq!(b.answer.as_deref(), Some("4"));
+        let completion = br#"{"choices":[{"text":"Once"}],"sworn":{"v":1}}"#;
+        assert_eq!(
+            Bundle::parse(completion).unwrap().answer.as_deref(),
+            Some("Once")
+        );
+        let no_choice = br#"{"choices":[],"sworn":{"v":1}}"#;
+        assert!(matches!(
+            Bundle::parse(no_choice),
+            Err(BundleError::BadCompletion { .. })
+        ));
         let full = br#"{"receipt":{"v":1},"inclusion":{"index":0},"checkpoint":null}"#;
         let b = Bundle::parse(full).unwrap();
         assert!(b.inclusion.is_some() && b.checkpoint.is_none());
@@ -169,6 +237,12 @@ mod tests {
             Err(BundleError::NotJson { .. })
         ));
         assert_eq!(Bundle::parse(b"{}"), Err(BundleError::NoReceipt));
+        // The last of two `receipt` members must not silently win.
+        let twice = br#"{"receipt":{"v":1},"receipt":{"v":2}}"#;
+        assert!(matches!(
+            Bundle::parse(twice),
+            Err(BundleError::NotJson { .. })
+        ));
         let big = vec![b' '; MAX_BUNDLE_BYTES + 1];
         assert!(matches!(
             Bundle::parse(&big),

@@ -9,9 +9,10 @@ use std::time::Duration;
 use alloy::primitives::{Address, B256};
 use sworn_ledger::anchor::log_id;
 use sworn_ledger::checkpoint::Checkpoint;
-use sworn_ledger::entry::ReceiptJson;
+use sworn_ledger::ijson;
 use sworn_ledger::keys::PinnedKey;
 use sworn_ledger::note::parse_note;
+use sworn_ledger::receipt::ReceiptBody;
 use tokio::runtime::Runtime;
 
 use crate::audit::{AuditOptions, AuditOutcome, ChainView, audit_export};
@@ -19,12 +20,13 @@ use crate::bundle::{Bundle, MAX_BUNDLE_BYTES};
 use crate::chain::{ChainPins, ChainReader, check_anchor};
 use crate::cli::{AuditArgs, ChainArgs, CheckpointArgs, ContentArgs, KeyArgs, ReceiptArgs};
 use crate::content::{Disclosure, check_content};
-use crate::offline::check_offline;
-use crate::report::{Layer, Outcome, Report};
+use crate::erasure::check_erasure;
+use crate::offline::{OfflineResult, check_offline};
+use crate::report::{EXIT_OK, Layer, Outcome, Report};
 use crate::server::{AuditClient, StreamReader};
 use crate::state::StateDir;
 use crate::trust::load_key;
-use crate::watch::{ConsistencyJson, check_checkpoint, note_from_input};
+use crate::watch::{ConsistencyJson, check_checkpoint, checkpoint_input, remember};
 
 /// Largest content file read by `content` (the ledger's own cap on stored content).
 const MAX_CONTENT_BYTES: usize = sworn_ledger::store::DEFAULT_MAX_CONTENT_BYTES;
@@ -101,8 +103,34 @@ pub fn runtime() -> Result<Runtime, CommandError> {
         .map_err(io)
 }
 
+/// Layers the `receipt` command evaluates, the only ones `--require` may name.
+const RECEIPT_LAYERS: [Layer; 7] = [
+    Layer::Bundle,
+    Layer::Signature,
+    Layer::Commitment,
+    Layer::Inclusion,
+    Layer::Checkpoint,
+    Layer::Anchor,
+    Layer::Finality,
+];
+
 /// `sworn-verify receipt`.
 pub fn receipt(args: &ReceiptArgs, rt: &Runtime) -> Result<Report, CommandError> {
+    // Flags first: a `--require` the command cannot honour is a usage error, before any
+    // input is read or any server asked.
+    let required: Vec<Layer> = args
+        .require
+        .iter()
+        .map(|name| match Layer::from_name(name) {
+            Some(layer) if RECEIPT_LAYERS.contains(&layer) => Ok(layer),
+            Some(_) => Err(CommandError::Usage(format!(
+                "--require: the receipt command does not evaluate the {name:?} layer"
+            ))),
+            None => Err(CommandError::Usage(format!(
+                "--require: unknown layer {name:?}"
+            ))),
+        })
+        .collect::<Result<_, _>>()?;
     let bytes = match (&args.request_id, server(&args.server)?) {
         (Some(id), Some(client)) => rt.block_on(client.receipt(id)).map_err(io)?,
         _ => {
@@ -112,16 +140,13 @@ pub fn receipt(args: &ReceiptArgs, rt: &Runtime) -> Result<Report, CommandError>
             read_input(path, MAX_BUNDLE_BYTES)?
         }
     };
-    let required: Vec<Layer> = args
-        .require
-        .iter()
-        .map(|name| {
-            Layer::from_name(name)
-                .ok_or_else(|| CommandError::Usage(format!("--require: unknown layer {name:?}")))
-        })
-        .collect::<Result<_, _>>()?;
     let chain = chain_reader(&args.chain)?;
-    let mut report = verify_bundle_bytes(&bytes, &args.key, chain.as_ref(), rt)?;
+    let inputs = BundleInputs {
+        bytes: &bytes,
+        request_id: args.request_id.as_deref(),
+        ..BundleInputs::default()
+    };
+    let mut report = verify_bundle(&inputs, &args.key, chain.as_ref(), rt)?;
     for layer in required {
         report.require(layer);
     }
@@ -135,36 +160,59 @@ pub fn verify_bundle_bytes(
     chain: Option<&(ChainReader, ChainPins)>,
     rt: &Runtime,
 ) -> Result<Report, CommandError> {
+    let inputs = BundleInputs {
+        bytes,
+        ..BundleInputs::default()
+    };
+    verify_bundle(&inputs, key_args, chain, rt)
+}
+
+/// What an auditor hands over with a bundle.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BundleInputs<'a> {
+    /// The bundle file's bytes.
+    pub bytes: &'a [u8],
+    /// Disclosed prompt content (exact bytes), for the commitment layer.
+    pub prompt: Option<&'a [u8]>,
+    /// Disclosed response content (exact bytes), for the commitment layer.
+    pub response: Option<&'a [u8]>,
+    /// The request id the bundle was asked for: a server that answers with another
+    /// request's (valid) receipt must not pass.
+    pub request_id: Option<&'a str>,
+}
+
+/// Verifies a bundle with whatever was disclosed beside it: every offline layer, the
+/// commitment layer when content, an answer text or an erasure event is at hand, and the
+/// chain layers when a chain is given (which then also requires inclusion and checkpoint:
+/// an anchor vouches for a tree, not for a receipt never shown to be in it).
+pub fn verify_bundle(
+    inputs: &BundleInputs<'_>,
+    key_args: &KeyArgs,
+    chain: Option<&(ChainReader, ChainPins)>,
+    rt: &Runtime,
+) -> Result<Report, CommandError> {
     let mut report = Report::new("receipt");
-    let bundle = match Bundle::parse(bytes) {
+    let bundle = match Bundle::parse(inputs.bytes) {
         Ok(b) => b,
         Err(e) => {
             report.set(Layer::Bundle, true, Outcome::Failed(e.to_string()));
             return Ok(report);
         }
     };
-    let sections: Vec<&str> = [
-        Some("receipt"),
-        bundle.inclusion.as_ref().map(|_| "inclusion proof"),
-        bundle.checkpoint.as_ref().map(|_| "checkpoint"),
-        bundle.anchor.as_ref().map(|_| "anchor record"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let key = resolve_key(key_args, chain, &bundle, rt)?;
+    let offline = check_offline(&bundle, key.as_ref().ok(), &mut report);
     report.set(
         Layer::Bundle,
         true,
-        Outcome::Ok(format!("sections: {}", sections.join(", "))),
+        bundle_outcome(&bundle, &offline, inputs),
     );
-    let key = resolve_key(key_args, chain, &bundle, rt)?;
-    let offline = check_offline(&bundle, key.as_ref().ok(), &mut report);
     if let Err(reason) = &key {
         report.set(Layer::Signature, true, Outcome::Failed(reason.clone()));
         if bundle.checkpoint.is_some() {
             report.set(Layer::Checkpoint, true, Outcome::Failed(reason.clone()));
         }
     }
+    check_commitment(&bundle, &offline, key.as_ref().ok(), inputs, &mut report);
     match chain {
         None => {
             report.set(
@@ -179,6 +227,8 @@ pub fn verify_bundle_bytes(
             );
         }
         Some((reader, pins)) => {
+            report.require(Layer::Inclusion);
+            report.require(Layer::Checkpoint);
             let origin = key
                 .as_ref()
                 .map(|k| k.name().to_string())
@@ -194,6 +244,95 @@ pub fn verify_bundle_bytes(
         }
     }
     Ok(report)
+}
+
+/// The bundle layer: its sections, and that it is the receipt that was asked for.
+fn bundle_outcome(bundle: &Bundle, offline: &OfflineResult, inputs: &BundleInputs<'_>) -> Outcome {
+    if let Some(wanted) = inputs.request_id {
+        let answered = offline
+            .receipt_json
+            .as_ref()
+            .and_then(|json| ReceiptBody::parse_canonical(json.body.as_bytes()).ok())
+            .map(|body| body.request_id);
+        match answered {
+            Some(id) if id == wanted => {}
+            Some(id) => {
+                return Outcome::Failed(format!(
+                    "asked for the receipt of request {wanted:?}, the server answered with the                      receipt of request {id:?}"
+                ));
+            }
+            None => {
+                return Outcome::Failed(format!(
+                    "asked for the receipt of request {wanted:?}, the answer has no readable                      receipt body to bind it to"
+                ));
+            }
+        }
+    }
+    let sections: Vec<&str> = [
+        Some("receipt"),
+        bundle.inclusion.as_ref().map(|_| "inclusion proof"),
+        bundle.checkpoint.as_ref().map(|_| "checkpoint"),
+        bundle.anchor.as_ref().map(|_| "anchor record"),
+        bundle.erasure.as_ref().map(|_| "erasure event"),
+        bundle.answer.as_ref().map(|_| "answer text"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut detail = format!("sections: {}", sections.join(", "));
+    if let Some(wanted) = inputs.request_id {
+        detail.push_str(&format!("; the receipt of request {wanted:?}, as asked"));
+    }
+    Outcome::Ok(detail)
+}
+
+/// The commitment layer, when there is anything to open or an erasure to believe: the
+/// disclosed content, the answer text a completion response carries beside its salts, or
+/// the bundle's erasure event.
+fn check_commitment(
+    bundle: &Bundle,
+    offline: &OfflineResult,
+    key: Option<&PinnedKey>,
+    inputs: &BundleInputs<'_>,
+    report: &mut Report,
+) {
+    let disclosed = inputs.prompt.is_some() || inputs.response.is_some();
+    if !disclosed && bundle.answer.is_none() && bundle.erasure.is_none() {
+        return;
+    }
+    let Some(json) = &offline.receipt_json else {
+        report.set(
+            Layer::Commitment,
+            true,
+            Outcome::Failed("no readable receipt in the file".into()),
+        );
+        return;
+    };
+    if let (Some(answer), Some(response)) = (&bundle.answer, inputs.response) {
+        if answer.as_bytes() != response {
+            report.set(
+                Layer::Commitment,
+                true,
+                Outcome::Failed("the file's answer text and the --response content differ".into()),
+            );
+            return;
+        }
+    }
+    let erasure = bundle.erasure.as_ref().map(|section| {
+        check_erasure(
+            section,
+            offline.receipt.as_ref(),
+            key,
+            offline.checkpoint.as_ref(),
+        )
+    });
+    let disclosure = Disclosure {
+        prompt: inputs.prompt,
+        response: inputs
+            .response
+            .or(bundle.answer.as_deref().map(str::as_bytes)),
+    };
+    check_content(json, disclosure, erasure, report);
 }
 
 /// The pinned key: from `--key`, or from the contract for the bundle's anchor seq. An
@@ -272,7 +411,8 @@ pub fn content(args: &ContentArgs, rt: &Runtime) -> Result<Report, CommandError>
     content_of(&bytes, &prompt, &response, args.key.as_deref(), rt)
 }
 
-/// The content check on bytes already read.
+/// The content check on bytes already read. Without a key the receipt is not
+/// authenticated (said so), and no erasure can be believed.
 pub fn content_of(
     bundle_bytes: &[u8],
     prompt: &[u8],
@@ -280,35 +420,48 @@ pub fn content_of(
     key: Option<&str>,
     rt: &Runtime,
 ) -> Result<Report, CommandError> {
-    let key_args = KeyArgs {
-        key: key.map(str::to_string),
-        from_chain: false,
-        origin: None,
+    let inputs = BundleInputs {
+        bytes: bundle_bytes,
+        prompt: Some(prompt),
+        response: Some(response),
+        request_id: None,
     };
-    let mut report = if key.is_some() {
-        verify_bundle_bytes(bundle_bytes, &key_args, None, rt)?
-    } else {
-        let mut r = Report::new("content");
-        r.set(
-            Layer::Signature,
-            false,
-            Outcome::Skipped("no --key: the receipt itself is not authenticated".into()),
-        );
-        r
+    let mut report = match key {
+        Some(key) => {
+            let key_args = KeyArgs {
+                key: Some(key.to_string()),
+                from_chain: false,
+                origin: None,
+            };
+            verify_bundle(&inputs, &key_args, None, rt)?
+        }
+        None => unauthenticated_content(&inputs),
     };
     report.subject = "content".into();
-    let receipt: Option<ReceiptJson> = Bundle::parse(bundle_bytes)
-        .ok()
-        .and_then(|b| serde_json::from_value(b.receipt).ok());
-    match receipt {
-        Some(r) => check_content(&r, Disclosure { prompt, response }, &mut report),
-        None => report.set(
-            Layer::Commitment,
-            true,
-            Outcome::Failed("no readable receipt in the file".into()),
-        ),
-    }
     Ok(report)
+}
+
+/// The commitment layer alone, for an auditor without the log's key.
+fn unauthenticated_content(inputs: &BundleInputs<'_>) -> Report {
+    let mut report = Report::new("content");
+    report.set(
+        Layer::Signature,
+        false,
+        Outcome::Skipped("no --key: the receipt itself is not authenticated".into()),
+    );
+    let bundle = match Bundle::parse(inputs.bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            report.set(Layer::Bundle, true, Outcome::Failed(e.to_string()));
+            return report;
+        }
+    };
+    let offline = OfflineResult {
+        receipt_json: serde_json::from_value(bundle.receipt.clone()).ok(),
+        ..OfflineResult::default()
+    };
+    check_commitment(&bundle, &offline, None, inputs, &mut report);
+    report
 }
 
 /// `sworn-verify audit`.
@@ -425,7 +578,15 @@ pub fn checkpoint(args: &CheckpointArgs, rt: &Runtime) -> Result<Report, Command
             ));
         }
     };
-    let note = note_from_input(&String::from_utf8_lossy(&text));
+    let mut report = Report::new("checkpoint");
+    let input = match checkpoint_input(&text) {
+        Ok(input) => input,
+        Err(reason) => {
+            report.set(Layer::Checkpoint, true, Outcome::Failed(reason));
+            return Ok(report);
+        }
+    };
+    let note = input.note.clone();
     let state = StateDir::new(args.state_dir.clone().unwrap_or_else(StateDir::default_dir));
     let proof_bytes = match (&args.consistency, &client) {
         (Some(path), _) => Some(read_input(path, MAX_BUNDLE_BYTES)?),
@@ -445,10 +606,9 @@ pub fn checkpoint(args: &CheckpointArgs, rt: &Runtime) -> Result<Report, Command
         }
         _ => None,
     };
-    let mut report = Report::new("checkpoint");
     let proof: Option<ConsistencyJson> = match proof_bytes {
         None => None,
-        Some(b) => match serde_json::from_slice(&b) {
+        Some(b) => match ijson::parse_as(&b) {
             Ok(p) => Some(p),
             Err(e) => {
                 report.set(
@@ -460,7 +620,22 @@ pub fn checkpoint(args: &CheckpointArgs, rt: &Runtime) -> Result<Report, Command
             }
         },
     };
-    let signed = check_checkpoint(&note, &key, &state, proof.as_ref(), &mut report).map_err(io)?;
+    let mut signed =
+        check_checkpoint(&note, &key, &state, proof.as_ref(), &mut report).map_err(io)?;
+    if let (Some(section), Some(verified)) = (&input.section, &signed) {
+        let wrong = section.disagreements(&verified.checkpoint);
+        if !wrong.is_empty() {
+            report.set(
+                Layer::Checkpoint,
+                true,
+                Outcome::Failed(format!(
+                    "the JSON's unsigned {} disagree(s) with the signed note",
+                    wrong.join(", ")
+                )),
+            );
+            signed = None;
+        }
+    }
     match chain_reader(&args.chain)? {
         None => {
             report.set(
@@ -483,6 +658,18 @@ pub fn checkpoint(args: &CheckpointArgs, rt: &Runtime) -> Result<Report, Command
                 None,
                 &mut report,
             ));
+        }
+    }
+    // Only now, with every layer in, may this checkpoint become the one remembered.
+    if let Some(signed) = &signed {
+        if report.exit_code() == EXIT_OK {
+            remember(&state, signed).map_err(io)?;
+            report.fact(
+                "remembered",
+                format!("size {} as last accepted", signed.checkpoint.size),
+            );
+        } else {
+            report.fact("remembered", "nothing: not every required layer passed");
         }
     }
     Ok(report)

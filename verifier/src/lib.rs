@@ -18,6 +18,7 @@ pub mod chain;
 pub mod cli;
 pub mod commands;
 pub mod content;
+pub mod erasure;
 pub mod offline;
 pub mod render;
 pub mod report;

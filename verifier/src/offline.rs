@@ -29,18 +29,81 @@ struct InclusionSection {
     hashes: Vec<String>,
 }
 
-/// The checkpoint section: the signed note, with unsigned convenience copies of its size
-/// and root (which must agree with the note when present).
-#[derive(Debug, Deserialize)]
+/// The checkpoint section of a bundle, and the `/v1/audit/checkpoint` JSON: the signed
+/// note, with unsigned convenience copies of its origin, size and root, which must agree
+/// with the note when present (a reader that trusted a copy would be fooled by it).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CheckpointSection {
-    note: String,
+pub struct CheckpointSection {
+    /// The complete signed note.
+    pub note: String,
+    /// Unsigned copy of the size.
     #[serde(default)]
-    size: Option<u64>,
+    pub size: Option<u64>,
+    /// Unsigned copy of the root, hex.
     #[serde(default)]
-    root_hash: Option<String>,
+    pub root_hash: Option<String>,
+    /// Unsigned copy of the origin.
     #[serde(default)]
-    origin: Option<String>,
+    pub origin: Option<String>,
+}
+
+impl CheckpointSection {
+    /// The unsigned copies that disagree with the signed checkpoint `cp`, by name.
+    pub fn disagreements(&self, cp: &Checkpoint) -> Vec<&'static str> {
+        let mut wrong = Vec::new();
+        if self.size.is_some_and(|s| s != cp.size) {
+            wrong.push("size");
+        }
+        if self
+            .root_hash
+            .as_ref()
+            .is_some_and(|r| *r != cp.root.to_hex())
+        {
+            wrong.push("root_hash");
+        }
+        if self.origin.as_ref().is_some_and(|o| *o != cp.origin) {
+            wrong.push("origin");
+        }
+        wrong
+    }
+}
+
+/// An inclusion proof section as read: index, tree size and the path, each element a
+/// 32-byte hash, at most [`MAX_INCLUSION_PROOF_LEN`] of them (checked before hashing).
+#[derive(Debug)]
+pub struct InclusionPath {
+    /// The proven leaf's index.
+    pub index: u64,
+    /// The tree size the proof is for.
+    pub tree_size: u64,
+    /// The path, leaf to root.
+    pub path: Vec<Hash>,
+}
+
+/// Reads an inclusion section (`{"index","tree_size","hashes"}`, nothing else).
+pub fn parse_inclusion(section: &Value) -> Result<InclusionPath, String> {
+    let proof: InclusionSection = serde_json::from_value(section.clone())
+        .map_err(|e| format!("inclusion section is malformed: {e}"))?;
+    // Bound the work before hashing anything (RFC 9162 proofs have at most 64 elements).
+    if proof.hashes.len() > MAX_INCLUSION_PROOF_LEN {
+        return Err(format!(
+            "proof has {} elements, more than the cap of {MAX_INCLUSION_PROOF_LEN}",
+            proof.hashes.len()
+        ));
+    }
+    let mut path = Vec::with_capacity(proof.hashes.len());
+    for (position, text) in proof.hashes.iter().enumerate() {
+        path.push(
+            Hash::from_hex(text)
+                .map_err(|e| format!("proof element {position} is not a hash: {e}"))?,
+        );
+    }
+    Ok(InclusionPath {
+        index: proof.index,
+        tree_size: proof.tree_size,
+        path,
+    })
 }
 
 /// What the offline layers established, for the chain layers and the content check.
@@ -179,20 +242,7 @@ fn check_checkpoint(
         }
     };
     let cp = &signed.checkpoint;
-    let mut disagreements = Vec::new();
-    if section.size.is_some_and(|s| s != cp.size) {
-        disagreements.push("size");
-    }
-    if section
-        .root_hash
-        .as_ref()
-        .is_some_and(|r| *r != cp.root.to_hex())
-    {
-        disagreements.push("root_hash");
-    }
-    if section.origin.as_ref().is_some_and(|o| *o != cp.origin) {
-        disagreements.push("origin");
-    }
+    let disagreements = section.disagreements(cp);
     if !disagreements.is_empty() {
         report.set(
             Layer::Checkpoint,
@@ -245,26 +295,11 @@ fn inclusion_outcome(
     receipt_json: &Result<ReceiptJson, String>,
     checkpoint: Option<&ParsedCheckpoint>,
 ) -> Outcome {
-    let proof: InclusionSection = match serde_json::from_value(section.clone()) {
+    let proof = match parse_inclusion(section) {
         Ok(p) => p,
-        Err(e) => return Outcome::Failed(format!("inclusion section is malformed: {e}")),
+        Err(reason) => return Outcome::Failed(reason),
     };
-    // Bound the work before hashing anything (RFC 9162 proofs have at most 64 elements).
-    if proof.hashes.len() > MAX_INCLUSION_PROOF_LEN {
-        return Outcome::Failed(format!(
-            "proof has {} elements, more than the cap of {MAX_INCLUSION_PROOF_LEN}",
-            proof.hashes.len()
-        ));
-    }
-    let mut path = Vec::with_capacity(proof.hashes.len());
-    for (position, text) in proof.hashes.iter().enumerate() {
-        match Hash::from_hex(text) {
-            Ok(h) => path.push(h),
-            Err(e) => {
-                return Outcome::Failed(format!("proof element {position} is not a hash: {e}"));
-            }
-        }
-    }
+    let path = proof.path;
     let Ok(json) = receipt_json else {
         return Outcome::Skipped("the receipt is unreadable, so there is no leaf to prove".into());
     };

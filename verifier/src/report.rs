@@ -190,12 +190,16 @@ impl Report {
             .map(|l| &l.outcome)
     }
 
-    /// Marks `layer` required (e.g. from `--require`).
+    /// Marks `layer` required (e.g. from `--require`). A layer that was never evaluated
+    /// is recorded as skipped, so requiring it fails the run instead of vanishing.
     pub fn require(&mut self, layer: Layer) {
-        for l in &mut self.layers {
-            if l.layer == layer {
-                l.required = true;
-            }
+        match self.layers.iter_mut().find(|l| l.layer == layer) {
+            Some(l) => l.required = true,
+            None => self.set(
+                layer,
+                true,
+                Outcome::Skipped("required, but nothing given here lets it be checked".into()),
+            ),
         }
     }
 
@@ -249,6 +253,11 @@ mod tests {
         r.require(Layer::Anchor);
         assert_eq!(r.exit_code(), EXIT_FAILED);
         assert_eq!(r.failures(), vec![Layer::Anchor]);
+        // Requiring a layer that never ran must not pass silently either.
+        let mut r = Report::new("receipt");
+        r.set(Layer::Signature, true, Outcome::Ok("x".into()));
+        r.require(Layer::Commitment);
+        assert_eq!(r.failures(), vec![Layer::Commitment]);
     }
 
     #[test]

@@ -6,13 +6,21 @@
 //!   size — equivocation, with both notes kept as evidence;
 //! - smaller size: a rollback, failed;
 //! - larger size: an RFC 9162 consistency proof from the remembered root to the new one
-//!   is required (ledger's verifier); only then is the state advanced.
+//!   is required (ledger's verifier).
+//!
+//! The state is advanced only by [`remember`], which the command calls once *every*
+//! required layer passed — the anchor and finality layers included. Remembering a
+//! log-signed checkpoint before the chain had its say would let a fork that the chain
+//! contradicts become "last accepted", and the honest checkpoint would then fail as
+//! equivocation.
 
 use serde::Deserialize;
 use sworn_ledger::checkpoint::SignedCheckpoint;
+use sworn_ledger::ijson;
 use sworn_ledger::keys::PinnedKey;
 use sworn_ledger::merkle::{Hash, MAX_CONSISTENCY_PROOF_LEN, verify_consistency};
 
+use crate::offline::CheckpointSection;
 use crate::report::{Layer, Outcome, Report};
 use crate::state::{SeenCheckpoint, StateDir, StateError};
 
@@ -34,19 +42,54 @@ pub struct ConsistencyJson {
     pub hashes: Vec<String>,
 }
 
-/// Reads a checkpoint given as note text or as `/v1/audit/checkpoint` JSON.
-pub fn note_from_input(text: &str) -> String {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(v) => v
-            .get("note")
-            .and_then(|n| n.as_str())
-            .map_or_else(|| text.to_string(), str::to_string),
-        Err(_) => text.to_string(),
-    }
+/// A checkpoint as the auditor gave it: the note text, or `/v1/audit/checkpoint` JSON
+/// whose unsigned copies (`origin`, `size`, `root_hash`) must agree with its note.
+#[derive(Debug, Clone)]
+pub struct CheckpointInput {
+    /// The signed note.
+    pub note: String,
+    /// The JSON it came in, when it came as JSON.
+    pub section: Option<CheckpointSection>,
 }
 
-/// Verifies `note` under `key` and against the state; advances the state when it holds.
-/// Returns the verified checkpoint (for the anchor layers).
+/// Reads a checkpoint given as note text or as `/v1/audit/checkpoint` JSON (an object:
+/// strict I-JSON with only the known members). `Err` says why the JSON is refused.
+pub fn checkpoint_input(bytes: &[u8]) -> Result<CheckpointInput, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the checkpoint is not UTF-8".to_string())?;
+    if !text.trim_start().starts_with('{') {
+        return Ok(CheckpointInput {
+            note: text.to_string(),
+            section: None,
+        });
+    }
+    let section: CheckpointSection =
+        ijson::parse_as(bytes).map_err(|e| format!("checkpoint JSON is refused: {e}"))?;
+    Ok(CheckpointInput {
+        note: section.note.clone(),
+        section: Some(section),
+    })
+}
+
+/// Makes `signed` the last accepted checkpoint of its origin. Call only once every
+/// required layer of the run passed.
+pub fn remember(state: &StateDir, signed: &SignedCheckpoint) -> Result<(), StateError> {
+    let cp = &signed.checkpoint;
+    if state
+        .load(&cp.origin)?
+        .is_some_and(|seen| seen.size >= cp.size)
+    {
+        return Ok(());
+    }
+    state.save(&SeenCheckpoint {
+        origin: cp.origin.clone(),
+        size: cp.size,
+        root_hash: cp.root.to_hex(),
+        note: signed.note.clone(),
+    })
+}
+
+/// Verifies `note` under `key` and against the state (which it does not change: see
+/// [`remember`]). Returns the verified checkpoint (for the anchor layers).
 pub fn check_checkpoint(
     note: &str,
     key: &PinnedKey,
@@ -85,18 +128,7 @@ pub fn check_checkpoint(
         state.path_for(&cp.origin).display().to_string(),
     );
     let outcome = consistency_outcome(&signed, seen.as_ref(), proof, report);
-    let advance = matches!(outcome, Outcome::Ok(_))
-        || (seen.is_none() && matches!(outcome, Outcome::Skipped(_)));
-    let same = seen.as_ref().is_some_and(|s| s.size == cp.size);
     report.set(Layer::Consistency, seen.is_some(), outcome);
-    if advance && !same {
-        state.save(&SeenCheckpoint {
-            origin: cp.origin.clone(),
-            size: cp.size,
-            root_hash: cp.root.to_hex(),
-            note: signed.note.clone(),
-        })?;
-    }
     Ok(Some(signed))
 }
 

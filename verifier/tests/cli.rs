@@ -90,11 +90,8 @@ fn json_output_and_required_layers() {
     );
 }
 
-#[test]
-fn bundle_from_stdin_and_a_completion_response() {
-    let bundle: Value =
-        serde_json::from_slice(&std::fs::read(vector("00-honest.bundle.json")).unwrap()).unwrap();
-    let response = serde_json::json!({"id": "chatcmpl-1", "object": "chat.completion", "choices": [], "sworn": bundle["receipt"]});
+/// Runs `sworn-verify receipt - --key K` with `input` on stdin.
+fn receipt_from_stdin(input: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sworn-verify"))
         .args(["receipt", "-", "--key", &key()])
         .stdin(std::process::Stdio::piped())
@@ -102,17 +99,116 @@ fn bundle_from_stdin_and_a_completion_response() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(response.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A chat completion response as the API returns it, carrying `answer` and the honest
+/// vector's receipt (with its salts) in `"sworn"`.
+fn completion_response(answer: &str) -> Value {
+    let bundle: Value =
+        serde_json::from_slice(&std::fs::read(vector("24-content-honest.bundle.json")).unwrap())
+            .unwrap();
+    serde_json::json!({
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": answer}}],
+        "sworn": bundle["receipt"],
+    })
+}
+
+#[test]
+fn bundle_from_stdin_and_a_completion_response() {
+    let honest = std::fs::read_to_string(vector("honest.response")).unwrap();
+    let out = receipt_from_stdin(completion_response(&honest).to_string().as_bytes());
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(layer_line(&text, "signature").contains(" ok "), "{text}");
+    assert!(layer_line(&text, "commitment").contains(" ok "), "{text}");
     assert!(layer_line(&text, "inclusion").contains("skipped"), "{text}");
+}
+
+/// The answer file holds both the salts and the text: an edited answer under an intact
+/// `"sworn"` receipt is caught by its own commitment, not waved through.
+#[test]
+fn an_edited_answer_file_fails_its_commitment() {
+    let out = receipt_from_stdin(
+        completion_response("Approved: wire the full amount.")
+            .to_string()
+            .as_bytes(),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(layer_line(&text, "commitment").contains("failed"), "{text}");
+    assert!(layer_line(&text, "signature").contains(" ok "), "{text}");
+}
+
+/// `--require` names a layer this command never evaluates: a usage error, not a silent
+/// pass; a layer it can evaluate but had no input for fails the run.
+#[test]
+fn require_is_held_to_what_the_command_evaluates() {
+    let honest = vector("00-honest.bundle.json");
+    for layer in ["log", "consistency", "nonsense"] {
+        let out = run(&["receipt", &honest, "--key", &key(), "--require", layer]);
+        assert_eq!(out.status.code(), Some(2), "--require {layer}");
+    }
+    let out = run(&[
+        "receipt",
+        &honest,
+        "--key",
+        &key(),
+        "--require",
+        "commitment",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let out = run(&[
+        "receipt",
+        &honest,
+        "--key",
+        &key(),
+        "--require",
+        "inclusion",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+/// A second `receipt` member, or a duplicate anywhere inside, must not mean "the last
+/// one wins": the document is not I-JSON and the bundle fails.
+#[test]
+fn duplicate_members_fail_the_bundle() {
+    let honest = std::fs::read_to_string(vector("00-honest.bundle.json")).unwrap();
+    let inner = honest.trim_start().strip_prefix('{').unwrap();
+    let twice = format!("{{\"receipt\":{{\"v\":1}},{inner}");
+    let out = receipt_from_stdin(twice.as_bytes());
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(layer_line(&stdout(&out), "bundle").contains("duplicate member"));
+}
+
+/// The checkpoint JSON's unsigned copies must agree with its signed note.
+#[test]
+fn checkpoint_json_copies_that_contradict_the_note_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let honest: Value =
+        serde_json::from_slice(&std::fs::read(vector("00-honest.bundle.json")).unwrap()).unwrap();
+    let mut cp = honest["checkpoint"].clone();
+    let size = cp["size"].as_u64().unwrap();
+    cp["size"] = Value::from(size + 1);
+    let path = dir.path().join("cp.json");
+    std::fs::write(&path, cp.to_string()).unwrap();
+    let out = run(&[
+        "checkpoint",
+        path.to_str().unwrap(),
+        "--key",
+        &key(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(layer_line(&stdout(&out), "checkpoint").contains("size"));
+    // A refused checkpoint is not remembered.
+    assert_eq!(std::fs::read_dir(&state).map_or(0, |d| d.count()), 0);
 }
 
 #[test]
@@ -166,6 +262,28 @@ fn content_erased_is_not_tampered() {
     let wrong = args("24c-content-wrong-salt.bundle.json");
     assert_eq!(wrong.status.code(), Some(1));
     assert!(layer_line(&stdout(&wrong), "commitment").contains("failed"));
+    // Salts stripped from an honest bundle, with no signed erasure event: that is not an
+    // erasure, whatever prompt and response are offered.
+    let mut stripped: Value =
+        serde_json::from_slice(&std::fs::read(vector("24-content-honest.bundle.json")).unwrap())
+            .unwrap();
+    stripped["receipt"]["salts"] = Value::Null;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stripped.json");
+    std::fs::write(&path, stripped.to_string()).unwrap();
+    let out = run(&[
+        "content",
+        "--receipt",
+        path.to_str().unwrap(),
+        "--prompt",
+        &vector("honest.prompt"),
+        "--response",
+        &vector("honest.response"),
+        "--key",
+        &key(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(layer_line(&stdout(&out), "commitment").contains("failed"));
 }
 
 #[test]

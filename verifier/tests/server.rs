@@ -136,3 +136,47 @@ fn receipt_and_export_are_fetched_and_verified_over_http() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 }
+
+/// A server that answers the question "the receipt of req-6" with req-5's receipt — a
+/// valid, signed, included receipt, just not the one asked for — must not pass.
+#[test]
+fn a_server_answering_with_another_requests_receipt_is_refused() {
+    let log = TestLog::new();
+    log.append_range(0, 7);
+    let url = serve(log.bundle(5).to_string(), log.export());
+    let out = run(&[
+        "receipt",
+        "--server",
+        &url,
+        "--request-id",
+        "req-6",
+        "--api-key",
+        API_KEY,
+        "--key",
+        &vkey(),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bundle = v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["layer"] == "bundle")
+        .unwrap();
+    assert_eq!(bundle["status"], "failed", "{v}");
+    assert!(
+        bundle["detail"].as_str().unwrap().contains("\"req-5\""),
+        "{v}"
+    );
+    // Everything else about req-5's receipt is genuine: only the binding fails.
+    for layer in ["signature", "inclusion", "checkpoint"] {
+        let l = v["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["layer"] == layer)
+            .unwrap();
+        assert_eq!(l["status"], "ok", "{layer}: {v}");
+    }
+}

@@ -6,6 +6,7 @@
 mod audit_stream;
 mod chain;
 mod cli;
+mod export_roundtrip;
 mod fixture;
 mod mutate;
 mod mutate_export;

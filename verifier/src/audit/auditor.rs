@@ -1,6 +1,8 @@
 //! The sequential half of an audit: order, tree, checkpoints and anchors, folded over
 //! entries that were already verified in parallel.
 
+use std::collections::HashSet;
+
 use alloy::primitives::B256;
 use sha2::{Digest, Sha256};
 use sworn_ledger::checkpoint::SignedCheckpoint;
@@ -32,6 +34,10 @@ pub(super) struct Auditor<'k> {
     pub(super) order: OrderTracker,
     pub(super) request_ids: DuplicateFinder,
     pub(super) leaves: LeafFile,
+    /// Indices of the erasure events seen, and of the entries they erased. Erasures are
+    /// rare administrative acts, so these stay small however long the log.
+    pub(super) erasure_events: HashSet<u64>,
+    pub(super) erased: HashSet<u64>,
     pub(super) findings: Findings,
     pub(super) summary: AuditSummary,
     pub(super) declared_size: Option<u64>,
@@ -143,17 +149,24 @@ impl<'k> Auditor<'k> {
             Ok(EntryBody::Erasure(erasure)) => {
                 self.summary.erasures += 1;
                 let target = erasure.erased.index;
-                if self.leaves.get(target)? != Some(erasure.erased.leaf_hash) {
-                    self.find(
-                        Layer::Log,
-                        "bad-erasure",
-                        Some(line),
-                        Some(index),
-                        format!(
-                            "erasure names entry {target} with a leaf hash that is not that entry's"
-                        ),
-                    );
+                let problem = if self.leaves.get(target)? != Some(erasure.erased.leaf_hash) {
+                    Some(format!(
+                        "erasure names entry {target} with a leaf hash that is not that entry's"
+                    ))
+                } else if self.erasure_events.contains(&target) {
+                    Some(format!(
+                        "erasure names entry {target}, itself an erasure event: only receipts \
+                         have content to erase"
+                    ))
+                } else if !self.erased.insert(target) {
+                    Some(format!("entry {target} is erased a second time"))
+                } else {
+                    None
+                };
+                if let Some(detail) = problem {
+                    self.find(Layer::Log, "bad-erasure", Some(line), Some(index), detail);
                 }
+                self.erasure_events.insert(index);
             }
             Err(reason) => self.find(Layer::Log, "bad-entry", Some(line), Some(index), reason),
         }

@@ -160,6 +160,8 @@ pub fn audit_export<R: BufRead>(
         order: OrderTracker::new(),
         request_ids: DuplicateFinder::with_run_records(options.dedup_run_records),
         leaves: LeafFile::new()?,
+        erasure_events: Default::default(),
+        erased: Default::default(),
         findings: Findings::default(),
         summary: AuditSummary::default(),
         declared_size: None,

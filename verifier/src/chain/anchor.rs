@@ -143,14 +143,35 @@ async fn find_anchor(
             return failed(format!("the anchor record does not match: {reason}"));
         }
     }
-    let events = reader
-        .anchored_events(id, record.as_ref().map(|r| r.seq), pins.from_block)
-        .await?;
+    // Every anchor of the log, not just the one that matches: a log that anchored two
+    // roots for one size has two histories, and a receipt from either must not pass
+    // because its own checkpoint happens to be on chain too.
+    let events = reader.anchored_events(id, None, pins.from_block).await?;
+    if let Some(other) = events
+        .iter()
+        .find(|e| e.tree_size == cp.size && e.root != root)
+    {
+        report.fact(
+            "evidence: equivocating anchor",
+            format!("seq {} root {}", other.seq, other.root),
+        );
+        return failed(format!(
+            "seq {} anchors size {} with another root {}: the log equivocated, and this \
+             checkpoint's history is not the only one anchored",
+            other.seq, cp.size, other.root
+        ));
+    }
+    let wanted_seq = record.as_ref().map(|r| r.seq);
     let Some(event) = events
         .iter()
-        .find(|e| e.checkpoint_hash == note_hash)
+        .find(|e| e.checkpoint_hash == note_hash && wanted_seq.is_none_or(|s| s == e.seq))
         .cloned()
     else {
+        let at_seq: Vec<AnchoredEvent> = events
+            .iter()
+            .filter(|e| wanted_seq.is_none_or(|s| s == e.seq))
+            .cloned()
+            .collect();
         return not_found(
             reader,
             id,
@@ -158,7 +179,7 @@ async fn find_anchor(
             root,
             note_hash,
             record.as_ref(),
-            &events,
+            &at_seq,
         )
         .await;
     };

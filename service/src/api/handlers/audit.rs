@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sworn_ledger::merkle::Hash;
@@ -225,10 +227,26 @@ async fn receipt(
         return Err(not_found_receipt());
     }
     let index = receipt.entry.index;
+    // An erased receipt comes with the log's signed erasure event: without it, missing
+    // salts would prove nothing (anyone can strip them). Both are proven to one checkpoint.
+    let erasure = match receipt.salts {
+        Some(_) => None,
+        None => {
+            let event = ledger.erasure_of(index).map_err(fail)?;
+            let entry = match event {
+                Some(at) => ledger.entry(at).map_err(fail)?,
+                None => None,
+            };
+            Some(entry.ok_or_else(|| ApiError::Internal {
+                request_id: request_id.to_string(),
+            })?)
+        }
+    };
+    let needed = erasure.as_ref().map_or(index, |e| e.index.max(index));
     let mut checkpoint = ledger.latest_checkpoint().map_err(fail)?;
     if checkpoint
         .as_ref()
-        .is_none_or(|c| c.checkpoint.size <= index)
+        .is_none_or(|c| c.checkpoint.size <= needed)
     {
         let sealer = ledger.clone();
         let sealed = tokio::task::spawn_blocking(move || sealer.seal_now())
@@ -242,10 +260,9 @@ async fn receipt(
     let checkpoint = checkpoint.ok_or_else(|| ApiError::Internal {
         request_id: request_id.to_string(),
     })?;
-    let proof = ledger
-        .inclusion_proof(index, checkpoint.checkpoint.size)
-        .map_err(fail)?;
-    Ok(json_response(&json!({
+    let size = checkpoint.checkpoint.size;
+    let proof = ledger.inclusion_proof(index, size).map_err(fail)?;
+    let mut bundle = json!({
         "receipt": receipt.to_json(),
         "inclusion": {
             "index": proof.index,
@@ -253,11 +270,28 @@ async fn receipt(
             "hashes": hex_path(&proof.path),
         },
         "checkpoint": {
-            "size": checkpoint.checkpoint.size,
+            "size": size,
             "root_hash": checkpoint.checkpoint.root.to_hex(),
             "note": checkpoint.note,
         },
-    })))
+    });
+    if let Some(entry) = erasure {
+        let proof = ledger.inclusion_proof(entry.index, size).map_err(fail)?;
+        bundle["erasure"] = json!({
+            "entry": {
+                "index": entry.index,
+                "leaf_hash": entry.leaf_hash().to_hex(),
+                "body": String::from_utf8_lossy(&entry.body),
+                "signature": BASE64.encode(entry.signature.to_bytes()),
+            },
+            "inclusion": {
+                "index": proof.index,
+                "tree_size": proof.tree_size,
+                "hashes": hex_path(&proof.path),
+            },
+        });
+    }
+    Ok(json_response(&bundle))
 }
 
 /// Streams the NDJSON export: the ledger's blocking writer runs on a blocking task and hands
