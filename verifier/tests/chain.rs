@@ -350,3 +350,69 @@ async fn audit_with_anchors_reproduces_them_and_catches_a_truncated_export() {
     );
     assert_eq!(found.report.exit_code(), EXIT_FAILED);
 }
+
+/// With chain flags the anchor layer vouches for a checkpoint's tree; a bundle that never
+/// shows the receipt in that tree (no inclusion proof, or no checkpoint) must fail, not
+/// borrow the anchor's "ok".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_chain_flags_inclusion_and_checkpoint_are_required() {
+    let a = anchored_log().await;
+    a.anvil.mine(3).await;
+    let chain = reader(&a.anvil.url, a.deployment.address, Some(31337), 0);
+    let bundle = bundle_with_record(&a);
+    let r = verify(&bundle, &chain, key_args()).await;
+    assert_eq!(r.exit_code(), EXIT_OK, "{r:#?}");
+    for section in ["inclusion", "checkpoint"] {
+        let mut cut = bundle.clone();
+        cut.as_object_mut().unwrap().remove(section);
+        let r = verify(&cut, &chain, key_args()).await;
+        assert_eq!(r.exit_code(), EXIT_FAILED, "without {section}: {r:#?}");
+        assert!(r.failures().contains(&Layer::Inclusion), "{r:#?}");
+    }
+}
+
+/// `checkpoint --state-dir --rpc`: a checkpoint the log signed but the chain contradicts
+/// (another root at an anchored size) fails and is not remembered — so the honest
+/// checkpoint that follows is accepted, not failed as "equivocation" against the fork.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_the_chain_contradicts_never_becomes_the_remembered_checkpoint() {
+    use sworn_ledger::checkpoint::{Checkpoint, SignedCheckpoint};
+    use sworn_ledger::merkle::hash_leaf;
+    let a = anchored_log().await;
+    a.anvil.mine(3).await;
+    let honest = a.ledger.latest_checkpoint().unwrap().unwrap();
+    let fork = SignedCheckpoint::sign(
+        Checkpoint::new(
+            ORIGIN,
+            honest.checkpoint.size,
+            hash_leaf(b"another history"),
+        ),
+        &key(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let contract = a.deployment.address.to_string();
+    let check = |note: &str, name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, note).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sworn-verify"))
+            .args(["checkpoint", path.to_str().unwrap(), "--key", &vkey()])
+            .args(["--state-dir", state.to_str().unwrap()])
+            .args(["--rpc", &a.anvil.url, "--contract", &contract, "--json"])
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), report)
+    };
+    let (code, report) = check(&fork.note, "fork.note");
+    assert_eq!(code, Some(EXIT_FAILED), "{report}");
+    assert!(report.to_string().contains("equivocat"), "{report}");
+    assert_eq!(std::fs::read_dir(&state).map_or(0, |d| d.count()), 0);
+    let (code, report) = check(&honest.note, "honest.note");
+    assert_eq!(code, Some(EXIT_OK), "{report}");
+    assert_eq!(std::fs::read_dir(&state).unwrap().count(), 1);
+    // The fork is still refused, now also against what the auditor remembers.
+    let (code, _) = check(&fork.note, "fork.note");
+    assert_eq!(code, Some(EXIT_FAILED));
+}
