@@ -534,7 +534,7 @@ fn check_model(model: &str, served: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// UTF-8, JSON, an object; pulls out the `top_k` extension (not in OpenAI's schema).
+/// UTF-8, I-JSON, an object; pulls out the `top_k` extension (not in OpenAI's schema).
 fn parse_object(body: &[u8]) -> Result<(Map<String, Value>, Option<u64>), ApiError> {
     let text = std::str::from_utf8(body).map_err(|e| ApiError::InvalidRequest {
         message: format!(
@@ -543,10 +543,14 @@ fn parse_object(body: &[u8]) -> Result<(Map<String, Value>, Option<u64>), ApiErr
         ),
         param: None,
     })?;
-    let value: Value = serde_json::from_str(text).map_err(|e| ApiError::InvalidRequest {
-        message: format!("We could not parse the JSON body of your request: {e}."),
-        param: None,
-    })?;
+    // I-JSON (RFC 7493): a member named twice (`"content"` twice in one message) would
+    // otherwise silently mean its last value here and perhaps its first to the caller's
+    // own records — and the receipt would commit to the one the caller did not mean.
+    let value =
+        sworn_ledger::ijson::parse(text.as_bytes()).map_err(|e| ApiError::InvalidRequest {
+            message: format!("We could not parse the JSON body of your request: {e}."),
+            param: None,
+        })?;
     let Value::Object(object) = value else {
         return Err(ApiError::InvalidRequest {
             message: "The request body must be a JSON object.".to_string(),

@@ -106,6 +106,21 @@ async fn every_bad_request_gets_its_documented_envelope() {
         ),
         ("not an object", b"[]".to_vec(), 400, None, None),
         (
+            "a member named twice (not I-JSON)",
+            br#"{"model":"toy","messages":[{"content":"wire the money","role":"user","content":"2+2?"}]}"#
+                .to_vec(),
+            400,
+            None,
+            None,
+        ),
+        (
+            "a lone surrogate (not I-JSON)",
+            br#"{"model":"toy","messages":[{"role":"user","content":"\udc00"}]}"#.to_vec(),
+            400,
+            None,
+            None,
+        ),
+        (
             "wrong type",
             chat(&json!({"temperature": "warm"})),
             400,
