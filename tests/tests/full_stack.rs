@@ -28,6 +28,34 @@ fn run(binary: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `GET {base}{route}` over a plain socket (the server runs without API keys here), the
+/// body as text; panics on anything but 200.
+fn http_get(base: &str, route: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = base.strip_prefix("http://").expect("an http:// base URL");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {route} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("response");
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("headers end");
+    assert!(head.starts_with("HTTP/1.1 200"), "{route}: {head}");
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{route}: a chunked answer needs a real client"
+    );
+    body.to_string()
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temporary path")
 }
@@ -168,6 +196,78 @@ fn an_answer_is_proven_by_the_auditor_tool_against_the_chain() {
     for layer in ["signature", "inclusion", "checkpoint", "anchor", "finality"] {
         assert_eq!(layer_status(&report, layer), "ok", "{layer}: {report:#}");
     }
+
+    // The user discloses the exchange: the canonical (RFC 8785) messages array and the
+    // answer text open the receipt's commitments byte for byte; the same prompt as the
+    // client spelled it (another member order) does not, since nothing is re-canonicalised.
+    let vkey: Value = serde_json::from_str(&http_get(&url, "/v1/audit/key")).expect("key JSON");
+    let vkey = vkey["vkey"].as_str().expect("vkey").to_string();
+    let answer_path = dir.path().join("answer.json");
+    std::fs::write(&answer_path, serde_json::to_vec(&answer).expect("JSON")).expect("write");
+    let response_path = dir.path().join("response.txt");
+    std::fs::write(&response_path, text).expect("write");
+    let content = |prompt: &str| {
+        let prompt_path = dir.path().join("prompt.json");
+        std::fs::write(&prompt_path, prompt).expect("write");
+        let (code, stdout, _) = run(
+            &verify,
+            &[
+                "content",
+                "--json",
+                "--receipt",
+                path(&answer_path),
+                "--prompt",
+                path(&prompt_path),
+                "--response",
+                path(&response_path),
+                "--key",
+                &vkey,
+            ],
+        );
+        (
+            code,
+            serde_json::from_str::<Value>(&stdout).expect("report"),
+        )
+    };
+    let (code, report) = content(r#"[{"content":"What is 2+2?","role":"user"}]"#);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(layer_status(&report, "commitment"), "ok", "{report:#}");
+    let (code, report) = content(r#"[{"role":"user","content":"What is 2+2?"}]"#);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(layer_status(&report, "commitment"), "failed", "{report:#}");
+
+    // The anchor-records gauge counts what /v1/audit/anchors lists (seqs start at 1). The
+    // anchorer may add a record meanwhile, so compare only a reading taken between two
+    // equal counts of the list.
+    let records = || {
+        let anchors: Value =
+            serde_json::from_str(&http_get(&url, "/v1/audit/anchors")).expect("anchors JSON");
+        anchors["anchors"].as_array().expect("anchors").len()
+    };
+    let mut compared = false;
+    for _ in 0..20 {
+        let before = records();
+        let metrics = http_get(&url, "/metrics");
+        if records() != before {
+            continue;
+        }
+        let gauge = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("sworn:anchor_records "))
+            .expect("the anchor_records gauge");
+        assert!(before >= 1);
+        assert_eq!(
+            gauge.trim().parse::<usize>().ok(),
+            Some(before),
+            "{metrics}"
+        );
+        compared = true;
+        break;
+    }
+    assert!(
+        compared,
+        "the anchor list never held still for one /metrics reading"
+    );
 
     // The same receipt with one byte of its body changed fails the signature layer.
     let bundle_path = dir.path().join("bundle.json");

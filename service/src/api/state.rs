@@ -193,13 +193,9 @@ impl AppState {
             .ok()
             .flatten()
             .map_or(0, |c| c.checkpoint.size);
-        // Anchor sequence numbers are contiguous from 0.
-        let anchors = self
-            .ledger
-            .last_anchor_seq()
-            .ok()
-            .flatten()
-            .map_or(0, |seq| seq + 1);
+        // Anchor sequence numbers are contiguous from 1 (the contract's), so the last seq
+        // is the count.
+        let anchors = self.ledger.last_anchor_seq().ok().flatten().unwrap_or(0);
         let anchor = self.anchor.as_ref().map(|status| {
             let status = status.borrow();
             AnchorFigures {
