@@ -30,12 +30,50 @@ pub fn parse(bytes: &[u8]) -> Result<Value, IJsonError> {
         })
 }
 
-/// [`parse`] for a typed value: the document is checked as I-JSON first, then read into
-/// `T` (whose own rules, such as `deny_unknown_fields`, still apply).
+/// [`parse`] for a struct written as a JSON object: the document is checked as I-JSON
+/// first, then read with [`object_as`].
 pub fn parse_as<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, IJsonError> {
-    serde_json::from_value(parse(bytes)?).map_err(|e| IJsonError {
+    object_as(&parse(bytes)?, &[])
+}
+
+/// Reads `value` into the struct `T` (whose own rules, such as `deny_unknown_fields`,
+/// still apply), insisting on the object form. serde's derived readers also accept a JSON
+/// array of the members in declaration order — `[6, 7, ["…"]]` for an inclusion proof —
+/// which no Sworn format has, so an array is refused here, at the top and at each member
+/// named in `nested` that holds a struct (`null` stays allowed there, for `Option`s).
+pub fn object_as<T: serde::de::DeserializeOwned>(
+    value: &Value,
+    nested: &[&str],
+) -> Result<T, IJsonError> {
+    let Value::Object(object) = value else {
+        return Err(IJsonError {
+            reason: format!("expected an object, found {}", kind(value)),
+        });
+    };
+    for name in nested {
+        match object.get(*name) {
+            None | Some(Value::Null | Value::Object(_)) => {}
+            Some(other) => {
+                return Err(IJsonError {
+                    reason: format!("`{name}` must be an object, found {}", kind(other)),
+                });
+            }
+        }
+    }
+    serde_json::from_value(value.clone()).map_err(|e| IJsonError {
         reason: e.to_string(),
     })
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// A JSON value read with duplicate member names refused.
@@ -137,6 +175,32 @@ mod tests {
         }
         // A surrogate pair is one character and fine.
         assert_eq!(parse(br#""\ud83d\ude00""#).unwrap(), Value::from("😀"));
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Proof {
+        index: u64,
+        tree_size: u64,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        a: u64,
+    }
+
+    /// serde's derived readers take `[6, 7, null]` for a struct; a strict reader does not.
+    #[test]
+    fn structs_are_read_from_objects_only() {
+        assert!(parse_as::<Proof>(br#"{"index":6,"tree_size":7}"#).is_ok());
+        assert!(serde_json::from_slice::<Proof>(b"[6,7,null]").is_ok());
+        assert!(parse_as::<Proof>(b"[6,7,null]").is_err());
+        let nested = parse(br#"{"index":6,"tree_size":7,"inner":[1]}"#).unwrap();
+        assert!(object_as::<Proof>(&nested, &[]).is_ok());
+        assert!(object_as::<Proof>(&nested, &["inner"]).is_err());
     }
 
     #[test]

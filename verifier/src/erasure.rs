@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sworn_ledger::checkpoint::SignedCheckpoint;
 use sworn_ledger::entry::{EntryBody, Receipt, SignedEntry};
+use sworn_ledger::ijson;
 use sworn_ledger::keys::{PinnedKey, Signature};
 use sworn_ledger::merkle::{Hash, verify_inclusion};
 
@@ -58,7 +59,7 @@ pub fn check_erasure(
     let Some(checkpoint) = checkpoint else {
         return Err("no verified checkpoint to prove the erasure event against".into());
     };
-    let section: ErasureSection = serde_json::from_value(section.clone())
+    let section: ErasureSection = ijson::object_as(section, &["entry"])
         .map_err(|e| format!("erasure section is malformed: {e}"))?;
     let signature: [u8; 64] = BASE64
         .decode(&section.entry.signature)

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sworn_ledger::checkpoint::{Checkpoint, SignedCheckpoint};
 use sworn_ledger::entry::{Receipt, ReceiptJson};
+use sworn_ledger::ijson;
 use sworn_ledger::keys::PinnedKey;
 use sworn_ledger::merkle::{Hash, MAX_INCLUSION_PROOF_LEN, hash_leaf, verify_inclusion};
 use sworn_ledger::note::parse_note;
@@ -83,7 +84,7 @@ pub struct InclusionPath {
 
 /// Reads an inclusion section (`{"index","tree_size","hashes"}`, nothing else).
 pub fn parse_inclusion(section: &Value) -> Result<InclusionPath, String> {
-    let proof: InclusionSection = serde_json::from_value(section.clone())
+    let proof: InclusionSection = ijson::object_as(section, &[])
         .map_err(|e| format!("inclusion section is malformed: {e}"))?;
     // Bound the work before hashing anything (RFC 9162 proofs have at most 64 elements).
     if proof.hashes.len() > MAX_INCLUSION_PROOF_LEN {
@@ -126,7 +127,7 @@ pub fn check_offline(
 ) -> OfflineResult {
     let mut result = OfflineResult::default();
     let receipt_json: Result<ReceiptJson, String> =
-        serde_json::from_value(bundle.receipt.clone()).map_err(|e| e.to_string());
+        ijson::object_as(&bundle.receipt, &["salts"]).map_err(|e| e.to_string());
     check_signature(&receipt_json, key, report, &mut result);
     let checkpoint = bundle.checkpoint.as_ref().map(parse_checkpoint_section);
     check_inclusion(
@@ -198,7 +199,7 @@ fn check_signature(
 type ParsedCheckpoint = Result<(CheckpointSection, Checkpoint), String>;
 
 fn parse_checkpoint_section(value: &Value) -> ParsedCheckpoint {
-    let section: CheckpointSection = serde_json::from_value(value.clone())
+    let section: CheckpointSection = ijson::object_as(value, &[])
         .map_err(|e| format!("checkpoint section is malformed: {e}"))?;
     let note = parse_note(&section.note).map_err(|e| format!("checkpoint note: {e}"))?;
     let checkpoint = Checkpoint::parse_text(&note.text).map_err(|e| e.to_string())?;
@@ -306,9 +307,15 @@ fn inclusion_outcome(
     // The index that counts is the one the signed body states; the unsigned copies must
     // agree with it.
     let index = ReceiptBody::parse_canonical(json.body.as_bytes()).map_or(json.index, |b| b.index);
-    if proof.index != index || json.index != index {
+    if json.index != index {
         return Outcome::Failed(format!(
-            "proof is for index {}, the receipt is index {index}",
+            "the receipt's unsigned index says {}, its signed body says {index}",
+            json.index
+        ));
+    }
+    if proof.index != index {
+        return Outcome::Failed(format!(
+            "proof is for index {}, the receipt's signed body is index {index}",
             proof.index
         ));
     }

@@ -127,7 +127,7 @@ async fn find_anchor(
             reader.contract()
         ));
     }
-    let record = match record.map(|r| serde_json::from_value::<AnchorRecord>(r.clone())) {
+    let record = match record.map(|r| sworn_ledger::ijson::object_as::<AnchorRecord>(r, &[])) {
         None => None,
         Some(Ok(r)) => Some(r),
         Some(Err(e)) => return failed(format!("anchor record is malformed: {e}")),
