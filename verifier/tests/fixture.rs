@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 use sworn_ledger::keys::LogKey;
 use sworn_ledger::receipt::{ModelInfo, ParamValue};
@@ -107,6 +109,36 @@ impl TestLog {
                 "note": checkpoint.note,
             },
         })
+    }
+
+    /// The bundle of an erased `req-{i}` exactly as the server builds it: the receipt
+    /// without salts, and the signed erasure event with its own inclusion proof, both to
+    /// the newest checkpoint.
+    pub(crate) fn erased_bundle(&self, i: u64) -> Value {
+        let mut bundle = self.bundle(i);
+        assert!(
+            bundle["receipt"]["salts"].is_null(),
+            "req-{i} is not erased"
+        );
+        let index = bundle["receipt"]["index"].as_u64().unwrap();
+        let at = self.ledger.erasure_of(index).unwrap().unwrap();
+        let entry = self.ledger.entry(at).unwrap().unwrap();
+        let size = bundle["checkpoint"]["size"].as_u64().unwrap();
+        let proof = self.ledger.inclusion_proof(at, size).unwrap();
+        bundle["erasure"] = json!({
+            "entry": {
+                "index": entry.index,
+                "leaf_hash": entry.leaf_hash().to_hex(),
+                "body": String::from_utf8(entry.body.clone()).unwrap(),
+                "signature": BASE64.encode(entry.signature.to_bytes()),
+            },
+            "inclusion": {
+                "index": proof.index,
+                "tree_size": proof.tree_size,
+                "hashes": proof.path.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
+            },
+        });
+        bundle
     }
 
     /// The export, as text.

@@ -1,5 +1,7 @@
-//! The named mutations of provenance.md §7: pure functions from the honest material (a
-//! real bundle, export and proofs from the real ledger) to one vector file each.
+//! The vector type, the helpers every family shares, and the bundle rows of
+//! provenance.md §7 (1–23): pure functions from the honest material (a real bundle,
+//! export and proofs from the real ledger) to one vector file each. The other families
+//! live in the `mutate_*` modules (see `vectors.rs`).
 //!
 //! Mutations that model a dishonest *log operator* re-sign with the log's key (the test
 //! seed); mutations that model an outside attacker never touch it.
@@ -8,8 +10,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 use sworn_ledger::checkpoint::{Checkpoint, SignedCheckpoint};
-use sworn_ledger::keys::LogKey;
-use sworn_ledger::merkle::{Hash, empty_root, hash_leaf, hash_node};
+use sworn_ledger::entry::ErasureBody;
+use sworn_ledger::keys::{LogKey, note_key_id};
+use sworn_ledger::merkle::{
+    Hash, MemoryTree, empty_root, hash_leaf, hash_node, prove_inclusion, root,
+};
 
 use crate::fixture::{ORIGIN, key};
 
@@ -27,34 +32,90 @@ pub(crate) struct Vector {
     /// Needs a live chain (run by the Anvil tests, not offline).
     pub(crate) needs_chain: bool,
     pub(crate) content: Vec<u8>,
+    /// For `content`: the prompt file disclosed beside the bundle (name, bytes).
+    pub(crate) prompt: Option<(String, Vec<u8>)>,
+    /// For `content`: the response file disclosed beside the bundle (name, bytes).
+    pub(crate) response: Option<(String, Vec<u8>)>,
 }
 
-fn pretty(v: &Value) -> Vec<u8> {
+impl Vector {
+    /// A `receipt` vector (`NAME.bundle.json`) failing exactly the `failed` layers. Without
+    /// a chain, anchor and finality must be skipped, never ok; a bundle that is refused
+    /// outright has no other layer.
+    pub(crate) fn receipt(
+        file: &str,
+        row: u32,
+        title: &'static str,
+        failed: &[&'static str],
+        content: Vec<u8>,
+    ) -> Vector {
+        let outcomes = if failed.contains(&"bundle") {
+            vec![("bundle", "failed")]
+        } else {
+            vec![("anchor", "skipped"), ("finality", "skipped")]
+        };
+        Vector {
+            file: format!("{file}.bundle.json"),
+            row,
+            title,
+            command: "receipt",
+            failed: failed.to_vec(),
+            outcomes,
+            findings: vec![],
+            needs_chain: false,
+            content,
+            prompt: None,
+            response: None,
+        }
+    }
+
+    /// A further `layer → status` expectation.
+    pub(crate) fn expect(mut self, layer: &'static str, status: &'static str) -> Vector {
+        self.outcomes.push((layer, status));
+        self
+    }
+}
+
+pub(crate) fn pretty(v: &Value) -> Vec<u8> {
     let mut out = serde_json::to_vec_pretty(v).unwrap();
     out.push(b'\n');
     out
 }
 
-fn attacker() -> LogKey {
+/// An outside attacker's key (and the key of "another log" where one is needed).
+pub(crate) fn attacker() -> LogKey {
     LogKey::from_seed([0x66; 32])
 }
 
-fn hash(v: &Value) -> Hash {
+pub(crate) fn hash(v: &Value) -> Hash {
     Hash::from_hex(v.as_str().unwrap()).unwrap()
 }
 
-fn sign_checkpoint(origin: &str, size: u64, root: Hash, with: &LogKey) -> String {
+pub(crate) fn sign_checkpoint(origin: &str, size: u64, root: Hash, with: &LogKey) -> String {
     SignedCheckpoint::sign(Checkpoint::new(origin, size, root), with)
         .unwrap()
         .note
 }
 
-fn set_checkpoint(bundle: &mut Value, size: u64, root: Hash, note: &str) {
+/// A signed note over any `text`, built by hand: `sign_note` refuses malformed texts, and
+/// a dishonest operator's tools need not.
+pub(crate) fn hand_note(text: &str, name: &str, with: &LogKey) -> String {
+    format!("{text}\n{}\n", signature_line(text, name, with))
+}
+
+/// The signature line `— name base64(key id ‖ signature)` over `text`.
+pub(crate) fn signature_line(text: &str, name: &str, with: &LogKey) -> String {
+    let mut blob = note_key_id(name, &with.public_key_bytes()).to_vec();
+    blob.extend_from_slice(&with.sign(text.as_bytes()).to_bytes());
+    format!("\u{2014} {name} {}", BASE64.encode(blob))
+}
+
+pub(crate) fn set_checkpoint(bundle: &mut Value, size: u64, root: Hash, note: &str) {
     bundle["checkpoint"] = json!({"size": size, "root_hash": root.to_hex(), "note": note});
 }
 
 /// Adds ℓ (the group order) to the S half of a signature: same value mod ℓ, non-canonical.
-fn non_canonical_s(sig: &[u8]) -> Vec<u8> {
+pub(crate) fn non_canonical_s(sig: &[u8]) -> Vec<u8> {
     const ELL: [u8; 32] = [
         0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
         0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
@@ -69,10 +130,108 @@ fn non_canonical_s(sig: &[u8]) -> Vec<u8> {
     out
 }
 
-fn with_body(bundle: &mut Value, body: &str, signer: &LogKey) {
+pub(crate) fn sign_b64(with: &LogKey, body: &str) -> String {
+    BASE64.encode(with.sign(body.as_bytes()).to_bytes())
+}
+
+pub(crate) fn with_body(bundle: &mut Value, body: &str, signer: &LogKey) {
     bundle["receipt"]["body"] = json!(body);
-    bundle["receipt"]["signature"] = json!(BASE64.encode(signer.sign(body.as_bytes()).to_bytes()));
+    bundle["receipt"]["signature"] = json!(sign_b64(signer, body));
     bundle["receipt"]["leaf_hash"] = json!(hash_leaf(body.as_bytes()).to_hex());
+}
+
+/// `hex` with bit 3 of its first byte flipped.
+pub(crate) fn flip_hex(hex: &Value) -> Value {
+    let mut h = hash(hex);
+    h.0[0] ^= 0x08;
+    json!(h.to_hex())
+}
+
+/// `b64` (standard base64) with bit 3 of byte `at` flipped.
+pub(crate) fn flip_b64(b64: &Value, at: usize) -> Value {
+    let mut bytes = BASE64.decode(b64.as_str().unwrap()).unwrap();
+    bytes[at] ^= 0x08;
+    json!(BASE64.encode(bytes))
+}
+
+/// Placeholder member name that sorts before every real one (serde_json's maps are
+/// ordered), so the duplicate it becomes comes *first* and the honest member last.
+const DUP: &str = "!dup!";
+
+/// `v` as pretty JSON with a second member `name` in the object at `pointer`, written
+/// before the existing one and holding `first`: a reader keeping the last member sees the
+/// honest document, one keeping the first sees `first`.
+pub(crate) fn with_duplicate(v: &Value, pointer: &str, name: &str, first: Value) -> Vec<u8> {
+    let mut v = v.clone();
+    let object = v.pointer_mut(pointer).unwrap().as_object_mut().unwrap();
+    assert!(object.contains_key(name), "{pointer} has no {name}");
+    object.insert(DUP.into(), first);
+    let text = String::from_utf8(pretty(&v)).unwrap();
+    let placeholder = format!("\"{DUP}\"");
+    assert_eq!(text.matches(&placeholder).count(), 1);
+    text.replacen(&placeholder, &json!(name).to_string(), 1)
+        .into_bytes()
+}
+
+/// The export's entry lines, in order: `(index, body, signature)`.
+pub(crate) fn export_entries(material: &Value) -> Vec<(u64, String, String)> {
+    material["export"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "entry")
+        .map(|v| {
+            (
+                v["index"].as_u64().unwrap(),
+                v["body"].as_str().unwrap().to_string(),
+                v["signature"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The leaf hashes of every entry of the export, in order.
+pub(crate) fn export_leaves(material: &Value) -> Vec<Hash> {
+    export_entries(material)
+        .iter()
+        .map(|(_, body, _)| hash_leaf(body.as_bytes()))
+        .collect()
+}
+
+/// A tree over `leaves` (to recompute what a dishonest operator would serve).
+pub(crate) fn tree(leaves: &[Hash]) -> MemoryTree {
+    let mut t = MemoryTree::new();
+    for leaf in leaves {
+        t.push(*leaf);
+    }
+    t
+}
+
+/// The root of the first `size` leaves of `t`.
+pub(crate) fn tree_root(t: &MemoryTree, size: u64) -> Hash {
+    root(t, size).unwrap()
+}
+
+/// An inclusion section for `index` in the first `size` leaves of `t`.
+pub(crate) fn inclusion_json(t: &MemoryTree, index: u64, size: u64) -> Value {
+    let proof = prove_inclusion(t, index, size).unwrap();
+    json!({
+        "index": index,
+        "tree_size": size,
+        "hashes": proof.path.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
+    })
+}
+
+/// The material's erasure event (entry 7, erasing receipt 2), parsed.
+pub(crate) fn erasure_event(material: &Value) -> ErasureBody {
+    let body = &material["erased"]["bundle"]["erasure"]["entry"]["body"];
+    serde_json::from_str(body.as_str().unwrap()).unwrap()
+}
+
+/// The canonical bytes of an erasure event, as text.
+pub(crate) fn erasure_text(event: &ErasureBody) -> String {
+    String::from_utf8(event.to_canonical_bytes().unwrap()).unwrap()
 }
 
 /// All vectors, from the honest material.
@@ -83,17 +242,7 @@ pub(crate) fn derive(material: &Value) -> Vec<Vector> {
         |file: &str, row, title, failed: Vec<&'static str>, f: &dyn Fn(&mut Value)| {
             let mut b = honest.clone();
             f(&mut b);
-            out.push(Vector {
-                file: format!("{file}.bundle.json"),
-                row,
-                title,
-                command: "receipt",
-                failed,
-                outcomes: vec![("anchor", "skipped"), ("finality", "skipped")],
-                findings: vec![],
-                needs_chain: false,
-                content: pretty(&b),
-            });
+            out.push(Vector::receipt(file, row, title, &failed, pretty(&b)));
         };
     let path = honest["inclusion"]["hashes"].as_array().unwrap().clone();
     let body = honest["receipt"]["body"].as_str().unwrap().to_string();
@@ -391,131 +540,15 @@ pub(crate) fn derive(material: &Value) -> Vec<Vector> {
             );
         },
     );
-    out.extend(content_vectors(material));
-    out.extend(checkpoint_vectors(material));
     out.extend(chain_vectors(material));
+    out.extend(crate::mutate_body::body_vectors(material));
+    out.extend(crate::mutate_proof::proof_vectors(material));
+    out.extend(crate::mutate_note::note_vectors(material));
+    out.extend(crate::mutate_bundle::bundle_vectors(material));
+    out.extend(crate::mutate_content::content_vectors(material));
+    out.extend(crate::mutate_checkpoint::checkpoint_vectors(material));
     out.extend(crate::mutate_export::export_vectors(material));
     out
-}
-
-fn content_vectors(material: &Value) -> Vec<Vector> {
-    let honest = &material["bundle"];
-    let mut out = Vec::new();
-    let mut add = |file: &str, title, status: &'static str, bundle: Value| {
-        out.push(Vector {
-            file: format!("{file}.bundle.json"),
-            row: 24,
-            title,
-            command: "content",
-            failed: if status == "failed" {
-                vec!["commitment"]
-            } else {
-                vec![]
-            },
-            outcomes: vec![("commitment", status)],
-            findings: vec![],
-            needs_chain: false,
-            content: pretty(&bundle),
-        });
-    };
-    add(
-        "24-content-honest",
-        "disclosed content opens the commitments",
-        "ok",
-        honest.clone(),
-    );
-    let mut erased = honest.clone();
-    erased["receipt"]["salts"] = Value::Null;
-    add(
-        "24b-content-erased",
-        "salts erased by the log: erased, not tampered",
-        "erased",
-        erased,
-    );
-    let mut wrong = honest.clone();
-    wrong["receipt"]["salts"]["prompt"] = json!("00".repeat(32));
-    add(
-        "24c-content-wrong-salt",
-        "prompt salt wrong: the commitment does not open",
-        "failed",
-        wrong,
-    );
-    out
-}
-
-fn checkpoint_vectors(material: &Value) -> Vec<Vector> {
-    let new_note = material["bundle"]["checkpoint"]["note"].clone();
-    let new_size = material["bundle"]["checkpoint"]["size"].as_u64().unwrap();
-    let new_root = hash(&material["bundle"]["checkpoint"]["root_hash"]);
-    let old = &material["old_checkpoint"];
-    let seen = |c: &Value| json!({"origin": ORIGIN, "size": c["size"], "root_hash": c["root_hash"], "note": c["note"]});
-    let newest = json!({"size": new_size, "root_hash": new_root.to_hex(), "note": new_note});
-    let fork_root = hash_leaf(b"a different history");
-    let forked = sign_checkpoint(ORIGIN, new_size, fork_root, &key());
-    let mut swapped = material["consistency"].clone();
-    swapped["old_root_hash"] = material["consistency"]["new_root_hash"].clone();
-    swapped["new_root_hash"] = material["consistency"]["old_root_hash"].clone();
-    let cases = [
-        (
-            "16-honest-extension",
-            0,
-            "newer checkpoint with a valid consistency proof",
-            vec![],
-            seen(old),
-            new_note.clone(),
-            material["consistency"].clone(),
-        ),
-        (
-            "16b-rolled-back",
-            16,
-            "last seen size 7; now size 3 is served",
-            vec!["consistency"],
-            seen(&newest),
-            old["note"].clone(),
-            Value::Null,
-        ),
-        (
-            "17-equivocation",
-            17,
-            "two log-signed checkpoints of size 7 with different roots",
-            vec!["consistency"],
-            seen(&newest),
-            json!(forked),
-            Value::Null,
-        ),
-        (
-            "17b-fork",
-            17,
-            "a log-signed size-7 checkpoint not consistent with size 3 seen before",
-            vec!["consistency"],
-            seen(old),
-            json!(forked),
-            material["consistency"].clone(),
-        ),
-        (
-            "19-swapped-roots",
-            19,
-            "the consistency proof's roots swapped",
-            vec!["consistency"],
-            seen(old),
-            new_note,
-            swapped,
-        ),
-    ];
-    cases
-        .into_iter()
-        .map(|(file, row, title, failed, state, note, proof)| Vector {
-            file: format!("{file}.checkpoint.json"),
-            row,
-            title,
-            command: "checkpoint",
-            failed,
-            outcomes: vec![],
-            findings: vec![],
-            needs_chain: false,
-            content: pretty(&json!({"state": state, "note": note, "consistency": proof})),
-        })
-        .collect()
 }
 
 fn chain_vectors(material: &Value) -> Vec<Vector> {
@@ -538,5 +571,7 @@ fn chain_vectors(material: &Value) -> Vec<Vector> {
         findings: vec![],
         needs_chain: true,
         content: pretty(&b),
+        prompt: None,
+        response: None,
     }]
 }
