@@ -1,12 +1,23 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
 
+import {ConsistencyProof} from "./ConsistencyProof.sol";
+
 /// @title SwornAnchor: a write-once registry of transparency-log checkpoints.
 /// @notice Each Sworn instance keeps one append-only RFC 9162 Merkle log, identified by
 /// `logId = SHA-256(origin)`. The log's submitter anchors signed checkpoints here under
-/// contiguous sequence numbers (1, 2, 3, ...). An anchor is never overwritten and the
-/// anchored tree size never decreases, so once a checkpoint is anchored in a finalized
-/// block the operator can no longer present a different history for that size.
+/// contiguous sequence numbers (1, 2, 3, ...). An anchor is never overwritten.
+///
+/// What the contract guarantees: every anchored checkpoint of a log lies on one linear
+/// history, by construction. Each anchor after the first names the anchor before it (its
+/// root and checkpoint hash, checked against storage) and carries an RFC 9162 consistency
+/// proof from that anchor's tree to its own, verified here with the SHA-256 precompile
+/// (see `ConsistencyProof`). So anchor `seq` extends anchor `seq - 1`, which extends
+/// anchor `seq - 2`, and so on: an equal tree size needs an equal root, a smaller one is
+/// refused, and once a checkpoint is anchored in a finalized block the operator can no
+/// longer anchor a history that contradicts it (a split view), for that size or any other.
+/// What it does not check is the Ed25519 signature: the contract binds roots and sizes as
+/// submitted, and a verifier checks the checkpoint note whose hash is anchored.
 ///
 /// The log's Ed25519 public keys are recorded with the first seq each applies to, so a
 /// verifier can take the key that signed checkpoint `seq` from the chain. Rotations only
@@ -17,10 +28,12 @@ pragma solidity 0.8.30;
 /// apart so no one can claim another size for the same root.
 ///
 /// Storage holds what the rules need and what a verifier checks, in two fresh slots per
-/// anchor (the gas target is 80k per anchor transaction): the tree size, block and time
-/// in one packed word, and `keccak256(abi.encode(root, checkpointHash))` in the other.
-/// The `Anchored` event carries the root and checkpoint hash in the clear; `isAnchored`
-/// checks a (size, root, hash) triple against storage without trusting any event.
+/// anchor (the gas target is 120k per anchor transaction at 2^20 entries, proof included):
+/// the tree size, block and time in one packed word, and
+/// `keccak256(abi.encode(root, checkpointHash))` in the other. The `Anchored` event
+/// carries the root and checkpoint hash in the clear; `isAnchored` checks a (size, root,
+/// hash) triple against storage without trusting any event, and the next anchor's
+/// `prevRoot`/`prevCheckpointHash` are checked against the same commitment.
 contract SwornAnchor {
     /// @notice A registered log. Packed in one slot (20 + 8 + 4 bytes) for `anchor`;
     /// `admin` lives in the next one because `anchor` never reads it.
@@ -45,6 +58,10 @@ contract SwornAnchor {
         bytes32 publicKey;
         uint64 fromSeq;
     }
+
+    /// @notice The most elements a consistency proof may have; longer ones are refused
+    /// before anything is hashed. No valid proof between tree sizes below 2^64 is longer.
+    uint256 public constant MAX_PROOF_LENGTH = ConsistencyProof.MAX_LENGTH;
 
     /// @notice The account allowed to register logs (the deployer).
     address public immutable owner;
@@ -89,6 +106,18 @@ contract SwornAnchor {
     error TreeSizeDecreased(bytes32 logId, uint64 previous, uint64 got);
     /// @notice An empty tree has nothing to anchor.
     error EmptyTree();
+    /// @notice Seq 1 has no previous anchor: its `prevRoot` and `prevCheckpointHash` must be
+    /// zero and its consistency proof empty.
+    error FirstAnchorHasPrevious(bytes32 logId);
+    /// @notice `prevRoot` and `prevCheckpointHash` are not what is anchored at
+    /// `previousSeq` (the seq before the one being anchored).
+    error PreviousAnchorMismatch(bytes32 logId, uint64 previousSeq);
+    /// @notice The consistency proof does not show the tree anchored at `previousSeq`
+    /// (`previousSize` leaves) to be a prefix of the new tree (`treeSize` leaves): the new
+    /// checkpoint is not on the log's anchored history.
+    error InconsistentHistory(bytes32 logId, uint64 previousSeq, uint64 previousSize, uint64 treeSize);
+    /// @notice A consistency proof has `length` elements, more than any valid one (`max`).
+    error ProofTooLong(uint256 length, uint256 max);
     /// @notice Nothing is anchored at this seq.
     error NotAnchored(bytes32 logId, uint64 seq);
     /// @notice Seq 0 does not exist; seqs start at 1.
@@ -137,9 +166,27 @@ contract SwornAnchor {
         emit SubmitterChanged(logId, previous, submitter);
     }
 
-    /// @notice Anchors checkpoint `seq` of `logId`: write-once, seq contiguous from 1,
-    /// tree size never below the previous anchor's, only by the log's submitter.
-    function anchor(bytes32 logId, uint64 seq, uint64 treeSize, bytes32 root, bytes32 checkpointHash) external {
+    /// @notice Anchors checkpoint `seq` of `logId`: write-once, seq contiguous from 1, only
+    /// by the log's submitter, and only as an extension of the anchor at `seq - 1`.
+    /// @param logId SHA-256 of the log's origin.
+    /// @param seq The next seq: 1 for the first anchor, then the latest seq plus one.
+    /// @param treeSize The checkpoint's tree size (not zero, not below the previous anchor's).
+    /// @param root The checkpoint's RFC 9162 root.
+    /// @param checkpointHash SHA-256 of the complete signed checkpoint note.
+    /// @param prevRoot The root anchored at `seq - 1`; zero for seq 1.
+    /// @param prevCheckpointHash The checkpoint hash anchored at `seq - 1`; zero for seq 1.
+    /// @param consistency The RFC 9162 consistency proof from the tree anchored at `seq - 1`
+    /// to this one (empty for seq 1, and for an equal size, which also needs an equal root).
+    function anchor(
+        bytes32 logId,
+        uint64 seq,
+        uint64 treeSize,
+        bytes32 root,
+        bytes32 checkpointHash,
+        bytes32 prevRoot,
+        bytes32 prevCheckpointHash,
+        bytes32[] calldata consistency
+    ) external {
         Log storage log = _logs[logId];
         address submitter = log.submitter;
         if (submitter == address(0)) revert UnknownLog(logId);
@@ -153,9 +200,21 @@ contract SwornAnchor {
             revert SeqNotContiguous(logId, expected, seq);
         }
         if (treeSize == 0) revert EmptyTree();
-        if (latestSeq != 0) {
-            uint64 previous = _anchors[logId][latestSeq].treeSize;
-            if (treeSize < previous) revert TreeSizeDecreased(logId, previous, treeSize);
+        if (latestSeq == 0) {
+            if (prevRoot != bytes32(0) || prevCheckpointHash != bytes32(0) || consistency.length != 0) {
+                revert FirstAnchorHasPrevious(logId);
+            }
+        } else {
+            Anchor storage previous = _anchors[logId][latestSeq];
+            uint64 previousSize = previous.treeSize;
+            if (treeSize < previousSize) revert TreeSizeDecreased(logId, previousSize, treeSize);
+            if (commitmentOf(prevRoot, prevCheckpointHash) != previous.commitment) {
+                revert PreviousAnchorMismatch(logId, latestSeq);
+            }
+            if (consistency.length > MAX_PROOF_LENGTH) revert ProofTooLong(consistency.length, MAX_PROOF_LENGTH);
+            if (!ConsistencyProof.verify(previousSize, treeSize, prevRoot, root, consistency)) {
+                revert InconsistentHistory(logId, latestSeq, previousSize, treeSize);
+            }
         }
         log.latestSeq = seq;
         _anchors[logId][seq] = Anchor({

@@ -3,6 +3,7 @@
 // Helpers shared by tests panic on failure like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod consistency_vectors;
 mod content_folding;
 mod crash;
 mod hostile_input;

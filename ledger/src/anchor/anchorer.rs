@@ -13,6 +13,18 @@
 //! The next seq is only submitted once the previous one is final: seqs must be
 //! contiguous on chain, and a reorg of seq `n` would otherwise strand seq `n + 1`.
 //!
+//! Every anchor after the first extends the one before it, and the contract checks it:
+//! the anchorer sends the root and checkpoint hash that the contract holds at `seq - 1`
+//! (its own record, confirmed against contract storage, or else the chain's event for
+//! that seq, also confirmed) and the ledger's RFC 9162 consistency proof from that tree
+//! to the new one. It checks the proof itself before sending anything, so a checkpoint
+//! that does not extend the anchored history (another ledger's, say, under the same
+//! origin) is never anchored: it is refused with [`AnchorError::NotAnExtension`] (or the
+//! contract's own `InconsistentHistory`/`PreviousAnchorMismatch`), logged once, shown in
+//! the status, and not tried again against the same previous anchor
+//! ([`StepOutcome::Refused`]); a newer checkpoint, or a different anchor at `seq - 1`
+//! after a reorg, is considered afresh.
+//!
 //! The task never blocks serving: it runs on the async runtime, its store calls run on
 //! the blocking pool, every RPC has a deadline, and failures only delay it (bounded,
 //! jittered back-off) and show up in [`AnchorStatus`].
@@ -25,12 +37,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::backoff::{Backoff, BackoffPolicy};
-use super::chain::AnchorChain;
+use super::chain::{AnchorChain, PreviousAnchor};
 use super::contract::checkpoint_hash;
 use super::error::AnchorError;
 use super::state::{AnchorRecord, AnchorState, AnchorStatus};
 use super::store::AnchorStore;
 use crate::checkpoint::SignedCheckpoint;
+use crate::merkle::{Hash, verify_consistency};
 
 /// How the anchorer talks to the chain and how often it looks.
 #[derive(Debug, Clone)]
@@ -111,6 +124,31 @@ pub enum StepOutcome {
         /// The seq adopted.
         seq: u64,
     },
+    /// The newest checkpoint was already refused against the anchor now at `seq - 1`
+    /// (it does not extend it); nothing was sent. The reason stays in the status.
+    Refused {
+        /// The seq it would be anchored under.
+        seq: u64,
+        /// Its tree size.
+        tree_size: u64,
+    },
+}
+
+/// One attempt to anchor a checkpoint under a seq on top of a previous anchor: what a
+/// refusal is remembered by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Attempt {
+    seq: u64,
+    tree_size: u64,
+    root: B256,
+    previous: Option<PreviousAnchor>,
+}
+
+/// A refused attempt and why.
+#[derive(Debug, Clone)]
+struct Refusal {
+    attempt: Attempt,
+    reason: String,
 }
 
 /// The anchoring state machine over a store and a chain connection.
@@ -121,6 +159,7 @@ pub struct Anchorer<S: AnchorStore> {
     config: AnchorConfig,
     chain_id: Option<u64>,
     status: watch::Sender<AnchorStatus>,
+    refused: Option<Refusal>,
 }
 
 impl<S: AnchorStore> Anchorer<S> {
@@ -146,6 +185,7 @@ impl<S: AnchorStore> Anchorer<S> {
             chain_id: config.chain_id,
             config,
             status,
+            refused: None,
         })
     }
 
@@ -305,7 +345,7 @@ impl<S: AnchorStore> Anchorer<S> {
                     record.state = AnchorState::Submitted;
                     self.save(&record).await?;
                     self.status.send_modify(|s| s.reorgs_seen += 1);
-                } else {
+                } else if self.refused.as_ref().is_none_or(|r| r.attempt.seq != seq) {
                     tracing::warn!(seq, tx = %record.tx_hash, "anchor transaction unknown to the node; resubmitting");
                 }
                 self.resubmit(&record).await
@@ -331,7 +371,9 @@ impl<S: AnchorStore> Anchorer<S> {
                 record.resubmissions.saturating_add(1),
             )
             .await?;
-        self.status.send_modify(|s| s.resubmissions += 1);
+        if matches!(outcome, StepOutcome::Submitted { .. }) {
+            self.status.send_modify(|s| s.resubmissions += 1);
+        }
         Ok(outcome)
     }
 
@@ -400,7 +442,110 @@ impl<S: AnchorStore> Anchorer<S> {
         Ok(StepOutcome::Adopted { seq })
     }
 
-    /// Signs, records (durably) and broadcasts an anchor of `checkpoint` under `seq`.
+    /// What the contract holds at `seq - 1` (`None` for seq 1): the local record if the
+    /// contract's storage confirms it, otherwise the chain's own (confirmed) anchor there,
+    /// e.g. when a reorg replaced it.
+    async fn previous_anchor(&self, seq: u64) -> Result<Option<PreviousAnchor>, AnchorError> {
+        let previous_seq = seq.saturating_sub(1);
+        if previous_seq == 0 {
+            return Ok(None);
+        }
+        if let Some(record) = self.with_store(move |s| s.record(previous_seq)).await? {
+            if self
+                .chain
+                .is_anchored(
+                    previous_seq,
+                    record.tree_size,
+                    record.root,
+                    record.checkpoint_hash,
+                )
+                .await?
+            {
+                return Ok(Some(PreviousAnchor {
+                    seq: previous_seq,
+                    tree_size: record.tree_size,
+                    root: record.root,
+                    checkpoint_hash: record.checkpoint_hash,
+                }));
+            }
+            tracing::warn!(
+                seq = previous_seq,
+                size = record.tree_size,
+                "the local anchor record is not what the contract holds; extending the chain's"
+            );
+        }
+        match self.chain.anchored_at(previous_seq).await? {
+            Some(previous) => Ok(Some(previous)),
+            None => Err(AnchorError::PreviousAnchorUnknown {
+                seq: previous_seq,
+                reason: "the contract holds no anchor there".to_string(),
+            }),
+        }
+    }
+
+    /// The ledger's consistency proof from `previous` to the tree of `tree_size` with
+    /// `root`, checked here: a proof that does not verify means the checkpoint is not on
+    /// the anchored history ([`AnchorError::NotAnExtension`]).
+    async fn extension_proof(
+        &self,
+        seq: u64,
+        tree_size: u64,
+        root: B256,
+        previous: &PreviousAnchor,
+    ) -> Result<Vec<B256>, AnchorError> {
+        let not_an_extension = |reason: String| AnchorError::NotAnExtension {
+            seq,
+            tree_size,
+            root,
+            previous_seq: previous.seq,
+            previous_size: previous.tree_size,
+            previous_root: previous.root,
+            reason,
+        };
+        let old_size = previous.tree_size;
+        if tree_size < old_size {
+            return Err(not_an_extension("it is the smaller tree".to_string()));
+        }
+        let path = self
+            .with_store(move |s| s.consistency_path(old_size, tree_size))
+            .await?;
+        verify_consistency(
+            old_size,
+            tree_size,
+            &Hash(previous.root.0),
+            &Hash(root.0),
+            &path,
+        )
+        .map_err(|e| {
+            not_an_extension(format!(
+                "the ledger's consistency proof from size {old_size} does not verify against the anchored root ({e})"
+            ))
+        })?;
+        Ok(path.iter().map(|h| B256::from(h.0)).collect())
+    }
+
+    /// Remembers `attempt` as refused (it is not tried again as long as it stays the
+    /// same), logs why, and hands the error back.
+    fn refuse(&mut self, attempt: Attempt, error: AnchorError) -> AnchorError {
+        let previous = attempt.previous.as_ref();
+        tracing::error!(
+            seq = attempt.seq,
+            size = attempt.tree_size,
+            root = %attempt.root,
+            previous_size = previous.map_or(0, |p| p.tree_size),
+            previous_root = %previous.map_or(B256::ZERO, |p| p.root),
+            error = %error,
+            "checkpoint refused: it does not extend the anchored history; it will not be retried"
+        );
+        self.refused = Some(Refusal {
+            attempt,
+            reason: error.to_string(),
+        });
+        error
+    }
+
+    /// Signs, records (durably) and broadcasts an anchor of `checkpoint` under `seq`, as
+    /// an extension of the anchor at `seq - 1`.
     async fn submit(
         &mut self,
         seq: u64,
@@ -411,10 +556,42 @@ impl<S: AnchorStore> Anchorer<S> {
         let root = B256::from(checkpoint.checkpoint.root.0);
         let hash = checkpoint_hash(checkpoint);
         let tree_size = checkpoint.checkpoint.size;
-        let prepared = self
+        let previous = self.previous_anchor(seq).await?;
+        let attempt = Attempt {
+            seq,
+            tree_size,
+            root,
+            previous,
+        };
+        if self.refused.as_ref().is_some_and(|r| r.attempt == attempt) {
+            return Ok(StepOutcome::Refused { seq, tree_size });
+        }
+        let (prev_root, prev_hash, consistency) = match &previous {
+            None => (B256::ZERO, B256::ZERO, Vec::new()),
+            Some(previous) => match self.extension_proof(seq, tree_size, root, previous).await {
+                Ok(path) => (previous.root, previous.checkpoint_hash, path),
+                Err(e @ AnchorError::NotAnExtension { .. }) => return Err(self.refuse(attempt, e)),
+                Err(e) => return Err(e),
+            },
+        };
+        let prepared = match self
             .chain
-            .prepare_anchor(seq, tree_size, root, hash)
-            .await?;
+            .prepare_anchor(
+                seq,
+                tree_size,
+                root,
+                hash,
+                prev_root,
+                prev_hash,
+                &consistency,
+            )
+            .await
+        {
+            Ok(prepared) => prepared,
+            Err(e) if e.is_history_refusal() => return Err(self.refuse(attempt, e)),
+            Err(e) => return Err(e),
+        };
+        self.refused = None;
         let record = AnchorRecord {
             seq,
             chain_id,
@@ -471,6 +648,7 @@ impl<S: AnchorStore> Anchorer<S> {
                 Ok((last, finalized, newest))
             })
             .await;
+        let refusal = self.refused.as_ref().map(|r| r.reason.clone());
         self.status.send_modify(|status| {
             if let Ok((last, finalized, newest)) = &snapshot {
                 status.current = last.as_ref().map(|r| (r.seq, r.state));
@@ -481,6 +659,11 @@ impl<S: AnchorStore> Anchorer<S> {
             }
             status.consecutive_failures = failures;
             match result {
+                // A refused checkpoint keeps its reason in view until something changes.
+                Ok(StepOutcome::Refused { .. }) => {
+                    status.rpc_healthy = true;
+                    status.last_error = refusal;
+                }
                 Ok(_) => {
                     status.rpc_healthy = true;
                     status.last_error = None;
@@ -502,7 +685,11 @@ impl<S: AnchorStore> Anchorer<S> {
             loop {
                 let result = self.step().await;
                 let pause = match &result {
-                    Ok(StepOutcome::Idle | StepOutcome::Waiting { .. }) => {
+                    Ok(
+                        StepOutcome::Idle
+                        | StepOutcome::Waiting { .. }
+                        | StepOutcome::Refused { .. },
+                    ) => {
                         backoff.reset();
                         self.config.poll_interval
                     }
@@ -515,6 +702,9 @@ impl<S: AnchorStore> Anchorer<S> {
                         let delay = backoff.next_delay();
                         if e.is_transient() {
                             tracing::debug!(error = %e, ?delay, "anchorer: chain unavailable");
+                        } else if e.is_history_refusal() {
+                            // Logged where it was refused, with the details.
+                            tracing::debug!(error = %e, ?delay, "anchorer: checkpoint refused");
                         } else {
                             tracing::error!(error = %e, ?delay, "anchorer: pass failed");
                         }

@@ -23,7 +23,9 @@ use super::error::AnchorError;
 use super::reader::{AnchoredEvent, ChainReader, Inclusion, OnChainLatest};
 
 /// Head-room added to the node's gas estimate: the estimate is exact for the state it
-/// ran against, and the anchor path's cost does not depend on state, so 20% is ample.
+/// ran against, and the anchor path's cost depends only on the call's own arguments (the
+/// consistency proof's length and shape) and on slots that are warm or cold the same way
+/// whatever the state, so 20% is ample.
 const GAS_MARGIN_PERCENT: u64 = 20;
 
 /// A signed, not yet broadcast, anchoring transaction.
@@ -34,6 +36,20 @@ pub struct PreparedAnchor {
     /// The sender nonce it uses.
     pub nonce: u64,
     envelope: TxEnvelope,
+}
+
+/// An anchored checkpoint that the next anchor must extend: what the contract holds at
+/// `seq` (the seq before the one being anchored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreviousAnchor {
+    /// Its seq.
+    pub seq: u64,
+    /// Its tree size.
+    pub tree_size: u64,
+    /// Its root.
+    pub root: B256,
+    /// SHA-256 of its signed checkpoint note.
+    pub checkpoint_hash: B256,
 }
 
 /// A connection to SwornAnchor for one log and one submitter.
@@ -123,19 +139,35 @@ impl AnchorChain {
 
     /// Simulates `anchor(...)` (so a rejection comes back as a decoded custom error and
     /// costs no gas), then builds and signs the transaction with the pending nonce.
+    ///
+    /// `prev_root` and `prev_checkpoint_hash` are what the contract holds at `seq - 1`
+    /// (zero for seq 1), and `consistency` the RFC 9162 consistency proof from that
+    /// anchor's tree to this one (empty for seq 1 and for an equal size).
     pub async fn prepare_anchor(
         &self,
         seq: u64,
         tree_size: u64,
         root: B256,
         checkpoint_hash: B256,
+        prev_root: B256,
+        prev_checkpoint_hash: B256,
+        consistency: &[B256],
     ) -> Result<PreparedAnchor, AnchorError> {
         let from = self.signer.address();
         let reader = &self.reader;
         let provider = reader.provider();
         let instance = reader.instance();
         let call = instance
-            .anchor(self.log_id, seq, tree_size, root, checkpoint_hash)
+            .anchor(
+                self.log_id,
+                seq,
+                tree_size,
+                root,
+                checkpoint_hash,
+                prev_root,
+                prev_checkpoint_hash,
+                consistency.to_vec(),
+            )
             .from(from);
         reader.call("anchor", call.call().into_future()).await?;
 
@@ -208,6 +240,33 @@ impl AnchorChain {
     /// The hash of the canonical block at `number`, if there is one.
     pub async fn canonical_hash(&self, number: u64) -> Result<Option<B256>, AnchorError> {
         Ok(self.reader.canonical_hash(number).await?)
+    }
+
+    /// What the contract holds at `seq`, told by the `Anchored` event and confirmed
+    /// against storage (`isAnchored`), so a stale or forged log cannot stand in for it.
+    /// `None` if nothing is anchored there.
+    pub async fn anchored_at(&self, seq: u64) -> Result<Option<PreviousAnchor>, AnchorError> {
+        let Some(event) = self.find_anchor_event(seq).await? else {
+            return Ok(None);
+        };
+        if !self
+            .is_anchored(seq, event.tree_size, event.root, event.checkpoint_hash)
+            .await?
+        {
+            return Err(AnchorError::PreviousAnchorUnknown {
+                seq,
+                reason: format!(
+                    "the Anchored event (size {}, root {}) is not what the contract stores",
+                    event.tree_size, event.root
+                ),
+            });
+        }
+        Ok(Some(PreviousAnchor {
+            seq,
+            tree_size: event.tree_size,
+            root: event.root,
+            checkpoint_hash: event.checkpoint_hash,
+        }))
     }
 
     /// The `Anchored` event for `seq` of this log on the canonical chain, if any.

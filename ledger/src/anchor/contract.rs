@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 use crate::checkpoint::SignedCheckpoint;
 
 alloy::sol!(
-    #[allow(missing_docs)]
+    // `anchor` takes eight arguments (the log, seq, size, root, checkpoint hash, and the
+    // previous anchor's root and hash with the consistency proof), over clippy's limit.
+    #[allow(missing_docs, clippy::too_many_arguments)]
     #[sol(rpc)]
     #[derive(Debug, PartialEq, Eq)]
     SwornAnchor,
@@ -53,6 +55,23 @@ mod tests {
             SwornAnchor::SeqNotContiguous::SIGNATURE,
             "SeqNotContiguous(bytes32,uint64,uint64)"
         );
+        assert_eq!(
+            SwornAnchor::InconsistentHistory::SIGNATURE,
+            "InconsistentHistory(bytes32,uint64,uint64,uint64)"
+        );
+        assert_eq!(
+            SwornAnchor::PreviousAnchorMismatch::SIGNATURE,
+            "PreviousAnchorMismatch(bytes32,uint64)"
+        );
         assert!(!SwornAnchor::BYTECODE.is_empty());
+    }
+
+    #[test]
+    fn anchor_takes_the_previous_anchor_and_a_consistency_proof() {
+        use alloy::sol_types::SolCall;
+        assert_eq!(
+            SwornAnchor::anchorCall::SIGNATURE,
+            "anchor(bytes32,uint64,uint64,bytes32,bytes32,bytes32,bytes32,bytes32[])"
+        );
     }
 }

@@ -72,6 +72,31 @@ pub enum ContractRevert {
     },
     /// An empty tree has nothing to anchor.
     EmptyTree,
+    /// Seq 1 was sent with a previous root, checkpoint hash or consistency proof.
+    FirstAnchorHasPrevious,
+    /// The previous root and checkpoint hash sent are not what is anchored at
+    /// `previous_seq`.
+    PreviousAnchorMismatch {
+        /// The seq before the one being anchored.
+        previous_seq: u64,
+    },
+    /// The consistency proof does not show the anchored tree at `previous_seq` to be a
+    /// prefix of the new one: the checkpoint is not on the log's anchored history.
+    InconsistentHistory {
+        /// The seq before the one being anchored.
+        previous_seq: u64,
+        /// Its tree size.
+        previous_size: u64,
+        /// The tree size that was sent.
+        tree_size: u64,
+    },
+    /// The consistency proof is longer than any valid one.
+    ProofTooLong {
+        /// Elements sent.
+        length: u64,
+        /// The contract's cap.
+        max: u64,
+    },
     /// Nothing is anchored at this seq.
     NotAnchored {
         /// The seq.
@@ -115,6 +140,19 @@ impl ContractRevert {
                 got: e.got,
             },
             E::EmptyTree(_) => Self::EmptyTree,
+            E::FirstAnchorHasPrevious(_) => Self::FirstAnchorHasPrevious,
+            E::PreviousAnchorMismatch(e) => Self::PreviousAnchorMismatch {
+                previous_seq: e.previousSeq,
+            },
+            E::InconsistentHistory(e) => Self::InconsistentHistory {
+                previous_seq: e.previousSeq,
+                previous_size: e.previousSize,
+                tree_size: e.treeSize,
+            },
+            E::ProofTooLong(e) => Self::ProofTooLong {
+                length: clamp(e.length),
+                max: clamp(e.max),
+            },
             E::NotAnchored(e) => Self::NotAnchored { seq: e.seq },
             E::SeqZero(_) => Self::SeqZero,
             E::KeyIndexOutOfRange(e) => Self::KeyIndexOutOfRange {
@@ -162,6 +200,26 @@ impl fmt::Display for ContractRevert {
                 "TreeSizeDecreased: tree size {got} is below the previous anchor's {previous}"
             ),
             Self::EmptyTree => write!(f, "EmptyTree: an empty tree cannot be anchored"),
+            Self::FirstAnchorHasPrevious => write!(
+                f,
+                "FirstAnchorHasPrevious: seq 1 takes no previous root, checkpoint hash or proof"
+            ),
+            Self::PreviousAnchorMismatch { previous_seq } => write!(
+                f,
+                "PreviousAnchorMismatch: the previous root and checkpoint hash are not what is anchored at seq {previous_seq}"
+            ),
+            Self::InconsistentHistory {
+                previous_seq,
+                previous_size,
+                tree_size,
+            } => write!(
+                f,
+                "InconsistentHistory: the tree of size {tree_size} does not extend the one anchored at seq {previous_seq} (size {previous_size})"
+            ),
+            Self::ProofTooLong { length, max } => write!(
+                f,
+                "ProofTooLong: the consistency proof has {length} elements, over the cap of {max}"
+            ),
             Self::NotAnchored { seq } => write!(f, "NotAnchored: nothing is anchored at seq {seq}"),
             Self::SeqZero => write!(f, "SeqZero: seqs start at 1"),
             Self::KeyIndexOutOfRange { index, count } => {
@@ -231,6 +289,39 @@ pub enum AnchorError {
         local_size: u64,
         /// Checkpoint hash of the local record.
         local_hash: B256,
+    },
+    /// The checkpoint does not extend the checkpoint the chain holds at the previous seq,
+    /// so the contract would refuse it (and rightly: anchoring it would fork the log's
+    /// anchored history). Terminal for this checkpoint: the anchorer does not retry it
+    /// against the same previous anchor.
+    #[error(
+        "checkpoint of size {tree_size} (root {root}) does not extend the checkpoint anchored at seq \
+         {previous_seq} (size {previous_size}, root {previous_root}): {reason}; it will not be anchored"
+    )]
+    NotAnExtension {
+        /// The seq it would have been anchored under.
+        seq: u64,
+        /// Its tree size.
+        tree_size: u64,
+        /// Its root.
+        root: B256,
+        /// The anchored seq it must extend.
+        previous_seq: u64,
+        /// That anchor's tree size.
+        previous_size: u64,
+        /// That anchor's root.
+        previous_root: B256,
+        /// Why it does not extend it.
+        reason: String,
+    },
+    /// The chain holds an anchor at `seq` that neither the local record nor the chain's
+    /// own `Anchored` event describes (the contract's storage disagrees with both).
+    #[error("cannot tell what is anchored at seq {seq}: {reason}")]
+    PreviousAnchorUnknown {
+        /// The seq.
+        seq: u64,
+        /// What was found.
+        reason: String,
     },
     /// A seq recorded locally as finalized is no longer anchored on chain.
     #[error(
@@ -307,6 +398,22 @@ impl AnchorError {
             };
         }
         Self::rpc(operation, err)
+    }
+
+    /// Whether this says the checkpoint is not on the anchored history: the local check
+    /// ([`AnchorError::NotAnExtension`]) or the contract's own refusal of the previous
+    /// anchor or of the consistency proof. Retrying the same checkpoint cannot help.
+    pub fn is_history_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::NotAnExtension { .. }
+                | Self::Rejected {
+                    revert: ContractRevert::PreviousAnchorMismatch { .. }
+                        | ContractRevert::InconsistentHistory { .. }
+                        | ContractRevert::ProofTooLong { .. },
+                    ..
+                }
+        )
     }
 
     /// The decoded contract revert, if this is one.

@@ -2,16 +2,22 @@
 //!
 //! A checkpoint only becomes evidence once it sits where the operator cannot rewrite it.
 //! The [`Anchorer`] takes the newest sealed checkpoint, sends
-//! `anchor(logId, seq, treeSize, root, checkpointHash)` and follows the transaction
-//! `submitted → included → finalized` (JSON-RPC block tags), storing chain id, contract,
-//! seq, transaction hash, block number and block hash in the ledger ([`AnchorRecord`]).
+//! `anchor(logId, seq, treeSize, root, checkpointHash, prevRoot, prevCheckpointHash,
+//! consistency)` and follows the transaction `submitted → included → finalized`
+//! (JSON-RPC block tags), storing chain id, contract, seq, transaction hash, block number
+//! and block hash in the ledger ([`AnchorRecord`]).
 //!
 //! What is anchored, exactly:
 //! - `logId` = SHA-256 of the log's origin ([`log_id`]);
 //! - `seq` = 1, 2, 3, ... with no gaps (the contract enforces it);
 //! - `treeSize` and `root` = the checkpoint's size and RFC 9162 root;
 //! - `checkpointHash` = SHA-256 of the complete signed checkpoint note text
-//!   ([`checkpoint_hash`]), tying the chain to the note the client holds.
+//!   ([`checkpoint_hash`]), tying the chain to the note the client holds;
+//! - `prevRoot`, `prevCheckpointHash` = what the contract holds at `seq - 1` (zero for
+//!   seq 1), and `consistency` = the ledger's RFC 9162 consistency proof from that tree to
+//!   this one. The contract verifies it, so every anchor of the log lies on one linear
+//!   history; the anchorer verifies it first and never sends a checkpoint that does not
+//!   extend the last anchored one ([`AnchorError::NotAnExtension`]).
 //!
 //! Files: [`contract`] (bindings from the committed artifact), [`state`] (the state
 //! machine's record and status), [`store`] (the storage seam), [`reader`] (read-only
@@ -46,7 +52,7 @@ pub mod store;
 
 pub use anchorer::{AnchorConfig, Anchorer, AnchorerHandle, StepOutcome};
 pub use backoff::BackoffPolicy;
-pub use chain::AnchorChain;
+pub use chain::{AnchorChain, PreviousAnchor};
 pub use chain_key::load_chain_key;
 pub use contract::{SwornAnchor, checkpoint_hash, log_id};
 pub use deploy::{Deployment, deploy, deploy_with, register_log, register_log_with};

@@ -1,5 +1,6 @@
-//! The anchorer's seam to storage: what it reads (the newest sealed checkpoint) and what
-//! it keeps (one [`AnchorRecord`] per seq). Two implementations: the sled-backed
+//! The anchorer's seam to storage: what it reads (the newest sealed checkpoint, and the
+//! consistency proof from the previously anchored tree to it) and what it keeps (one
+//! [`AnchorRecord`] per seq). Two implementations: the sled-backed
 //! [`Ledger`] the service runs, and [`MemoryAnchorStore`] for unit tests.
 //!
 //! Contract for implementations:
@@ -16,12 +17,16 @@ use std::sync::Mutex;
 use super::error::AnchorError;
 use super::state::AnchorRecord;
 use crate::checkpoint::SignedCheckpoint;
-use crate::store::Ledger;
+use crate::merkle::{Hash, MemoryTree, ProveError, prove_consistency};
+use crate::store::{Ledger, StoreError};
 
 /// Storage the anchorer needs. See the module documentation for the contract.
 pub trait AnchorStore: Send + Sync + 'static {
     /// The newest sealed checkpoint, if any.
     fn newest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, AnchorError>;
+    /// The RFC 9162 consistency proof (its path) from the log's first `old_size` entries
+    /// to its first `new_size`; `old_size <= new_size <= ` the newest checkpoint's size.
+    fn consistency_path(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, AnchorError>;
     /// The record with the highest seq, if any.
     fn last_record(&self) -> Result<Option<AnchorRecord>, AnchorError>;
     /// The record under `seq`, if any.
@@ -33,6 +38,10 @@ pub trait AnchorStore: Send + Sync + 'static {
 impl AnchorStore for Ledger {
     fn newest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, AnchorError> {
         Ok(self.latest_checkpoint()?)
+    }
+
+    fn consistency_path(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, AnchorError> {
+        Ok(Ledger::consistency_proof(self, old_size, new_size)?.path)
     }
 
     fn last_record(&self) -> Result<Option<AnchorRecord>, AnchorError> {
@@ -54,8 +63,9 @@ impl AnchorStore for Ledger {
     }
 }
 
-/// An in-memory store for tests: checkpoints are pushed by the test, records kept in a
-/// map. Nothing survives the process.
+/// An in-memory store for tests: checkpoints (and, where a test anchors more than one,
+/// the leaf hashes they cover) are pushed by the test, records kept in a map. Nothing
+/// survives the process.
 #[derive(Debug, Default)]
 pub struct MemoryAnchorStore {
     inner: Mutex<MemoryInner>,
@@ -64,6 +74,7 @@ pub struct MemoryAnchorStore {
 #[derive(Debug, Default)]
 struct MemoryInner {
     checkpoints: Vec<SignedCheckpoint>,
+    tree: MemoryTree,
     records: BTreeMap<u64, Vec<u8>>,
 }
 
@@ -78,6 +89,11 @@ impl MemoryAnchorStore {
         self.lock().checkpoints.push(checkpoint);
     }
 
+    /// Appends a leaf hash to the tree that consistency proofs are made from.
+    pub fn push_leaf(&self, leaf_hash: Hash) {
+        self.lock().tree.push(leaf_hash);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
         // A panic while holding this lock only happens in a failing test; the data is
         // still consistent (every write is a single insert), so keep going.
@@ -90,6 +106,20 @@ impl MemoryAnchorStore {
 impl AnchorStore for MemoryAnchorStore {
     fn newest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, AnchorError> {
         Ok(self.lock().checkpoints.last().cloned())
+    }
+
+    fn consistency_path(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, AnchorError> {
+        let proof = prove_consistency(&self.lock().tree, old_size, new_size).map_err(|e| {
+            AnchorError::from(match e {
+                ProveError::InvalidRequest { reason } => StoreError::InvalidProofRequest {
+                    reason: reason.to_string(),
+                },
+                ProveError::Source(missing) => StoreError::NotFound {
+                    what: format!("leaves of the memory store's tree ({missing})"),
+                },
+            })
+        })?;
+        Ok(proof.path)
     }
 
     fn last_record(&self) -> Result<Option<AnchorRecord>, AnchorError> {

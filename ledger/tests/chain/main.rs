@@ -4,6 +4,8 @@
 // Helpers shared by tests panic on failure like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod gas;
+mod history;
 mod node;
 mod outage;
 mod path;
@@ -43,7 +45,9 @@ pub(crate) fn open_ledger(dir: &Path) -> Arc<Ledger> {
     Arc::new(Ledger::open(config).unwrap())
 }
 
-fn request(i: u64) -> AppendRequest {
+/// Receipt `i` of a history: `history` goes into the prompt and answer, so two histories
+/// differ from their first entry on.
+fn request(history: &str, i: u64) -> AppendRequest {
     let mut params = BTreeMap::new();
     params.insert("temperature".to_string(), ParamValue::Str("0".into()));
     AppendRequest {
@@ -58,9 +62,9 @@ fn request(i: u64) -> AppendRequest {
             libtorch: "2.11.0".into(),
         },
         params,
-        prompt: format!("[\"prompt {i}\"]").into_bytes(),
+        prompt: format!("[\"{history}prompt {i}\"]").into_bytes(),
         prompt_tokens: 2,
-        response: format!("answer {i}").into_bytes(),
+        response: format!("{history}answer {i}").into_bytes(),
         response_tokens: 2,
         finish_reason: "stop".into(),
         time: time::OffsetDateTime::now_utc(),
@@ -69,10 +73,20 @@ fn request(i: u64) -> AppendRequest {
 
 /// Appends receipts until the log holds `size` entries, then seals a checkpoint.
 pub(crate) async fn grow_and_seal(ledger: &Arc<Ledger>, size: u64) -> SignedCheckpoint {
+    grow_history_and_seal(ledger, "", size).await
+}
+
+/// Like [`grow_and_seal`], with the receipts of another history (`history` names it): a
+/// ledger grown this way is a fork of one grown by [`grow_and_seal`], from its first entry.
+pub(crate) async fn grow_history_and_seal(
+    ledger: &Arc<Ledger>,
+    history: &'static str,
+    size: u64,
+) -> SignedCheckpoint {
     let ledger = Arc::clone(ledger);
     tokio::task::spawn_blocking(move || {
         for i in ledger.size()..size {
-            ledger.append(request(i)).unwrap();
+            ledger.append(request(history, i)).unwrap();
         }
         ledger.seal_now().unwrap();
         ledger.latest_checkpoint().unwrap().unwrap()

@@ -1,5 +1,6 @@
-//! Wrong submitter, seq gap, shrinking tree, double anchor: each rejected by the contract
-//! with its custom error, decoded in Rust, and surfaced by a running anchorer.
+//! Wrong submitter, seq gap, a first anchor naming a previous one, shrinking tree, double
+//! anchor: each rejected by the contract with its custom error, decoded in Rust, and
+//! surfaced by a running anchorer. (Forks and split views: `history.rs`.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,8 +44,13 @@ async fn contract_rejections_are_decoded_into_named_errors() {
     let submitter = chain(&anvil.url, deployment.address, DEV_KEY_0);
     let stranger = chain(&anvil.url, deployment.address, DEV_KEY_1);
     let (root, hash) = (B256::repeat_byte(0xA1), B256::repeat_byte(0xB2));
+    let none = B256::ZERO;
 
-    let (revert, text) = revert_of(stranger.prepare_anchor(1, 10, root, hash).await);
+    let (revert, text) = revert_of(
+        stranger
+            .prepare_anchor(1, 10, root, hash, none, none, &[])
+            .await,
+    );
     assert_eq!(
         revert,
         ContractRevert::NotSubmitter {
@@ -56,7 +62,11 @@ async fn contract_rejections_are_decoded_into_named_errors() {
         "{text}"
     );
 
-    let (revert, text) = revert_of(submitter.prepare_anchor(2, 10, root, hash).await);
+    let (revert, text) = revert_of(
+        submitter
+            .prepare_anchor(2, 10, root, hash, none, none, &[])
+            .await,
+    );
     assert_eq!(
         revert,
         ContractRevert::SeqNotContiguous {
@@ -68,7 +78,19 @@ async fn contract_rejections_are_decoded_into_named_errors() {
 
     // Anchor seq 1 for real. Automine mines it, but anvil may answer the broadcast before
     // the block exists: wait (bounded) for the receipt rather than assume it is there.
-    let prepared = submitter.prepare_anchor(1, 10, root, hash).await.unwrap();
+    // Seq 1 names no previous anchor.
+    let (revert, text) = revert_of(
+        submitter
+            .prepare_anchor(1, 10, root, hash, root, hash, &[])
+            .await,
+    );
+    assert_eq!(revert, ContractRevert::FirstAnchorHasPrevious);
+    assert!(text.contains("seq 1 takes no previous"), "{text}");
+
+    let prepared = submitter
+        .prepare_anchor(1, 10, root, hash, none, none, &[])
+        .await
+        .unwrap();
     submitter.broadcast(&prepared).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let inclusion = loop {
@@ -81,11 +103,19 @@ async fn contract_rejections_are_decoded_into_named_errors() {
     assert!(inclusion.success);
     assert!(submitter.is_anchored(1, 10, root, hash).await.unwrap());
 
-    let (revert, text) = revert_of(submitter.prepare_anchor(1, 11, root, hash).await);
+    let (revert, text) = revert_of(
+        submitter
+            .prepare_anchor(1, 11, root, hash, none, none, &[])
+            .await,
+    );
     assert_eq!(revert, ContractRevert::AlreadyAnchored { seq: 1 });
     assert!(text.contains("write-once"), "{text}");
 
-    let (revert, text) = revert_of(submitter.prepare_anchor(2, 9, root, hash).await);
+    let (revert, text) = revert_of(
+        submitter
+            .prepare_anchor(2, 9, root, hash, root, hash, &[])
+            .await,
+    );
     assert_eq!(
         revert,
         ContractRevert::TreeSizeDecreased {
