@@ -152,3 +152,33 @@ if ! model_ok; then
     stamp_of >"$MODEL.verified"
 fi
 say "model $MODEL_FILE: ok (sha256 $WANT_SHA)"
+
+# --- 4. the independent verifier's Python dependency ------------------------------------
+# verifier/independent/ is a second verifier, in Python, written from docs/FORMATS.md;
+# `make test` requires it to agree with sworn-verify on every offline vector. Besides the
+# standard library it needs PyNaCl (libsodium's strict Ed25519), pinned here, in a
+# virtual environment of its own; verifier/independent/.venv points at it.
+PYNACL_VERSION="1.6.2"
+PYNACL_VENV="$CACHE/pynacl-$PYNACL_VERSION"
+pynacl_ok() {
+    [ -f "$PYNACL_VENV/.complete" ] && "$PYNACL_VENV/bin/python" -c \
+        "import nacl, nacl.bindings; assert nacl.__version__ == '$PYNACL_VERSION'" 2>/dev/null
+}
+if ! pynacl_ok; then
+    tmp="$PYNACL_VENV.partial"
+    rm -rf "$tmp" "$PYNACL_VENV"
+    say "pynacl: creating a virtual environment in $PYNACL_VENV"
+    "$PYTHON" -m venv "$tmp" || fail "python3 -m venv $tmp" "apt-get install python3-venv; make setup"
+    say "pynacl: pip install pynacl==$PYNACL_VERSION (about 2 MB download with cffi)"
+    if ! "$tmp/bin/pip" install --quiet --disable-pip-version-check "pynacl==$PYNACL_VERSION"; then
+        rm -rf "$tmp"
+        fail "pip install pynacl==$PYNACL_VERSION (package registry unreachable?)" "make setup"
+    fi
+    # Renaming is safe: only bin/python (a link to the system interpreter, which finds the
+    # venv's site-packages next to it) is ever run, never the venv's scripts.
+    mv "$tmp" "$PYNACL_VENV"
+    touch "$PYNACL_VENV/.complete"
+    pynacl_ok || { rm -rf "$PYNACL_VENV"; fail "pynacl $PYNACL_VERSION does not import from $PYNACL_VENV" "make setup"; }
+fi
+ln -sfn "$PYNACL_VENV" "$ROOT/verifier/independent/.venv"
+say "pynacl $PYNACL_VERSION (independent verifier): ok"

@@ -16,4 +16,7 @@ cargo build --workspace --all-targets
 echo "== cargo test (workspace)"
 cargo test --workspace --no-fail-fast
 
+echo "== independent verifier (Python, from docs/FORMATS.md) against sworn-verify, every offline vector"
+verifier/independent/.venv/bin/python verifier/independent/check.py
+
 echo "== target directory: $(du -sh "${CARGO_TARGET_DIR:-target}" 2>/dev/null | cut -f1)"
