@@ -102,7 +102,7 @@ impl StateDir {
         }
         let bytes = std::fs::read(&path).map_err(|e| io(e.to_string()))?;
         let seen: SeenCheckpoint =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+            sworn_ledger::ijson::parse_as(&bytes).map_err(|e| corrupt(e.to_string()))?;
         if seen.origin != origin {
             return Err(corrupt(format!("it is for origin {:?}", seen.origin)));
         }

@@ -52,7 +52,7 @@ pub fn load_key(arg: &str) -> Result<PinnedKey, TrustError> {
 /// Parses a key file's text.
 pub fn parse_key_text(text: &str) -> Result<PinnedKey, TrustError> {
     let text = text.trim();
-    let vkey = match serde_json::from_str::<serde_json::Value>(text) {
+    let vkey = match sworn_ledger::ijson::parse(text.as_bytes()) {
         Ok(v) => v
             .get("vkey")
             .and_then(|k| k.as_str())

@@ -83,6 +83,15 @@ impl<R: BufRead> ExportReader<R> {
                 break;
             }
         }
+        // Every line is a JSON object. serde's derived readers would also take a struct or
+        // a tagged enum written as an array (`["entry",2,"…","…"]`), a form the format
+        // does not have; refuse it before either reader sees the line.
+        if self.buf.first() != Some(&b'{') {
+            return Err(ExportError::BadLine {
+                line: self.line,
+                reason: "an export line is a JSON object starting with `{`".into(),
+            });
+        }
         // Almost every line is an entry: parse those straight into their fields, which is
         // faster than the tagged enum (serde buffers a tagged enum's members before it can
         // pick the variant). Anything else, or an entry line with an error, goes through the
@@ -159,6 +168,22 @@ mod tests {
                 checkpoints: 0
             })
         );
+    }
+
+    /// serde reads `["entry",7,"…","…"]` as an entry; the export format has no array lines.
+    #[test]
+    fn lines_written_as_arrays_are_refused() {
+        let text = concat!(
+            r#"["entry",7,"{\"a\":1}","c2ln"]"#,
+            "\n",
+            r#"["end",1,0]"#,
+            "\n",
+            r#" {"type":"end","size":1,"checkpoints":0}"#,
+            "\n",
+        );
+        for (i, line) in read(text).iter().enumerate() {
+            assert!(line.is_err(), "line {}: {line:?}", i + 1);
+        }
     }
 
     #[test]
