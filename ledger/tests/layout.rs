@@ -76,13 +76,15 @@ fn pack_value(first: u8, rows: &[Vec<u8>]) -> Vec<u8> {
     value
 }
 
-/// Opens the sled database under a ledger that was just dropped. sled's I/O threads hand
-/// back the directory lock a moment after the last flush is acknowledged, so the first
-/// tries may find it held; nothing else holds it here.
-pub(crate) fn raw_db(path: &Path) -> sled::Db {
+/// Opens the sled database of the ledger in data directory `dir` (see `store::config`)
+/// that was just dropped. sled's I/O threads hand back the directory lock a moment after
+/// the last flush is acknowledged, so the first tries may find it held; nothing else holds
+/// it here.
+pub(crate) fn raw_db(dir: &Path) -> sled::Db {
+    let path = dir.join("ledger");
     let mut tries = 0;
     loop {
-        match sled::open(path) {
+        match sled::open(&path) {
             Ok(db) => return db,
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                 tries += 1;

@@ -19,8 +19,10 @@ pub(crate) fn seed_key() -> LogKey {
     LogKey::from_seed([5; 32])
 }
 
-pub(crate) fn config(path: &Path) -> LedgerConfig {
-    let mut c = LedgerConfig::new(path, ORIGIN, seed_key());
+/// A ledger in the data directory `dir`: the sled directory `dir/ledger` and, beside it,
+/// its high-water record `dir/ledger.high-water` (so both go with the test's directory).
+pub(crate) fn config(dir: &Path) -> LedgerConfig {
+    let mut c = LedgerConfig::new(dir.join("ledger"), ORIGIN, seed_key());
     c.sealer = false;
     c
 }
@@ -233,17 +235,22 @@ fn reopening_recovers_the_same_tree_and_appends_continue() {
 fn store_refuses_another_origin_or_key() {
     let dir = tempfile::tempdir().unwrap();
     drop(Ledger::open(config(dir.path())).unwrap());
-    let other_key = LedgerConfig::new(dir.path(), ORIGIN, LogKey::from_seed([6; 32]));
+    let other_key = LedgerConfig::new(
+        dir.path().join("ledger"),
+        ORIGIN,
+        LogKey::from_seed([6; 32]),
+    );
     assert!(matches!(
         Ledger::open(other_key),
         Err(StoreError::IdentityMismatch { what: "public key" })
     ));
-    let other_origin = LedgerConfig::new(dir.path(), "sworn.example/other", seed_key());
+    let other_origin =
+        LedgerConfig::new(dir.path().join("ledger"), "sworn.example/other", seed_key());
     assert!(matches!(
         Ledger::open(other_origin),
         Err(StoreError::IdentityMismatch { what: "origin" })
     ));
-    let bad_origin = LedgerConfig::new(dir.path(), "has space", seed_key());
+    let bad_origin = LedgerConfig::new(dir.path().join("ledger"), "has space", seed_key());
     assert!(matches!(
         Ledger::open(bad_origin),
         Err(StoreError::Config { .. })

@@ -3,9 +3,11 @@
 // Helpers shared by tests panic on failure like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod byte_flip;
 mod consistency_vectors;
 mod content_folding;
 mod crash;
+mod high_water;
 mod hostile_input;
 mod known_answers;
 mod layout;

@@ -65,6 +65,23 @@ pub enum StoreError {
     /// The writer thread has stopped (the ledger is shutting down or hit a fatal error).
     #[error("the ledger writer has stopped")]
     Closed,
+    /// The store no longer holds what the log acknowledged or signed, as its high-water
+    /// record remembers it (entries lost, or a signed checkpoint missing or changed). The
+    /// log refuses to start rather than sign an index a second time.
+    #[error("the log refuses to start: {what}")]
+    HistoryLost {
+        /// What is missing or different, and where the record is.
+        what: String,
+    },
+    /// The high-water record beside the store is missing, damaged, unreadable or belongs
+    /// to another log.
+    #[error("high-water record {}: {reason}", path.display())]
+    HighWaterRecord {
+        /// Where the record is (or should be).
+        path: std::path::PathBuf,
+        /// What is wrong with it, and what to do.
+        reason: String,
+    },
     /// The configuration is unusable.
     #[error("invalid configuration: {reason}")]
     Config {

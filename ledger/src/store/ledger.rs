@@ -22,7 +22,7 @@ use super::group::content_value;
 use super::hashes::SledHashes;
 use super::open::{open_shared, prove_err};
 use super::schema::{EntryRow, StoredContent, decode_content, decode_u64, erased_key};
-use super::writer::{Job, Prepared, Reply, run_builder, run_flusher};
+use super::writer::{Job, Prepared, Reply, run_builder, run_flusher, run_recorder};
 use super::{AppendRequest, ErasureOutcome, LedgerConfig, Shared};
 
 /// Appended groups waiting for the flusher before the builder blocks (backpressure).
@@ -54,7 +54,8 @@ impl std::fmt::Debug for Ledger {
 impl Handle {
     fn stop(&self) {
         // Closing the job channel lets the builder drain what is queued and exit; the
-        // flusher then flushes and answers the last groups and exits too.
+        // flusher then flushes the last groups, the recorder records and answers them, and
+        // both exit too.
         drop(self.jobs.write().unwrap_or_else(|p| p.into_inner()).take());
         self.shared.signal.stop();
         let threads: Vec<_> = self
@@ -86,6 +87,7 @@ impl Ledger {
         let (shared, range) = open_shared(config)?;
         let (job_tx, job_rx) = mpsc::channel();
         let (group_tx, group_rx) = mpsc::sync_channel(GROUPS_IN_FLIGHT);
+        let (flushed_tx, flushed_rx) = mpsc::sync_channel(GROUPS_IN_FLIGHT);
         let spawn_err = |e: std::io::Error| StoreError::Config {
             reason: format!("cannot start a ledger thread: {e}"),
         };
@@ -101,7 +103,14 @@ impl Ledger {
         threads.push(
             std::thread::Builder::new()
                 .name("ledger-flusher".into())
-                .spawn(move || run_flusher(&s, &group_rx))
+                .spawn(move || run_flusher(&s, &group_rx, &flushed_tx))
+                .map_err(spawn_err)?,
+        );
+        let s = Arc::clone(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name("ledger-recorder".into())
+                .spawn(move || run_recorder(&s, &flushed_rx))
                 .map_err(spawn_err)?,
         );
         if let Some((every, interval)) = sealer {
@@ -134,6 +143,11 @@ impl Ledger {
     /// The log's public key, pinned under its origin.
     pub fn public_key(&self) -> PinnedKey {
         self.inner.shared.pinned.clone()
+    }
+
+    /// Where the high-water record of this store is (see the crate README).
+    pub fn high_water_path(&self) -> &std::path::Path {
+        self.inner.shared.high_water.path()
     }
 
     /// Number of durable entries. Every read and proof is limited to this prefix.

@@ -1,14 +1,18 @@
 //! The durable log: sled on disk, group-committed appends, stored subtree hashes.
 //!
-//! [`Ledger`] is a cheap-to-clone handle. Appends go through a dedicated builder thread
-//! and a flusher thread (see `writer`); reads go straight to sled and only ever see the
-//! durable prefix of the log ([`Ledger::size`]). An optional sealer thread signs a
+//! [`Ledger`] is a cheap-to-clone handle. Appends go through a dedicated builder thread,
+//! a flusher thread and a recorder thread (see `writer`); reads go straight to sled and
+//! only ever see the durable, acknowledged prefix of the log ([`Ledger::size`]). A
+//! high-water record outside sled (see `highwater`) holds the store to what it
+//! acknowledged and signed whenever it is opened. An optional sealer thread signs a
 //! checkpoint every N entries or T milliseconds (see [`crate::sealer`]).
 
+mod checkpoint_tree;
 mod compact;
 mod error;
 mod group;
 mod hashes;
+mod highwater;
 mod ledger;
 mod node_cache;
 mod open;
@@ -49,6 +53,10 @@ pub const DEFAULT_MAX_CONTENT_BYTES: usize = 8 * 1024 * 1024;
 pub struct LedgerConfig {
     /// Directory of the sled database (created if missing).
     pub path: PathBuf,
+    /// Where the high-water record lives (see the crate README, "Integrity at open");
+    /// `None`, the default: beside the sled directory, `<path>.high-water`. Keep it
+    /// outside the sled directory and back it up with it.
+    pub high_water: Option<PathBuf>,
     /// The log's origin, e.g. `sworn.example/prod-eu-1`; fixed at first open.
     pub origin: String,
     /// The log's signing key; its public key is fixed at first open.
@@ -80,6 +88,7 @@ impl LedgerConfig {
     pub fn new(path: impl Into<PathBuf>, origin: &str, key: LogKey) -> Self {
         LedgerConfig {
             path: path.into(),
+            high_water: None,
             origin: origin.to_string(),
             key,
             max_batch: 1024,
@@ -134,7 +143,8 @@ pub struct ErasureOutcome {
 pub(crate) struct Shared {
     pub(crate) db: sled::Db,
     pub(crate) log: sled::Tree,
-    pub(crate) checkpoints: sled::Tree,
+    /// Checkpoints: storing one also records it in the high-water record.
+    pub(crate) checkpoints: checkpoint_tree::CheckpointTree,
     pub(crate) anchors: sled::Tree,
     pub(crate) meta: sled::Tree,
     pub(crate) origin: String,
@@ -155,6 +165,8 @@ pub(crate) struct Shared {
     pub(crate) packs_from: u64,
     /// The request-id index (entries from `packs_from` on).
     pub(crate) requests: request_index::RequestIndex,
+    /// The high-water record: written before anything is acknowledged or published.
+    pub(crate) high_water: std::sync::Arc<highwater::HighWater>,
 }
 
 impl Shared {

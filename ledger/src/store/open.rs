@@ -1,17 +1,24 @@
-//! Opening a store: identity check, recovery to the last durable size, integrity checks.
+//! Opening a store: identity check, recovery to the last durable size, integrity checks,
+//! and the check against the high-water record (see `highwater`).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::checkpoint::SignedCheckpoint;
-use crate::keys::valid_key_name;
-use crate::merkle::{CompactRange, ProveError, root};
+use sha2::Digest;
 
+use crate::checkpoint::SignedCheckpoint;
+use crate::keys::PinnedKey;
+use crate::keys::valid_key_name;
+use crate::merkle::{CompactRange, Hash, ProveError, root};
+
+use super::checkpoint_tree::CheckpointTree;
 use super::compact::{ModelId, parse_model_row};
 use super::error::StoreError;
 use super::hashes::SledHashes;
+use super::highwater::{self, Found, HighWater, Record, SignedMark};
 use super::node_cache::NodeCache;
 use super::pack::{PACK_SLOTS, decode_open_pack, pack_of};
 use super::request_index::{RequestIndex, fingerprint};
@@ -37,6 +44,14 @@ pub(crate) fn prove_err(e: ProveError<StoreError>) -> StoreError {
 /// is checked instead: the store's origin and key are the configured ones, no entry exists
 /// at or past `size`, the last entry exists, and the newest checkpoint's root equals the
 /// root recomputed from stored hashes.
+///
+/// sled may also recover to a prefix that is too short (it reads a bad checksum after its
+/// last snapshot as a torn tail), and then the store agrees with itself. So the store is
+/// also held to the high-water record kept outside it: it must hold every entry the record
+/// says was acknowledged, with the recorded root, and the recorded checkpoint; otherwise
+/// opening fails with [`StoreError::HistoryLost`]. A missing or damaged record fails with
+/// [`StoreError::HighWaterRecord`], except beside a store that never had one (created now,
+/// or written by a version before records: created once from what the store holds).
 pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactRange), StoreError> {
     if !valid_key_name(&config.origin) {
         return Err(StoreError::Config {
@@ -49,6 +64,10 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
         });
     }
     let db = open_db(&config)?;
+    let record_path = match &config.high_water {
+        Some(path) => path.clone(),
+        None => highwater::default_path(&config.path)?,
+    };
     let log = db.open_tree(LOG_TREE)?;
     let checkpoints = db.open_tree(CHECKPOINTS_TREE)?;
     let anchors = db.open_tree(ANCHORS_TREE)?;
@@ -60,7 +79,24 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
             reason: e.to_string(),
         })?;
 
-    check_identity(&log, &config.origin, &pinned.public_key_bytes())?;
+    let log_id = highwater::log_id(&config.origin, &pinned.public_key_bytes());
+    let (recorded, repair) = match read_record(&record_path)? {
+        Some((record, other_damaged)) => (Some(record), other_damaged),
+        None => (None, false),
+    };
+    // A store without its identity is new, unless the record says it held something.
+    let not_new = recorded
+        .filter(|r| r.acknowledged > 0)
+        .map(|r| lost(0, &r, &record_path));
+    check_identity(&log, &config.origin, &pinned.public_key_bytes(), not_new)?;
+    if recorded.is_some_and(|r| r.log_id != log_id) {
+        return Err(StoreError::HighWaterRecord {
+            path: record_path,
+            reason: "it belongs to another log (another origin or public key) than this \
+                     store and configuration; put back this store's own record"
+                .into(),
+        });
+    }
     db.flush()?;
 
     let size = match log.get(meta_key("size"))? {
@@ -85,12 +121,26 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
     let hashes = SledHashes::new(&log, packs_from);
     let range = CompactRange::from_source(&hashes, size).map_err(prove_err)?;
 
+    let has_record_marker = log.contains_key(meta_key(RECORD_MARKER))?;
+    match &recorded {
+        Some(record) => check_against_record(
+            record,
+            size,
+            &hashes,
+            &checkpoints,
+            &pinned,
+            &config.origin,
+            &record_path,
+        )?,
+        None if has_record_marker => return Err(record_missing(&record_path)),
+        None => {}
+    }
+
+    let mut newest = None;
     if let Some(item) = checkpoints.last()? {
         let (_, note) = item;
-        let note = std::str::from_utf8(&note)
-            .map_err(|_| StoreError::corrupt("checkpoint note is not UTF-8"))?;
-        let signed = SignedCheckpoint::verify(note, &pinned, &config.origin)?;
-        let cp = signed.checkpoint;
+        let signed = verify_note(&note, &pinned, &config.origin)?;
+        let cp = &signed.checkpoint;
         if cp.size > size {
             return Err(StoreError::corrupt(format!(
                 "checkpoint at size {} is past the log size {size}",
@@ -103,6 +153,46 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
                 cp.size
             )));
         }
+        newest = Some(SignedMark {
+            size: cp.size,
+            root: cp.root,
+            note_sha256: signed.note_hash(),
+        });
+    }
+
+    // The store passed: the record now names all of it (entries flushed but never
+    // acknowledged before a crash become readable now, so they are recorded first).
+    let high_water = match recorded {
+        Some(record) => {
+            let hw = HighWater::open(&record_path, record)?;
+            hw.advance(Some((size, range.root())), newest, repair)?;
+            hw
+        }
+        None => {
+            if size > 0 || newest.is_some() {
+                tracing::warn!(
+                    path = %record_path.display(),
+                    size,
+                    "the store predates high-water records; creating its record from what it holds"
+                );
+            }
+            HighWater::create(
+                &record_path,
+                Record {
+                    seq: 0,
+                    log_id,
+                    acknowledged: size,
+                    acknowledged_root: range.root(),
+                    checkpoint: newest,
+                },
+            )?
+        }
+    };
+    if !has_record_marker {
+        // After the record exists: a crash in between leaves a record and no marker, which
+        // the next open completes; the reverse would refuse to start.
+        log.insert(meta_key(RECORD_MARKER), &[1u8][..])?;
+        db.flush()?;
     }
 
     let nodes = NodeCache::load(&log, packs_from, size, config.node_cache_bytes)?;
@@ -118,6 +208,14 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
     }
     let requests = RequestIndex::load(&log, config.request_memtable)?;
     let indexed_to = RequestIndex::indexed_to(&log)?;
+    let high_water = Arc::new(high_water);
+    let checkpoints = CheckpointTree::new(
+        checkpoints,
+        db.clone(),
+        Arc::clone(&high_water),
+        pinned.clone(),
+        config.origin.clone(),
+    );
     let shared = Shared {
         db,
         log,
@@ -135,6 +233,7 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
         models: RwLock::new(models),
         packs_from,
         requests,
+        high_water,
     };
     rebuild_memtable(&shared, indexed_to, size)?;
     shared.signal.durable(size);
@@ -241,11 +340,21 @@ fn check_last_pack(log: &sled::Tree, packs_from: u64, size: u64) -> Result<(), S
     }
 }
 
-fn check_identity(log: &sled::Tree, origin: &str, public_key: &[u8; 32]) -> Result<(), StoreError> {
+/// Checks the store's identity, or writes it into a store that has none; `not_new` is the
+/// error to return instead when a store without identity cannot be a new one.
+fn check_identity(
+    log: &sled::Tree,
+    origin: &str,
+    public_key: &[u8; 32],
+    not_new: Option<StoreError>,
+) -> Result<(), StoreError> {
     let stored_origin = log.get(meta_key("origin"))?;
     let stored_key = log.get(meta_key("public_key"))?;
     match (stored_origin, stored_key) {
         (None, None) => {
+            if let Some(e) = not_new {
+                return Err(e);
+            }
             let mut batch = sled::Batch::default();
             batch.insert(meta_key("origin"), origin.as_bytes());
             batch.insert(meta_key("public_key"), &public_key[..]);
@@ -263,4 +372,130 @@ fn check_identity(log: &sled::Tree, origin: &str, public_key: &[u8; 32]) -> Resu
         }
         _ => Err(StoreError::corrupt("store has only half of its identity")),
     }
+}
+
+/// Key (under `m`) of the marker that this store keeps a high-water record: written once
+/// the record exists, so a store without it predates records.
+const RECORD_MARKER: &str = "high_water";
+
+/// The record beside the store, if any, and whether its other copy is damaged (to be
+/// rewritten); refuses a damaged record.
+fn read_record(path: &Path) -> Result<Option<(Record, bool)>, StoreError> {
+    match highwater::read(path)? {
+        Found::Missing => Ok(None),
+        Found::Valid {
+            record,
+            other_damaged,
+        } => {
+            if other_damaged {
+                // A write torn by a crash, or damage to the older copy: the newest valid
+                // copy is at most one write behind, and the next write replaces the other.
+                tracing::warn!(
+                    path = %path.display(),
+                    "one of the high-water record's two copies fails its checksum; using the other"
+                );
+            }
+            Ok(Some((record, other_damaged)))
+        }
+    }
+}
+
+fn record_missing(path: &Path) -> StoreError {
+    StoreError::HighWaterRecord {
+        path: path.to_path_buf(),
+        reason: "it is missing, but this store has kept one since it was created or \
+                 upgraded, so what the log acknowledged cannot be checked; put back the \
+                 newest copy of this file (a backup's copy is an older bound, and is still \
+                 checked against the store) — never create it anew or remove the store's \
+                 marker"
+            .into(),
+    }
+}
+
+/// The refusal for a store holding `size` entries of the `record.acknowledged` acknowledged.
+fn lost(size: u64, record: &Record, path: &Path) -> StoreError {
+    StoreError::HistoryLost {
+        what: format!(
+            "the store holds {size} entries, but {} were acknowledged (high-water record at \
+             {}); entries {size}..{} are lost — restore the data directory from a backup, do \
+             not delete the record (the backup's sled directory must hold them; this record \
+             stays in place)",
+            record.acknowledged,
+            path.display(),
+            record.acknowledged
+        ),
+    }
+}
+
+fn verify_note(
+    note: &[u8],
+    pinned: &PinnedKey,
+    origin: &str,
+) -> Result<SignedCheckpoint, StoreError> {
+    let note = std::str::from_utf8(note)
+        .map_err(|_| StoreError::corrupt("checkpoint note is not UTF-8"))?;
+    Ok(SignedCheckpoint::verify(note, pinned, origin)?)
+}
+
+/// Holds the store to its record: every acknowledged entry present with the recorded
+/// root, and the recorded checkpoint present, identical, and reproduced by the entries.
+fn check_against_record(
+    record: &Record,
+    size: u64,
+    hashes: &SledHashes<'_>,
+    checkpoints: &sled::Tree,
+    pinned: &PinnedKey,
+    origin: &str,
+    path: &Path,
+) -> Result<(), StoreError> {
+    let refuse = |what: String| StoreError::HistoryLost {
+        what: format!(
+            "{what} (high-water record at {}) — restore the data directory from a backup, \
+             do not delete the record (the backup's sled directory must hold it; this \
+             record stays in place)",
+            path.display()
+        ),
+    };
+    if size < record.acknowledged {
+        return Err(lost(size, record, path));
+    }
+    let root_at = |n: u64| -> Result<Hash, StoreError> { root(hashes, n).map_err(prove_err) };
+    if root_at(record.acknowledged)? != record.acknowledged_root {
+        return Err(refuse(format!(
+            "the store's first {} entries do not hash to the root they had when they were \
+             acknowledged: acknowledged entries were changed",
+            record.acknowledged
+        )));
+    }
+    let Some(mark) = record.checkpoint else {
+        return Ok(());
+    };
+    let Some(note) = checkpoints.get(mark.size.to_be_bytes())? else {
+        return Err(refuse(format!(
+            "the checkpoint signed at size {} is missing from the store",
+            mark.size
+        )));
+    };
+    let note_sha256: [u8; 32] = sha2::Sha256::digest(&note[..]).into();
+    if note_sha256 != mark.note_sha256 {
+        return Err(refuse(format!(
+            "the store's checkpoint at size {} is not the one signed (its note's SHA-256 \
+             differs)",
+            mark.size
+        )));
+    }
+    let signed = verify_note(&note, pinned, origin)?;
+    if signed.checkpoint.size != mark.size || signed.checkpoint.root != mark.root {
+        return Err(refuse(format!(
+            "the store's checkpoint at size {} does not name the recorded size and root",
+            mark.size
+        )));
+    }
+    if root_at(mark.size)? != mark.root {
+        return Err(refuse(format!(
+            "the store's entries do not reproduce the root of the checkpoint signed at size {}",
+            mark.size
+        )));
+    }
+    Ok(())
 }

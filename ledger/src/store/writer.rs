@@ -1,16 +1,20 @@
-//! Group commit: one builder thread and one flusher thread.
+//! Group commit: a builder, a flusher and a recorder thread, in a pipeline.
 //!
 //! Appenders hand a prepared request (content already committed in their own thread) to
 //! the builder, which takes everything queued (up to `max_batch`), assigns indices, signs,
 //! extends the in-memory right edge of the tree, and applies the whole group as **one
 //! atomic sled batch** — entry packs, content, subtree hashes and the new size — then
 //! adds the group's request ids to the request-id index.
-//! The flusher then takes every group applied so far, calls `flush` (fsync) once for all
-//! of them, publishes the new durable size and only then answers the appenders. While it
-//! waits on the disk, the builder is already preparing the next group.
+//! The flusher then takes every group applied so far and calls `flush` (fsync) once for
+//! all of them. The recorder takes every group flushed so far, writes the high-water
+//! record (see `highwater`) once for all of them — the largest size and its root — with
+//! `fdatasync`, and only then publishes the new durable size and answers the appenders.
+//! While the recorder waits on its sync, the flusher is already flushing the next groups,
+//! and the builder preparing the ones after.
 //!
-//! A receipt is therefore never acknowledged before it is durable, and whatever sled
-//! recovers after a crash is a prefix of whole groups, whose `size` key is exact.
+//! A receipt is therefore never acknowledged (nor visible to readers or the sealer) before
+//! it is durable in sled and in the record; whatever sled recovers after a crash is a
+//! prefix of whole groups, whose `size` key is exact, and at least what the record names.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -20,7 +24,7 @@ use time::OffsetDateTime;
 
 use crate::entry::{ErasedRef, ErasureBody, ErasureKind, Receipt, ReceiptSalts, SignedEntry};
 use crate::keys::Signature;
-use crate::merkle::{CompactRange, NewNode, hash_leaf};
+use crate::merkle::{CompactRange, Hash, NewNode, hash_leaf};
 use crate::receipt::{BODY_VERSION, ModelInfo, ReceiptBody, format_time};
 
 use super::compact::{ModelId, compact_for, model_row};
@@ -95,6 +99,8 @@ enum Done {
 /// One applied sled batch and the size it brings the log to.
 pub(crate) struct Group {
     size: u64,
+    /// The root of the log at `size`, for the high-water record.
+    root: Hash,
     done: Vec<Done>,
     /// The subtree hashes it stored, for the node cache once durable.
     nodes: Vec<NewNode>,
@@ -206,6 +212,7 @@ fn build_group(shared: &Shared, range: &mut CompactRange, jobs: Vec<Job>) -> Opt
     }
     Some(Group {
         size: range.size(),
+        root: range.root(),
         done,
         nodes: write.nodes,
     })
@@ -216,6 +223,11 @@ fn storage_fault(e: &StoreError) -> StoreError {
     match e {
         StoreError::Sled(e) => StoreError::Sled(e.clone()),
         StoreError::Corrupt { what } => StoreError::corrupt(what.clone()),
+        StoreError::HighWaterRecord { path, reason } => StoreError::HighWaterRecord {
+            path: path.clone(),
+            reason: reason.clone(),
+        },
+        StoreError::Closed => StoreError::Closed,
         other => StoreError::corrupt(other.to_string()),
     }
 }
@@ -460,38 +472,73 @@ fn add_erase(
     })
 }
 
-/// The flusher loop: one `flush` for every group applied since the last one, then answer.
-pub(crate) fn run_flusher(shared: &Shared, groups: &Receiver<Group>) {
+/// Answers every caller of `groups` with a copy of `error`.
+fn fail(groups: Vec<Group>, error: &StoreError) {
+    for group in groups {
+        for d in group.done {
+            match d {
+                Done::Append(reply, _) => reply.send(Err(storage_fault(error))),
+                Done::Erase(reply, _) => reply.send(Err(storage_fault(error))),
+            }
+        }
+    }
+}
+
+/// The flusher loop: one `flush` for every group applied since the last one, then on to
+/// the recorder.
+pub(crate) fn run_flusher(
+    shared: &Shared,
+    groups: &Receiver<Group>,
+    flushed: &SyncSender<Vec<Group>>,
+) {
     while let Ok(first) = groups.recv() {
         let mut pending = vec![first];
         while let Ok(more) = groups.try_recv() {
             pending.push(more);
         }
-        let flushed = shared.db.flush();
-        let size = pending.iter().map(|g| g.size).max().unwrap_or(0);
-        if flushed.is_ok() {
-            for group in &mut pending {
-                shared.nodes.extend(&std::mem::take(&mut group.nodes));
-            }
-            shared.durable_size.fetch_max(size, Ordering::AcqRel);
-            shared.signal.durable(size);
-        }
-        for group in pending {
-            for d in group.done {
-                match (d, &flushed) {
-                    (Done::Append(reply, receipt), Ok(_)) => reply.send(Ok(receipt)),
-                    (Done::Erase(reply, outcome), Ok(_)) => reply.send(Ok(outcome)),
-                    (Done::Append(reply, _), Err(e)) => {
-                        reply.send(Err(StoreError::Sled(e.clone())))
-                    }
-                    (Done::Erase(reply, _), Err(e)) => reply.send(Err(StoreError::Sled(e.clone()))),
-                }
-            }
-        }
-        if flushed.is_err() {
+        if let Err(e) = shared.db.flush() {
+            fail(pending, &StoreError::Sled(e));
             // What is on disk is now unknown: stop, so no later append is acknowledged on
             // top of it. Reopening recovers to the last durable state.
             break;
+        }
+        if let Err(unrecorded) = flushed.send(pending) {
+            // The recorder stopped on a failed record write.
+            fail(unrecorded.0, &StoreError::Closed);
+            break;
+        }
+    }
+}
+
+/// The recorder loop: one high-water record write for every group flushed since the last
+/// one, then publish and answer.
+pub(crate) fn run_recorder(shared: &Shared, flushed: &Receiver<Vec<Group>>) {
+    while let Ok(mut pending) = flushed.recv() {
+        while let Ok(more) = flushed.try_recv() {
+            pending.extend(more);
+        }
+        let Some((size, root)) = pending.iter().map(|g| (g.size, g.root)).max_by_key(|g| g.0)
+        else {
+            continue;
+        };
+        if let Err(e) = shared.high_water.acknowledge(size, root) {
+            tracing::error!(error = %e, "the high-water record was not written; appends stop");
+            fail(pending, &e);
+            // Nothing may be acknowledged that the record does not cover: stop.
+            break;
+        }
+        for group in &mut pending {
+            shared.nodes.extend(&std::mem::take(&mut group.nodes));
+        }
+        shared.durable_size.fetch_max(size, Ordering::AcqRel);
+        shared.signal.durable(size);
+        for group in pending {
+            for d in group.done {
+                match d {
+                    Done::Append(reply, receipt) => reply.send(Ok(receipt)),
+                    Done::Erase(reply, outcome) => reply.send(Ok(outcome)),
+                }
+            }
         }
     }
 }
