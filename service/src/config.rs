@@ -9,6 +9,8 @@
 //! api_keys = "data/api-keys.toml"
 //! origin = "sworn.example/prod-eu-1"
 //! queue_capacity = 256
+//! max_connections = 512
+//! header_read_timeout_s = 10
 //! ```
 
 use std::net::SocketAddr;
@@ -16,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::server::ConnectionLimits;
 
 /// Largest config file read.
 const MAX_CONFIG_BYTES: u64 = 256 * 1024;
@@ -95,6 +99,19 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish at shutdown [default: 30].
     #[arg(long, env = "SWORN_SHUTDOWN_GRACE_S")]
     pub shutdown_grace_s: Option<u64>,
+    /// Connections served at once; past it the longest-idle connection is closed to make
+    /// room, or, when all are busy, new ones get 503 `too_many_connections` [default: 512].
+    #[arg(long, env = "SWORN_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds for a request head to arrive in full once the server waits for it [default: 10].
+    #[arg(long, env = "SWORN_HEADER_READ_TIMEOUT_S")]
+    pub header_read_timeout_s: Option<u64>,
+    /// Seconds for a request body to arrive in full after its head [default: 60].
+    #[arg(long, env = "SWORN_BODY_READ_TIMEOUT_S")]
+    pub body_read_timeout_s: Option<u64>,
+    /// Seconds a connection with no request in flight is kept open [default: 10].
+    #[arg(long, env = "SWORN_KEEP_ALIVE_TIMEOUT_S")]
+    pub keep_alive_timeout_s: Option<u64>,
 }
 
 /// The same settings as a TOML file.
@@ -124,6 +141,10 @@ pub struct ServeFile {
     seal_every: Option<u64>,
     seal_interval_ms: Option<u64>,
     shutdown_grace_s: Option<u64>,
+    max_connections: Option<usize>,
+    header_read_timeout_s: Option<u64>,
+    body_read_timeout_s: Option<u64>,
+    keep_alive_timeout_s: Option<u64>,
 }
 
 /// Chain settings for anchoring.
@@ -178,6 +199,8 @@ pub struct ServeConfig {
     pub seal_interval: Duration,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
+    /// Connection cap and timeouts.
+    pub connections: ConnectionLimits,
 }
 
 /// Why the configuration is unusable.
@@ -286,6 +309,35 @@ impl ServeArgs {
                 Ok(v)
             }
         };
+        let seconds = |name: &str, v: Option<u64>, default: Duration| match v {
+            None => Ok(default),
+            Some(0) => Err(ConfigError::Invalid(format!("--{name} must be at least 1"))),
+            Some(s) => Ok(Duration::from_secs(s)),
+        };
+        let defaults = ConnectionLimits::default();
+        let connections = ConnectionLimits {
+            max_connections: positive(
+                "max-connections",
+                self.max_connections
+                    .or(file.max_connections)
+                    .unwrap_or(defaults.max_connections),
+            )?,
+            header_read_timeout: seconds(
+                "header-read-timeout-s",
+                self.header_read_timeout_s.or(file.header_read_timeout_s),
+                defaults.header_read_timeout,
+            )?,
+            body_read_timeout: seconds(
+                "body-read-timeout-s",
+                self.body_read_timeout_s.or(file.body_read_timeout_s),
+                defaults.body_read_timeout,
+            )?,
+            keep_alive_timeout: seconds(
+                "keep-alive-timeout-s",
+                self.keep_alive_timeout_s.or(file.keep_alive_timeout_s),
+                defaults.keep_alive_timeout,
+            )?,
+        };
         let config = ServeConfig {
             model,
             model_id,
@@ -336,6 +388,7 @@ impl ServeArgs {
                     .or(file.shutdown_grace_s)
                     .unwrap_or(30),
             ),
+            connections,
         };
         Ok(config)
     }
@@ -374,6 +427,32 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.log_key, PathBuf::from("data/log.key"));
         assert!(c.anchor.is_none());
+        assert_eq!(c.connections, ConnectionLimits::default());
+    }
+
+    #[test]
+    fn connection_limits_come_from_flags_or_the_file_and_are_never_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sworn.toml");
+        std::fs::write(
+            &path,
+            "max_connections = 64\nheader_read_timeout_s = 5\nkeep_alive_timeout_s = 3\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.config = Some(path);
+        a.body_read_timeout_s = Some(20);
+        a.keep_alive_timeout_s = Some(4);
+        let c = a.clone().resolve().unwrap().connections;
+        assert_eq!(c.max_connections, 64);
+        assert_eq!(c.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(c.body_read_timeout, Duration::from_secs(20));
+        assert_eq!(c.keep_alive_timeout, Duration::from_secs(4));
+        a.header_read_timeout_s = Some(0);
+        assert!(a.clone().resolve().is_err());
+        a.header_read_timeout_s = None;
+        a.max_connections = Some(0);
+        assert!(a.resolve().is_err());
     }
 
     #[test]

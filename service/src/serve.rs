@@ -161,13 +161,27 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             reason: e.to_string(),
         })?
     };
-    let server = Server::start_loading(ListenOptions {
-        addr: config.listen,
-        tls: config.tls.clone(),
-        allow_plain_http: config.allow_plain_http,
-    })
+    let connections = server::ConnectionLimits {
+        max_connections: server::fit_to_fd_limit(config.connections.max_connections),
+        ..config.connections
+    };
+    let server = Server::start_loading_with(
+        ListenOptions {
+            addr: config.listen,
+            tls: config.tls.clone(),
+            allow_plain_http: config.allow_plain_http,
+        },
+        connections,
+    )
     .await?;
-    tracing::info!(url = %server.url(), "listening; answering 503 until the model is loaded");
+    tracing::info!(
+        url = %server.url(),
+        max_connections = connections.max_connections,
+        header_read_timeout_s = connections.header_read_timeout.as_secs(),
+        body_read_timeout_s = connections.body_read_timeout.as_secs(),
+        keep_alive_timeout_s = connections.keep_alive_timeout.as_secs(),
+        "listening; answering 503 until the model is loaded"
+    );
     let mut ledger_config =
         LedgerConfig::new(config.data_dir.join("ledger"), &config.origin, log_key);
     ledger_config.seal_every_entries = config.seal_every;

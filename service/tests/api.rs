@@ -17,6 +17,8 @@ pub mod audit;
 pub mod bad_input;
 #[path = "api/concurrency.rs"]
 pub mod concurrency;
+#[path = "api/connections.rs"]
+pub mod connections;
 #[path = "api/lifecycle.rs"]
 pub mod lifecycle;
 #[path = "api/model.rs"]

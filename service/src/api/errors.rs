@@ -4,7 +4,9 @@
 //! the OpenAI envelope `{"error":{"message","type","param","code"}}` with `code` a string or
 //! `null`, the status of the table in `shared/reference/serving.md` §4c (400 — never 422 — for
 //! bad input), `Retry-After` on 429/503, and `x-request-id` always. Warp's own rejections
-//! (unknown path, wrong method) reach [`handle_rejection`], which maps them the same way.
+//! (unknown path, wrong method) reach [`handle_rejection`], which maps them the same way; the
+//! server's connection layer (`crate::server`) answers broken HTTP framing, slow requests and
+//! a full connection table with the same envelope.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -121,6 +123,29 @@ pub enum ApiError {
     /// The route exists but not for this method.
     #[error("Method not allowed for this route.")]
     MethodNotAllowed,
+    /// The request is not valid HTTP/1.1: the HTTP parser refused its request line, a header
+    /// field, or its framing (`Content-Length`, `Transfer-Encoding`).
+    #[error(
+        "The request is not valid HTTP/1.1: its request line, a header field or its framing (Content-Length, Transfer-Encoding) could not be parsed."
+    )]
+    MalformedRequest,
+    /// More header fields than the server reads, or a head larger than its read buffer.
+    #[error(
+        "The request headers are too large: at most {max_headers} header fields, in a head of at most about 400 KiB, are accepted."
+    )]
+    HeadersTooLarge {
+        /// The most header fields read.
+        max_headers: usize,
+    },
+    /// The request target is longer than the HTTP parser accepts.
+    #[error("The request URI is too long.")]
+    UriTooLong,
+    /// The request head or body did not arrive within the server's bound.
+    #[error("{message}")]
+    RequestTimeout {
+        /// What was late, and the bound.
+        message: String,
+    },
     /// A per-key rate limit is exhausted.
     #[error(
         "Rate limit reached for key `{key_id}` on {resource} per min: limit {limit}, requested {requested}. Please try again in {retry_after_s}s.",
@@ -148,12 +173,13 @@ pub enum ApiError {
         /// Suggested wait.
         retry_after_s: u64,
     },
-    /// The model is not loaded yet, or the server is shutting down.
+    /// The model is not loaded yet, the server is shutting down, or it holds as many
+    /// connections as it may.
     #[error("{message}")]
     Unavailable {
         /// Why.
         message: String,
-        /// Stable code: `model_loading` or `shutting_down`.
+        /// Stable code: `model_loading`, `shutting_down` or `too_many_connections`.
         code: &'static str,
         /// Suggested wait.
         retry_after_s: u64,
@@ -216,6 +242,10 @@ impl ApiError {
             ApiError::PermissionDenied { .. } => StatusCode::FORBIDDEN,
             ApiError::ModelNotFound { .. } | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MalformedRequest => StatusCode::BAD_REQUEST,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded { .. } | ApiError::Unavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -252,6 +282,10 @@ impl ApiError {
             ApiError::ModelNotFound { .. } => Some("model_not_found"),
             ApiError::NotFound { .. } => Some("not_found"),
             ApiError::MethodNotAllowed => Some("method_not_allowed"),
+            ApiError::MalformedRequest => Some("malformed_request"),
+            ApiError::HeadersTooLarge { .. } => Some("request_header_fields_too_large"),
+            ApiError::UriTooLong => Some("uri_too_long"),
+            ApiError::RequestTimeout { .. } => Some("request_timeout"),
             ApiError::RateLimited { .. } => Some("rate_limit_exceeded"),
             ApiError::Overloaded { .. } => Some("server_is_overloaded"),
             ApiError::Unavailable { code, .. } => Some(code),
@@ -414,6 +448,20 @@ mod tests {
                 },
                 500,
                 None,
+            ),
+            (ApiError::MalformedRequest, 400, Some("malformed_request")),
+            (
+                ApiError::RequestTimeout {
+                    message: "late".into(),
+                },
+                408,
+                Some("request_timeout"),
+            ),
+            (ApiError::UriTooLong, 414, Some("uri_too_long")),
+            (
+                ApiError::HeadersTooLarge { max_headers: 100 },
+                431,
+                Some("request_header_fields_too_large"),
             ),
         ];
         for (err, status, code) in cases {

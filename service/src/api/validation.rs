@@ -10,6 +10,7 @@ use sworn_ledger::jcs;
 use super::errors::ApiError;
 use super::messages::chat_turn;
 use super::models::{CreateChatCompletionRequest, CreateCompletionRequest};
+use crate::engine::sampling::MAX_TEMPERATURE;
 use crate::scheduler::request::{PromptInput, Sampling};
 
 /// Most stop strings per request (OpenAI's own limit).
@@ -557,6 +558,7 @@ fn parse_object(body: &[u8]) -> Result<(Map<String, Value>, Option<u64>), ApiErr
             param: None,
         });
     };
+    check_sent_ranges(&object)?;
     let top_k = match object.get("top_k") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_u64().ok_or_else(|| {
@@ -567,6 +569,29 @@ fn parse_object(body: &[u8]) -> Result<(Map<String, Value>, Option<u64>), ApiErr
         })?),
     };
     Ok((object, top_k))
+}
+
+/// The sampling ranges, checked on the numbers as sent. The OpenAI types hold `f32`, which
+/// rounds `2.0000001` to `2.0` and `1.00000001` to `1.0`: checked after that rounding, a
+/// value out of range would pass and be recorded as another one.
+fn check_sent_ranges(object: &Map<String, Value>) -> Result<(), ApiError> {
+    if let Some(t) = object.get("temperature").and_then(Value::as_f64) {
+        if !(0.0..=MAX_TEMPERATURE).contains(&t) {
+            return Err(ApiError::invalid_value(
+                "temperature",
+                format!("`temperature` must be >= 0 and <= {MAX_TEMPERATURE}. Given: {t}"),
+            ));
+        }
+    }
+    if let Some(p) = object.get("top_p").and_then(Value::as_f64) {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(ApiError::invalid_value(
+                "top_p",
+                format!("`top_p` must be > 0 and <= 1. Given: {p}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Deserialises into an OpenAI type, naming the field that failed.

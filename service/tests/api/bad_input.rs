@@ -19,7 +19,7 @@ type Case = (
     Option<&'static str>,
 );
 
-fn assert_envelope(
+pub fn assert_envelope(
     response: &Raw,
     status: u16,
     code: Option<&str>,
@@ -193,6 +193,20 @@ async fn every_bad_request_gets_its_documented_envelope() {
         (
             "top_p zero",
             chat(&json!({"top_p": 0})),
+            400,
+            Some("invalid_value"),
+            Some("top_p"),
+        ),
+        (
+            "temperature just over 2 (2.0 once rounded to f32)",
+            chat(&json!({"temperature": 2.000_000_1})),
+            400,
+            Some("invalid_value"),
+            Some("temperature"),
+        ),
+        (
+            "top_p just over 1 (1.0 once rounded to f32)",
+            chat(&json!({"top_p": 1.000_000_01})),
             400,
             Some("invalid_value"),
             Some("top_p"),

@@ -16,7 +16,7 @@ use sworn_service::api::state::{AppState, AppStateParts, ServedModel, SwearMode}
 use sworn_service::api::validation::Limits;
 use sworn_service::keys::{KeysFile, NewKey, Role, add_key};
 use sworn_service::scheduler::{Generator, PromptEncoder, Scheduler};
-use sworn_service::server::{ListenOptions, Server};
+use sworn_service::server::{ConnectionLimits, ListenOptions, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const ORIGIN: &str = "sworn.test/api";
@@ -30,6 +30,7 @@ pub struct Options {
     pub max_body_bytes: usize,
     pub swear_mode: SwearMode,
     pub tls: Option<(PathBuf, PathBuf)>,
+    pub limits: ConnectionLimits,
 }
 
 impl Default for Options {
@@ -41,6 +42,7 @@ impl Default for Options {
             max_body_bytes: 64 * 1024,
             swear_mode: SwearMode::Durable,
             tls: None,
+            limits: ConnectionLimits::default(),
         }
     }
 }
@@ -114,13 +116,14 @@ impl TestServer {
             anchor: None,
             overload_retry_after_s: 1,
         });
-        let server = Server::start(
+        let server = Server::start_with(
             state.clone(),
             ListenOptions {
                 addr: "127.0.0.1:0".parse().unwrap(),
                 tls: options.tls,
                 allow_plain_http: false,
             },
+            options.limits,
         )
         .await
         .unwrap();
@@ -200,7 +203,8 @@ pub async fn raw(
     parse_response(&bytes)
 }
 
-fn parse_response(bytes: &[u8]) -> Raw {
+/// Parses one whole HTTP/1.1 response (head and body).
+pub fn parse_response(bytes: &[u8]) -> Raw {
     let split = bytes
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

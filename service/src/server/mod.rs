@@ -4,11 +4,17 @@
 //!
 //! warp 0.4 has no TLS and no public streamed bodies, so connections are served here with
 //! hyper-util directly: each accepted socket (after the TLS handshake, if any) runs warp's
-//! service under a graceful-shutdown watcher.
+//! service in its own task ([`connection`]), under the [`ConnectionLimits`]: a cap on
+//! connections ([`limits`]), header, body and idle timeouts, and the OpenAI envelope for what
+//! hyper would answer bare ([`framing`]).
 //!
 //! The listener is bound before the ledger and the model are loaded: until [`Server::ready`]
 //! installs the routes, every request (`/health` included) gets 503 `model_loading` with
 //! `Retry-After`, so orchestrators and clients can tell "starting" from "down".
+
+mod connection;
+mod framing;
+mod limits;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,12 +28,10 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use http_body_util::{BodyExt, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::Frame;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -40,11 +44,20 @@ use crate::api::state::AppState;
 use crate::api::streamed_body::StreamedBody;
 
 pub use crate::api::filters::routes;
+pub use limits::{
+    ConnectionLimits, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
+    DEFAULT_KEEP_ALIVE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, MAX_HEADERS, fit_to_fd_limit,
+};
+
+use connection::{ConnContext, TimedBody};
+use limits::{EVICTION_WAIT, REFUSAL_HOLD, REFUSAL_SLOTS, Registry};
 
 /// Longest a TLS handshake may take before the connection is dropped (slowloris bound).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `Retry-After` seconds while the server is still loading.
 const LOADING_RETRY_AFTER_S: u64 = 1;
+/// Least time between two warnings that connections are being refused.
+const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +138,7 @@ type HandlerFuture = Pin<Box<dyn Future<Output = warp::reply::Response> + Send>>
 
 /// A type-erased warp filter: one request in, one response out.
 #[derive(Clone)]
-struct Handler(Arc<dyn Fn(hyper::Request<hyper::body::Incoming>) -> HandlerFuture + Send + Sync>);
+struct Handler(Arc<dyn Fn(hyper::Request<TimedBody>) -> HandlerFuture + Send + Sync>);
 
 impl std::fmt::Debug for Handler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -195,12 +208,21 @@ fn finish_response(response: warp::reply::Response) -> hyper::Response<ResponseB
 }
 
 impl Server {
-    /// Binds and starts serving `state`'s routes.
+    /// Binds and starts serving `state`'s routes under the default [`ConnectionLimits`].
     pub async fn start(
         state: Arc<AppState>,
         options: ListenOptions,
     ) -> Result<Server, ServerError> {
-        let server = Server::start_loading(options).await?;
+        Server::start_with(state, options, ConnectionLimits::default()).await
+    }
+
+    /// Binds and starts serving `state`'s routes under `limits`.
+    pub async fn start_with(
+        state: Arc<AppState>,
+        options: ListenOptions,
+        limits: ConnectionLimits,
+    ) -> Result<Server, ServerError> {
+        let server = Server::start_loading_with(options, limits).await?;
         server.ready(state);
         Ok(server)
     }
@@ -211,8 +233,18 @@ impl Server {
         let _ = self.routes.set(Handler::new(routes(state)));
     }
 
-    /// Binds and answers every request with 503 `model_loading` until [`Server::ready`].
+    /// Binds and answers every request with 503 `model_loading` until [`Server::ready`],
+    /// under the default [`ConnectionLimits`].
     pub async fn start_loading(options: ListenOptions) -> Result<Server, ServerError> {
+        Server::start_loading_with(options, ConnectionLimits::default()).await
+    }
+
+    /// Binds and answers every request with 503 `model_loading` until [`Server::ready`],
+    /// under `limits`.
+    pub async fn start_loading_with(
+        options: ListenOptions,
+        limits: ConnectionLimits,
+    ) -> Result<Server, ServerError> {
         let acceptor = match &options.tls {
             Some((cert, key)) => Some(TlsAcceptor::from(load_tls(cert, key)?)),
             None if !options.addr.ip().is_loopback() && !options.allow_plain_http => {
@@ -234,7 +266,24 @@ impl Server {
         let (stop, stopped) = oneshot::channel();
         let tls = acceptor.is_some();
         let routes = Arc::new(OnceLock::new());
-        let task = tokio::spawn(accept_loop(listener, acceptor, routes.clone(), stopped));
+        let (stop_connections, stop_rx) = watch::channel(false);
+        let limits = ConnectionLimits {
+            max_connections: limits.max_connections.clamp(1, MAX_CONNECTIONS_CAP),
+            ..limits
+        };
+        let ctx = Arc::new(ConnContext {
+            routes: routes.clone(),
+            loading: Handler::loading(),
+            limits,
+            stop: stop_rx,
+        });
+        let task = tokio::spawn(accept_loop(
+            listener,
+            acceptor,
+            ctx,
+            stop_connections,
+            stopped,
+        ));
         Ok(Server {
             local_addr,
             tls,
@@ -256,6 +305,8 @@ impl Server {
     }
 
     /// Stops accepting, then waits for in-flight connections to finish their requests.
+    /// Connections with nothing in flight close at once; a stalled one lasts at most until
+    /// its header or body timeout.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -264,14 +315,21 @@ impl Server {
     }
 }
 
+/// Most connections one server may be configured for (a semaphore's permits fit in `u32`).
+const MAX_CONNECTIONS_CAP: usize = 1 << 20;
+
 async fn accept_loop(
     listener: TcpListener,
     acceptor: Option<TlsAcceptor>,
-    routes: Arc<OnceLock<Handler>>,
+    ctx: Arc<ConnContext>,
+    stop_connections: watch::Sender<bool>,
     mut stopped: oneshot::Receiver<()>,
 ) {
-    let graceful = GracefulShutdown::new();
-    let loading = Handler::loading();
+    let max_connections = ctx.limits.max_connections;
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let refusals = Arc::new(Semaphore::new(REFUSAL_SLOTS));
+    let registry = Arc::new(Registry::default());
+    let mut last_warning: Option<Instant> = None;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -285,53 +343,92 @@ async fn accept_loop(
             },
             _ = &mut stopped => break,
         };
-        let routes = routes.clone();
-        let loading = loading.clone();
-        let hyper_service =
-            hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                // Looked up per request: a connection opened while loading is served
-                // properly once the routes are in.
-                let handler = routes.get().unwrap_or(&loading).clone();
-                async move { Ok::<_, Infallible>(finish_response((handler.0)(request).await)) }
-            });
-        let watcher = graceful.watcher();
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => make_room(&registry, &permits).await,
+        };
+        let Some(permit) = permit else {
+            if last_warning.is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_EVERY) {
+                last_warning = Some(Instant::now());
+                tracing::warn!(
+                    max_connections,
+                    "every connection is busy with a request: refusing new connections with 503"
+                );
+            }
+            match refusals.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        refuse(stream, acceptor, max_connections).await;
+                    });
+                }
+                Err(_) => drop(stream),
+            }
+            continue;
+        };
+        let place = registry.admit(permit);
+        let ctx = ctx.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let result = match acceptor {
+            let shared = place.shared().clone();
+            match acceptor {
                 Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(tls)) => {
-                            let connection = builder
-                                .serve_connection(TokioIo::new(tls), hyper_service)
-                                .into_owned();
-                            watcher.watch(connection).await
-                        }
+                    let mut stop = ctx.stop.clone();
+                    let handshake = tokio::select! {
+                        handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => handshake,
+                        () = shared.eviction_requested() => return,
+                        _ = stop.wait_for(|stop| *stop) => return,
+                    };
+                    match handshake {
+                        Ok(Ok(tls)) => connection::serve(tls, peer, shared, ctx).await,
                         Ok(Err(err)) => {
                             tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                            return;
                         }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => {
-                    let connection = builder
-                        .serve_connection(TokioIo::new(stream), hyper_service)
-                        .into_owned();
-                    watcher.watch(connection).await
-                }
-            };
-            if let Err(err) = result {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
+                None => connection::serve(stream, peer, shared, ctx).await,
             }
+            drop(place);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    let _ = stop_connections.send(true);
+    // Every connection holds a permit until its task ends: having them all back means every
+    // connection is closed.
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    let _ = permits.acquire_many(all).await;
+    let _ = refusals.acquire_many(REFUSAL_SLOTS as u32).await;
+}
+
+/// At the limit: asks the connection idle longest (with nothing in flight) to close, and
+/// waits briefly for its place. `None` when every connection is busy with a request.
+async fn make_room(registry: &Registry, permits: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
+    if !registry.evict_one() {
+        return None;
+    }
+    tokio::time::timeout(EVICTION_WAIT, permits.clone().acquire_owned())
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Refuses a connection past the limit: 503 `too_many_connections` (after the handshake on
+/// TLS; an HTTP/2 client over TLS is closed without an answer).
+async fn refuse(stream: TcpStream, acceptor: Option<TlsAcceptor>, max_connections: usize) {
+    match acceptor {
+        None => connection::refuse(stream, max_connections).await,
+        Some(acceptor) => {
+            let Ok(Ok(tls)) = tokio::time::timeout(REFUSAL_HOLD, acceptor.accept(stream)).await
+            else {
+                return;
+            };
+            if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                connection::refuse(tls, max_connections).await;
+            }
+        }
+    }
 }
 
 /// Drains the server and the ledger: stop taking generation requests, let in-flight requests
