@@ -186,6 +186,14 @@ impl ConnShared {
         (activity.in_flight == 0).then(|| activity.idle_since.elapsed())
     }
 
+    /// Since when the connection has had no request in flight; `None` while it has one.
+    /// Comparing these instants (not `idle_for`, whose readings are taken one after the
+    /// other) ranks connections consistently.
+    fn idle_since(&self) -> Option<Instant> {
+        let activity = self.activity();
+        (activity.in_flight == 0).then_some(activity.idle_since)
+    }
+
     /// Whether dropping the connection now loses nothing: no request in flight and no
     /// answer bytes waiting for the socket.
     pub(crate) fn evictable(&self) -> bool {
@@ -259,8 +267,8 @@ impl Registry {
             .values()
             .filter(|c| !c.evicting.load(Ordering::Relaxed))
             .filter(|c| !c.write_blocked.load(Ordering::Relaxed))
-            .filter_map(|c| c.idle_for().map(|idle| (idle, c.clone())))
-            .max_by_key(|(idle, _)| *idle)
+            .filter_map(|c| c.idle_since().map(|since| (since, c.clone())))
+            .min_by_key(|(since, _)| *since)
             .map(|(_, c)| c);
         match victim {
             Some(victim) => {
@@ -305,6 +313,12 @@ mod tests {
         let busy = registry.admit(permits.clone().try_acquire_owned().unwrap());
         busy.shared().request_started();
         let older = registry.admit(permits.clone().try_acquire_owned().unwrap());
+        // Two idle times read in one clock tick would tie, and the table's order would
+        // decide; let the clock move past the older connection's start first.
+        let admitted = Instant::now();
+        while Instant::now() == admitted {
+            std::hint::spin_loop();
+        }
         let newer = registry.admit(permits.clone().try_acquire_owned().unwrap());
         newer.shared().request_started();
         newer.shared().request_ended();
