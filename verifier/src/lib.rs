@@ -20,6 +20,7 @@ pub mod commands;
 pub mod content;
 pub mod erasure;
 pub mod offline;
+pub mod receipt_check;
 pub mod render;
 pub mod report;
 pub mod server;
