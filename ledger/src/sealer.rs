@@ -27,6 +27,9 @@ fn last_sealed_size(shared: &Shared) -> Result<u64, StoreError> {
 /// Seals a checkpoint of the current durable size if it is larger than the newest one.
 pub(crate) fn seal(shared: &Shared) -> Result<Option<SignedCheckpoint>, StoreError> {
     let _guard = shared.seal_lock.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(halted) = shared.fault.halted() {
+        return Err(halted);
+    }
     let size = shared.durable_size.load(Ordering::Acquire);
     if size == 0 || size <= last_sealed_size(shared)? {
         return Ok(None);
@@ -79,6 +82,7 @@ pub(crate) fn run_sealer(shared: &Shared, every_entries: u64, interval: Duration
             backing_off = false;
             if durable > last {
                 if let Err(e) = seal(shared) {
+                    shared.fault.raise(&e);
                     tracing::warn!(error = %e, "sealing a checkpoint failed; will retry");
                     backing_off = true;
                 }

@@ -62,6 +62,13 @@ pub enum StoreError {
     /// Signing a checkpoint failed.
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] CheckpointError),
+    /// The ledger stopped writing after a storage fault (see [`crate::store::Ledger::fault`]);
+    /// restarting the process reopens the store, which then proves itself again.
+    #[error("the ledger stopped writing after a storage fault ({cause}); restart to recover")]
+    Halted {
+        /// The first fault.
+        cause: String,
+    },
     /// The writer thread has stopped (the ledger is shutting down or hit a fatal error).
     #[error("the ledger writer has stopped")]
     Closed,

@@ -150,6 +150,18 @@ impl Ledger {
         self.inner.shared.high_water.path()
     }
 
+    /// The storage fault that stopped this ledger's writes, if one did. From then on
+    /// appends, erasures and seals fail with [`StoreError::Halted`] while reads go on; the
+    /// store proves itself again only when it is reopened (a restart).
+    pub fn fault(&self) -> Option<String> {
+        self.inner.shared.fault.get().map(|cause| cause.to_string())
+    }
+
+    /// Sees [`Ledger::fault`] change from `None` to the fault's description.
+    pub fn watch_fault(&self) -> tokio::sync::watch::Receiver<Option<Arc<str>>> {
+        self.inner.shared.fault.subscribe()
+    }
+
     /// Number of durable entries. Every read and proof is limited to this prefix.
     pub fn size(&self) -> u64 {
         self.inner.shared.durable_size.load(Ordering::Acquire)

@@ -10,6 +10,7 @@
 mod checkpoint_tree;
 mod compact;
 mod error;
+mod fault;
 mod group;
 mod hashes;
 mod highwater;
@@ -167,6 +168,8 @@ pub(crate) struct Shared {
     pub(crate) requests: request_index::RequestIndex,
     /// The high-water record: written before anything is acknowledged or published.
     pub(crate) high_water: std::sync::Arc<highwater::HighWater>,
+    /// The first storage fault on the write path; once set, nothing more is written.
+    pub(crate) fault: fault::Fault,
 }
 
 impl Shared {

@@ -234,6 +234,7 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
         packs_from,
         requests,
         high_water,
+        fault: Default::default(),
     };
     rebuild_memtable(&shared, indexed_to, size)?;
     shared.signal.durable(size);

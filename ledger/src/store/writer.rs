@@ -123,10 +123,25 @@ pub(crate) fn run_builder(
                 Err(_) => break,
             }
         }
+        if shared.fault.get().is_some() {
+            refuse(shared, batch);
+            continue;
+        }
         if let Some(group) = build_group(shared, &mut range, batch) {
             if groups.send(group).is_err() {
                 break;
             }
+        }
+    }
+}
+
+/// Answers every job with the latched fault.
+fn refuse(shared: &Shared, jobs: Vec<Job>) {
+    for job in jobs {
+        let halted = shared.fault.halted().unwrap_or(StoreError::Closed);
+        match job {
+            Job::Append { reply, .. } => reply.send(Err(halted)),
+            Job::Erase { reply, .. } => reply.send(Err(halted)),
         }
     }
 }
@@ -142,7 +157,10 @@ fn build_group(shared: &Shared, range: &mut CompactRange, jobs: Vec<Job>) -> Opt
             Job::Append { prepared, reply } => {
                 match add_append(shared, range, &mut write, &mut ids_in_group, *prepared) {
                     Ok(receipt) => done.push(Done::Append(reply, receipt)),
-                    Err(e) => reply.send(Err(e)),
+                    Err(e) => {
+                        shared.fault.raise(&e);
+                        reply.send(Err(e));
+                    }
                 }
             }
             Job::Erase {
@@ -158,7 +176,10 @@ fn build_group(shared: &Shared, range: &mut CompactRange, jobs: Vec<Job>) -> Opt
                 time,
             ) {
                 Ok(outcome) => done.push(Done::Erase(reply, outcome)),
-                Err(e) => reply.send(Err(e)),
+                Err(e) => {
+                    shared.fault.raise(&e);
+                    reply.send(Err(e));
+                }
             },
         }
     }
@@ -201,6 +222,7 @@ fn build_group(shared: &Shared, range: &mut CompactRange, jobs: Vec<Job>) -> Opt
         }
     }
     if let Err(e) = applied {
+        shared.fault.raise(&e);
         *range = before;
         for d in done {
             match d {
@@ -228,6 +250,9 @@ fn storage_fault(e: &StoreError) -> StoreError {
             reason: reason.clone(),
         },
         StoreError::Closed => StoreError::Closed,
+        StoreError::Halted { cause } => StoreError::Halted {
+            cause: cause.clone(),
+        },
         other => StoreError::corrupt(other.to_string()),
     }
 }
@@ -497,14 +522,19 @@ pub(crate) fn run_flusher(
             pending.push(more);
         }
         if let Err(e) = shared.db.flush() {
-            fail(pending, &StoreError::Sled(e));
+            let e = StoreError::Sled(e);
+            shared.fault.raise(&e);
+            fail(pending, &e);
             // What is on disk is now unknown: stop, so no later append is acknowledged on
             // top of it. Reopening recovers to the last durable state.
             break;
         }
         if let Err(unrecorded) = flushed.send(pending) {
             // The recorder stopped on a failed record write.
-            fail(unrecorded.0, &StoreError::Closed);
+            fail(
+                unrecorded.0,
+                &shared.fault.halted().unwrap_or(StoreError::Closed),
+            );
             break;
         }
     }
@@ -523,6 +553,7 @@ pub(crate) fn run_recorder(shared: &Shared, flushed: &Receiver<Vec<Group>>) {
         };
         if let Err(e) = shared.high_water.acknowledge(size, root) {
             tracing::error!(error = %e, "the high-water record was not written; appends stop");
+            shared.fault.raise(&e);
             fail(pending, &e);
             // Nothing may be acknowledged that the record does not cover: stop.
             break;
