@@ -323,7 +323,10 @@ pub enum AnchorError {
         /// What was found.
         reason: String,
     },
-    /// A seq recorded locally as finalized is no longer anchored on chain.
+    /// A seq recorded locally as finalized, in a block that is still canonical, is not
+    /// anchored in the contract: the anchorer points at another contract or chain than
+    /// the one it anchored to. (A finalized anchor removed by a reorg deeper than finality
+    /// is not an error: its block is no longer canonical, and it is anchored again.)
     #[error(
         "seq {seq} was recorded as finalized but the chain's latest anchored seq is {chain_seq}"
     )]

@@ -22,8 +22,9 @@
 //! Files: [`contract`] (bindings from the committed artifact), [`state`] (the state
 //! machine's record and status), [`store`] (the storage seam), [`reader`] (read-only
 //! RPC calls and `Anchored` event decoding, shared with the verifier), [`chain`] (the
-//! submitting account's transactions on top), [`anchorer`] (the loop), [`backoff`],
-//! [`chain_key`], [`deploy`], [`error`].
+//! submitting account's transactions on top), [`anchorer`] (the loop; following a
+//! record, submitting, and recovering from reorgs deeper than finality), [`backoff`],
+//! [`chain_key`], [`deploy`](mod@deploy), [`error`].
 //!
 //! Starting it in a server:
 //! ```no_run

@@ -4,10 +4,14 @@
 //!
 //! ```text
 //! Submitted ──receipt in a block──▶ Included ──block ≤ finalized, hash still canonical──▶ Finalized
-//!     ▲                                 │
-//!     └──── transaction dropped or ─────┘   (a reorg that moves the transaction to another
-//!           reorged out: resubmitted          block only updates Included's block)
+//!     ▲ ▲                               │                                                    │
+//!     │ └──── transaction dropped or ───┘   (a reorg that moves the transaction to another   │
+//!     │       reorged out: resubmitted        block only updates Included's block)           │
+//!     └────────── block no longer canonical (a reorg deeper than finality): deep_reorgs + 1 ─┘
 //! ```
+//!
+//! A record that comes back from `Finalized` keeps its checkpoint: if its transaction is
+//! gone it is re-anchored exactly as recorded (see `anchorer::lost`).
 //!
 //! The record is written *before* its transaction is broadcast (write-ahead), so after a
 //! crash the anchorer finds the transaction hash and follows or replaces it instead of
@@ -98,6 +102,15 @@ pub struct AnchorRecord {
     /// How many times this seq was resubmitted after its transaction was dropped or
     /// reorged out.
     pub resubmissions: u32,
+    /// How many times this seq, once finalized, was removed by a reorg deeper than
+    /// finality. Such a seq is re-anchored with exactly the checkpoint recorded here.
+    /// Absent (0) in records that never lost finality.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deep_reorgs: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl AnchorRecord {
@@ -147,8 +160,12 @@ pub struct AnchorStatus {
     pub last_error: Option<String>,
     /// Transactions replaced because they were dropped or reorged out, since start.
     pub resubmissions: u64,
-    /// Anchors seen moving to another block by a reorg, since start.
+    /// Anchors seen moving to another block or dropped by a reorg before finality,
+    /// since start.
     pub reorgs_seen: u64,
+    /// Reorgs deeper than finality that removed finalized anchors, since start (each
+    /// counts once, however many seqs it removed).
+    pub deep_reorgs: u64,
 }
 
 #[cfg(test)]
@@ -168,6 +185,7 @@ mod tests {
             nonce: 9,
             state,
             resubmissions: 1,
+            deep_reorgs: 0,
         }
     }
 
@@ -210,6 +228,21 @@ mod tests {
             json["contract"],
             "0x1111111111111111111111111111111111111111"
         );
+    }
+
+    #[test]
+    fn deep_reorg_count_is_omitted_at_zero_and_kept_otherwise() {
+        let plain = record(AnchorState::Submitted);
+        let json: serde_json::Value = serde_json::from_slice(&plain.to_bytes().unwrap()).unwrap();
+        assert!(json.get("deep_reorgs").is_none(), "{json}");
+        let lost = AnchorRecord {
+            deep_reorgs: 2,
+            ..plain
+        };
+        let bytes = lost.to_bytes().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["deep_reorgs"], 2);
+        assert_eq!(AnchorRecord::from_bytes(7, &bytes).unwrap(), lost);
     }
 
     #[test]

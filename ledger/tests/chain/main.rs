@@ -4,6 +4,7 @@
 // Helpers shared by tests panic on failure like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod deep_reorg;
 mod gas;
 mod history;
 mod node;

@@ -105,6 +105,7 @@ async fn crash_between_record_and_broadcast_resubmits_the_same_seq() {
         nonce: 0,
         state: AnchorState::Submitted,
         resubmissions: 0,
+        deep_reorgs: 0,
     };
     AnchorStore::save_record(ledger.as_ref(), &lost).unwrap();
 

@@ -3,12 +3,19 @@
 //!
 //! A small hand-written registry: a fixed set of counters and histograms, lock-free on the
 //! request path (atomics), rendered on scrape.
+//!
+//! The anchor figures are the anchorer's latest [`AnchorStatus`], which it derives from
+//! its records after every pass: after a reorg deeper than finality the lost anchors are
+//! no longer counted as finalized, so the finalized size drops and the lag grows until
+//! they are anchored again. The names are listed in `docs/API.md` (## Metrics).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use sworn_ledger::anchor::{AnchorState, AnchorStatus};
 
 use crate::scheduler::SchedulerStats;
 
@@ -87,8 +94,10 @@ impl Histogram {
 }
 
 /// The anchorer's figures.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AnchorFigures {
+    /// Newest finalized seq that still stands on chain.
+    pub finalized_seq: u64,
     /// Tree size covered by the newest finalized anchor.
     pub finalized_tree_size: u64,
     /// Newest anchor's state: 0 none, 1 submitted, 2 included, 3 finalized.
@@ -97,8 +106,32 @@ pub struct AnchorFigures {
     pub rpc_healthy: bool,
     /// Failed passes in a row.
     pub consecutive_failures: u64,
-    /// Transactions resubmitted since start (dropped or reorged out).
+    /// Transactions resubmitted since start (dropped, reorged out, or lost after finality).
     pub resubmissions: u64,
+    /// Reorgs seen moving or dropping an anchor before finality, since start.
+    pub reorgs: u64,
+    /// Reorgs deeper than finality that removed finalized anchors, since start.
+    pub deep_reorgs: u64,
+}
+
+impl From<&AnchorStatus> for AnchorFigures {
+    fn from(status: &AnchorStatus) -> Self {
+        AnchorFigures {
+            finalized_seq: status.finalized_seq,
+            finalized_tree_size: status.finalized_tree_size,
+            state: match status.current {
+                None => 0,
+                Some((_, AnchorState::Submitted)) => 1,
+                Some((_, AnchorState::Included { .. })) => 2,
+                Some((_, AnchorState::Finalized { .. })) => 3,
+            },
+            rpc_healthy: status.rpc_healthy,
+            consecutive_failures: u64::from(status.consecutive_failures),
+            resubmissions: status.resubmissions,
+            reorgs: status.reorgs_seen,
+            deep_reorgs: status.deep_reorgs,
+        }
+    }
 }
 
 /// Ledger figures read at scrape time.
@@ -307,10 +340,16 @@ impl Metrics {
         gauge(
             &mut out,
             "sworn:anchor_records",
-            "Anchor records in the ledger.",
+            "Anchor records in the ledger (seqs anchored or being anchored).",
             ledger.anchors,
         );
         if let Some(anchor) = &ledger.anchor {
+            gauge(
+                &mut out,
+                "sworn:anchor_finalized_seq",
+                "Newest seq whose anchor is final and still on chain.",
+                anchor.finalized_seq,
+            );
             gauge(
                 &mut out,
                 "sworn:anchor_finalized_tree_size",
@@ -344,8 +383,20 @@ impl Metrics {
             counter(
                 &mut out,
                 "sworn:anchor_resubmissions_total",
-                "Anchor transactions resubmitted (dropped or reorged out).",
+                "Anchor transactions resubmitted (dropped, reorged out, or lost after finality).",
                 anchor.resubmissions,
+            );
+            counter(
+                &mut out,
+                "sworn:anchor_reorgs_total",
+                "Reorgs that moved or dropped an anchor before it was final.",
+                anchor.reorgs,
+            );
+            counter(
+                &mut out,
+                "sworn:anchor_deep_reorgs_total",
+                "Reorgs deeper than finality that removed finalized anchors (re-anchored).",
+                anchor.deep_reorgs,
             );
         }
         out
@@ -378,5 +429,63 @@ mod tests {
         assert!(text.contains("sworn:request_failure_total{error_type=\"overloaded\"} 1\n"));
         assert!(text.contains("sworn:prompt_tokens_total 10\n"));
         assert!(text.contains("sworn:ledger_checkpoint_lag_entries 3\n"));
+    }
+
+    /// The value of metric `name` in `text`.
+    fn value(text: &str, name: &str) -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn anchor_figures_after_a_deep_reorg_show_the_lost_anchors() {
+        // What the anchorer publishes once a reorg deeper than finality removed seqs 2
+        // and 3 (of 10, 20, 30 entries) and seq 2 went out again: seq 1 is the newest
+        // final anchor, the lost seqs are not counted as finalized.
+        let status = AnchorStatus {
+            current: Some((3, AnchorState::Submitted)),
+            finalized_seq: 1,
+            finalized_tree_size: 10,
+            newest_checkpoint_size: 30,
+            lag_entries: 20,
+            rpc_healthy: true,
+            resubmissions: 1,
+            reorgs_seen: 2,
+            deep_reorgs: 1,
+            ..AnchorStatus::default()
+        };
+        let text = Metrics::default().render(
+            &SchedulerStats::default(),
+            &LedgerFigures {
+                entries: 32,
+                checkpoint_size: 30,
+                anchors: 3,
+                anchor: Some(AnchorFigures::from(&status)),
+            },
+        );
+        for (name, expected) in [
+            ("sworn:anchor_enabled", 1),
+            ("sworn:anchor_records", 3),
+            ("sworn:anchor_finalized_seq", 1),
+            ("sworn:anchor_finalized_tree_size", 10),
+            ("sworn:anchor_lag_entries", 22),
+            ("sworn:anchor_state", 1),
+            ("sworn:anchor_rpc_healthy", 1),
+            ("sworn:anchor_resubmissions_total", 1),
+            ("sworn:anchor_reorgs_total", 2),
+            ("sworn:anchor_deep_reorgs_total", 1),
+        ] {
+            assert_eq!(value(&text, name), Some(expected), "{name} in\n{text}");
+        }
+        assert!(text.contains("# TYPE sworn:anchor_deep_reorgs_total counter\n"));
+        assert!(text.contains("# TYPE sworn:anchor_reorgs_total counter\n"));
+    }
+
+    #[test]
+    fn anchor_figures_are_absent_without_an_anchorer() {
+        let text = Metrics::default().render(&SchedulerStats::default(), &LedgerFigures::default());
+        assert_eq!(value(&text, "sworn:anchor_enabled"), Some(0));
+        assert_eq!(value(&text, "sworn:anchor_finalized_seq"), None);
+        assert_eq!(value(&text, "sworn:anchor_deep_reorgs_total"), None);
     }
 }

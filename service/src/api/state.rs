@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use sworn_ledger::anchor::{AnchorState, AnchorStatus};
+use sworn_ledger::anchor::AnchorStatus;
 use sworn_ledger::receipt::ModelInfo;
 use sworn_ledger::store::Ledger;
 use tokio::sync::watch;
@@ -55,6 +55,9 @@ pub enum Lifecycle {
     Ready = 0,
     /// Shutting down: finishing in-flight requests, refusing new ones.
     Draining = 1,
+    /// The ledger stopped writing after a storage fault: nothing can be sworn, so
+    /// nothing is generated; the process is on its way out for a restart.
+    LedgerFailed = 2,
 }
 
 /// Shared state behind every route.
@@ -87,11 +90,36 @@ pub struct AppState {
     lifecycle: AtomicU8,
 }
 
-/// Counts running generation tasks so shutdown can wait for their receipts.
-#[derive(Debug, Default)]
+/// Counts running generation tasks so shutdown can wait for their receipts, and tells
+/// them when shutdown stops waiting for their clients.
+#[derive(Debug)]
 pub struct InFlight {
     count: std::sync::atomic::AtomicUsize,
     idle: tokio::sync::Notify,
+    abort: watch::Sender<bool>,
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight {
+            count: Default::default(),
+            idle: Default::default(),
+            abort: watch::Sender::new(false),
+        }
+    }
+}
+
+/// Resolves once shutdown has aborted every generation (see [`InFlight::abort_all`]).
+#[derive(Debug)]
+pub struct AbortSignal(watch::Receiver<bool>);
+
+impl AbortSignal {
+    /// Waits for the abort; pending forever if it never comes.
+    pub async fn aborted(&mut self) {
+        if self.0.wait_for(|aborted| *aborted).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Held by a generation task; dropping it marks the task done.
@@ -103,6 +131,17 @@ impl InFlight {
     pub fn enter(&self) -> InFlightGuard<'_> {
         self.count.fetch_add(1, Ordering::SeqCst);
         InFlightGuard(self)
+    }
+
+    /// What a generation task watches to learn that shutdown no longer waits for it.
+    pub fn abort_signal(&self) -> AbortSignal {
+        AbortSignal(self.abort.subscribe())
+    }
+
+    /// Shutdown's end of grace: every generation task stops where it is, swears what it
+    /// sent as `cancelled`, and stops waiting for a client that does not read.
+    pub fn abort_all(&self) {
+        self.abort.send_replace(true);
     }
 
     /// Waits until no task is running.
@@ -171,8 +210,12 @@ impl AppState {
         })
     }
 
-    /// The current lifecycle state.
+    /// The current lifecycle state. A ledger fault shows at once, before the process
+    /// has begun to stop.
     pub fn lifecycle(&self) -> Lifecycle {
+        if self.ledger.fault().is_some() {
+            return Lifecycle::LedgerFailed;
+        }
         match self.lifecycle.load(Ordering::SeqCst) {
             0 => Lifecycle::Ready,
             _ => Lifecycle::Draining,
@@ -196,21 +239,10 @@ impl AppState {
         // Anchor sequence numbers are contiguous from 1 (the contract's), so the last seq
         // is the count.
         let anchors = self.ledger.last_anchor_seq().ok().flatten().unwrap_or(0);
-        let anchor = self.anchor.as_ref().map(|status| {
-            let status = status.borrow();
-            AnchorFigures {
-                finalized_tree_size: status.finalized_tree_size,
-                state: match status.current {
-                    None => 0,
-                    Some((_, AnchorState::Submitted)) => 1,
-                    Some((_, AnchorState::Included { .. })) => 2,
-                    Some((_, AnchorState::Finalized { .. })) => 3,
-                },
-                rpc_healthy: status.rpc_healthy,
-                consecutive_failures: u64::from(status.consecutive_failures),
-                resubmissions: status.resubmissions,
-            }
-        });
+        let anchor = self
+            .anchor
+            .as_ref()
+            .map(|status| AnchorFigures::from(&*status.borrow()));
         LedgerFigures {
             entries: self.ledger.size(),
             checkpoint_size,
