@@ -5,8 +5,11 @@
 //! `model_loading` meanwhile), the ledger (recovers to its last durable entry), the model
 //! (on a blocking thread), the engine thread, the anchorer (if configured), then the
 //! routes go live. Order of shutdown (SIGINT/SIGTERM): stop taking
-//! generation requests, let in-flight ones finish, flush the ledger and seal a last
-//! checkpoint, stop the anchorer.
+//! generation requests, let in-flight ones finish within the grace period and cut the
+//! rest (sworn `cancelled`, their clients still get the receipt), flush the ledger and
+//! seal a last checkpoint, join the engine thread, stop the anchorer. A storage fault in
+//! the ledger starts the same shutdown at once, with no grace (nothing more can be
+//! sworn), and `sworn serve` exits non-zero so its supervisor restarts it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -75,6 +78,15 @@ pub enum ServeError {
     /// The listener could not start.
     #[error(transparent)]
     Server(#[from] server::ServerError),
+    /// The ledger hit a storage fault while serving; the process stops so that its
+    /// supervisor restarts it, and the store proves itself again when it is reopened.
+    #[error(
+        "the ledger stopped writing after a storage fault ({cause}); exiting so this instance is restarted"
+    )]
+    LedgerFault {
+        /// The fault.
+        cause: String,
+    },
 }
 
 /// `sworn keygen` arguments.
@@ -227,7 +239,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         encoder: Arc::new(EnginePromptEncoder::new(&engine)),
         created: u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0),
     };
-    let (scheduler, _engine_thread) =
+    let (scheduler, engine_thread) =
         Scheduler::start(EngineGenerator::new(engine), config.queue_capacity).map_err(|e| {
             ServeError::Model {
                 path: config.model.clone(),
@@ -262,13 +274,41 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     tracing::info!(url = %server.url(), "serving");
     eprintln!("sworn: serving {} at {}", config.model_id, server.url());
 
-    wait_for_signal().await;
-    tracing::info!("shutting down: draining in-flight requests");
-    server::shutdown(server, state, config.shutdown_grace).await;
+    let mut faults = state.ledger.watch_fault();
+    let fault = tokio::select! {
+        () = wait_for_signal() => None,
+        fault = faults.wait_for(Option::is_some) => fault.ok().and_then(|f| f.clone()),
+    };
+    let grace = match &fault {
+        None => {
+            tracing::info!("shutting down: draining in-flight requests");
+            config.shutdown_grace
+        }
+        Some(cause) => {
+            // Nothing can be sworn any more: cut in-flight generations at once (their
+            // clients get an error, never an unsworn answer) and exit non-zero.
+            tracing::error!(%cause, "ledger fault: not ready; stopping so that this instance is restarted");
+            std::time::Duration::ZERO
+        }
+    };
+    server::shutdown(server, state, grace).await;
+    // The model's tensors are freed on the engine thread, before the runtime (and then
+    // libtorch) is torn down.
+    if tokio::task::spawn_blocking(move || engine_thread.join())
+        .await
+        .is_err()
+    {
+        tracing::error!("the engine thread could not be joined");
+    }
     if let Some(anchorer) = anchorer {
         anchorer.shutdown().await;
     }
-    Ok(())
+    match fault {
+        None => Ok(()),
+        Some(cause) => Err(ServeError::LedgerFault {
+            cause: cause.to_string(),
+        }),
+    }
 }
 
 fn start_anchorer(

@@ -62,7 +62,8 @@ fn usage(sworn: &Sworn) -> CompletionUsage {
 fn chat_finish(reason: FinishReason) -> OpenAiFinish {
     match reason {
         FinishReason::Length => OpenAiFinish::Length,
-        // Cancelled and failed answers never reach a client; `stop` is the closest word.
+        // OpenAI has no word for a cut answer (shutdown's grace period ended); `stop` is the
+        // closest, and the receipt in `sworn` records `cancelled`.
         _ => OpenAiFinish::Stop,
     }
 }

@@ -6,7 +6,8 @@
 //! stops — it builds the [`AppendRequest`] and waits for the ledger to make the receipt
 //! durable. Only then does the client get the receipt. Because this task outlives the
 //! handler, a disconnected client's partial answer is still sworn, with finish reason
-//! `cancelled`.
+//! `cancelled`; so is an answer cut at the end of shutdown's grace period
+//! ([`super::state::InFlight::abort_all`]), whose client still gets that receipt.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use tokio::sync::mpsc;
 use super::auth::Tenant;
 use super::errors::ApiError;
 use super::request_id::RequestId;
-use super::state::{AppState, SwearMode};
+use super::state::{AbortSignal, AppState, SwearMode};
 use super::validation::{Endpoint, ValidRequest};
 use crate::scheduler::request::{FinishReason, GenerationEvent};
 
@@ -83,8 +84,10 @@ async fn drive(
     mut events: mpsc::UnboundedReceiver<GenerationEvent>,
     client: mpsc::Sender<Outgoing>,
 ) {
-    let _in_flight = state.in_flight.enter();
+    let in_flight = state.in_flight.enter();
+    let mut abort = state.in_flight.abort_signal();
     let metrics = &state.metrics;
+    // Exactly the text handed to the client, and the tokens that made it.
     let mut answer = String::new();
     let mut tokens = 0u32;
     let mut last_piece: Option<Instant> = None;
@@ -92,7 +95,10 @@ async fn drive(
         let event = tokio::select! {
             biased;
             _ = client.closed() => break (FinishReason::Cancelled, tokens),
+            // What the engine already said comes first: an answer that ended on its own
+            // is not recorded as cancelled.
             event = events.recv() => event,
+            _ = abort.aborted() => break (FinishReason::Cancelled, tokens),
         };
         match event {
             Some(GenerationEvent::Started { queued_for }) => metrics.queue.observe(queued_for),
@@ -106,11 +112,17 @@ async fn drive(
                     Some(previous) => metrics.inter_token.observe(now - previous),
                 }
                 last_piece = Some(now);
-                tokens = so_far;
-                answer.push_str(&text);
-                if client.send(Outgoing::Text(text)).await.is_err() {
+                let sent = tokio::select! {
+                    biased;
+                    sent = client.send(Outgoing::Text(text.clone())) => sent.is_ok(),
+                    // A client that stops reading must not hold shutdown.
+                    _ = abort.aborted() => false,
+                };
+                if !sent {
                     break (FinishReason::Cancelled, tokens);
                 }
+                answer.push_str(&text);
+                tokens = so_far;
             }
             Some(GenerationEvent::Finished {
                 reason,
@@ -143,25 +155,26 @@ async fn drive(
                 Err(err) => {
                     tracing::error!(request_id = %generation.request_id, error = %err, "ledger append failed");
                     metrics.record_failure("ledger");
-                    let _ = client
-                        .send(Outgoing::Failed(ApiError::Internal {
-                            request_id: generation.request_id.to_string(),
-                        }))
-                        .await;
+                    drop(in_flight);
+                    let failed = Outgoing::Failed(ApiError::Internal {
+                        request_id: generation.request_id.to_string(),
+                    });
+                    deliver(&client, failed, &mut abort).await;
                     return;
                 }
             }
         }
     };
+    // The receipt is durable: shutdown need not wait for the client to take it.
+    drop(in_flight);
     metrics.e2e.observe(generation.arrived.elapsed());
     if reason == FinishReason::Error {
         tracing::error!(request_id = %generation.request_id, "generation failed (recorded with finish reason `error`)");
         metrics.record_failure("internal");
-        let _ = client
-            .send(Outgoing::Failed(ApiError::Internal {
-                request_id: generation.request_id.to_string(),
-            }))
-            .await;
+        let failed = Outgoing::Failed(ApiError::Internal {
+            request_id: generation.request_id.to_string(),
+        });
+        deliver(&client, failed, &mut abort).await;
         return;
     }
     metrics.record_success(
@@ -170,14 +183,23 @@ async fn drive(
         u64::from(completion_tokens),
     );
     // The client may have gone (cancelled): the receipt is durable regardless.
-    let _ = client
-        .send(Outgoing::Done(Box::new(Sworn {
-            finish_reason: reason,
-            prompt_tokens,
-            completion_tokens,
-            receipt,
-        })))
-        .await;
+    let done = Outgoing::Done(Box::new(Sworn {
+        finish_reason: reason,
+        prompt_tokens,
+        completion_tokens,
+        receipt,
+    }));
+    deliver(&client, done, &mut abort).await;
+}
+
+/// Hands the last message to the client, unless shutdown aborts first while the client
+/// is not reading.
+async fn deliver(client: &mpsc::Sender<Outgoing>, last: Outgoing, abort: &mut AbortSignal) {
+    tokio::select! {
+        biased;
+        _ = client.send(last) => {}
+        _ = abort.aborted() => {}
+    }
 }
 
 /// Decimal text of an applied float parameter (receipts hold no floats).

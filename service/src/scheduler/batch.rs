@@ -2,17 +2,18 @@
 //!
 //! Each turn: admit queued requests while the batch has room (blocking only when nothing
 //! runs), drop sequences whose client has gone, then advance all running sequences by one
-//! batched step. Per-sequence bookkeeping (stop strings, `max_tokens`, end of sequence) is
+//! batched step. Once [`super::Scheduler::stop`] is called, the next turn cancels
+//! everything instead (see [`cancel_all`]) and the loop returns. Per-sequence bookkeeping (stop strings, `max_tokens`, end of sequence) is
 //! the synchronous [`Running::accept`], unit-tested without a model.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::request::{FinishReason, GenerationEvent};
 use super::stop::StopMatcher;
-use super::{Generator, Job, SchedulerStats, Token};
+use super::{Command, Generator, Job, SchedulerStats, Token};
 
 /// A sequence in the running batch.
 pub(crate) struct Running<S> {
@@ -74,17 +75,27 @@ impl<S> Running<S> {
     }
 }
 
-/// Runs until every [`super::Scheduler`] handle is dropped and the batch has drained.
-pub(crate) fn run<G: Generator>(mut generator: G, jobs: &Receiver<Job>, stats: &SchedulerStats) {
+/// Runs until every [`super::Scheduler`] handle is dropped and the batch has drained, or
+/// until [`super::Scheduler::stop`].
+pub(crate) fn run<G: Generator>(
+    mut generator: G,
+    jobs: &Receiver<Command>,
+    stats: &SchedulerStats,
+    stopping: &AtomicBool,
+) {
     let max_batch = generator.max_batch().max(1);
     let mut batch: Vec<Running<G::Sequence>> = Vec::with_capacity(max_batch);
     let mut queue_open = true;
     loop {
+        if stopping.load(Ordering::SeqCst) {
+            cancel_all(&mut generator, &mut batch, jobs, stats);
+            return;
+        }
         // Admit.
-        while queue_open && batch.len() < max_batch {
-            let job = if batch.is_empty() {
+        while queue_open && batch.len() < max_batch && !stopping.load(Ordering::SeqCst) {
+            let command = if batch.is_empty() {
                 match jobs.recv() {
-                    Ok(job) => job,
+                    Ok(command) => command,
                     Err(_) => {
                         queue_open = false;
                         break;
@@ -92,13 +103,16 @@ pub(crate) fn run<G: Generator>(mut generator: G, jobs: &Receiver<Job>, stats: &
                 }
             } else {
                 match jobs.try_recv() {
-                    Ok(job) => job,
+                    Ok(command) => command,
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         queue_open = false;
                         break;
                     }
                 }
+            };
+            let Command::Run(job) = command else {
+                continue;
             };
             stats.waiting.fetch_sub(1, Ordering::SeqCst);
             if job.events.is_closed() {
@@ -139,7 +153,7 @@ pub(crate) fn run<G: Generator>(mut generator: G, jobs: &Receiver<Job>, stats: &
         }
         stats.running.store(batch.len(), Ordering::SeqCst);
         if batch.is_empty() {
-            if queue_open {
+            if queue_open || stopping.load(Ordering::SeqCst) {
                 continue;
             }
             return;
@@ -180,6 +194,33 @@ pub(crate) fn run<G: Generator>(mut generator: G, jobs: &Receiver<Job>, stats: &
             }
         }
         stats.running.store(batch.len(), Ordering::SeqCst);
+    }
+}
+
+/// Shutdown: finishes every running sequence `Cancelled` with what it generated so far,
+/// and every queued request `Cancelled` with nothing, so each is sworn and answered.
+fn cancel_all<G: Generator>(
+    generator: &mut G,
+    batch: &mut Vec<Running<G::Sequence>>,
+    jobs: &Receiver<Command>,
+    stats: &SchedulerStats,
+) {
+    for mut running in batch.drain(..) {
+        // Text held back by a possible stop string was generated: deliver it.
+        let rest = running.stop.flush();
+        running.emit(rest);
+        running.finish(FinishReason::Cancelled);
+        generator.release(running.sequence);
+    }
+    stats.running.store(0, Ordering::SeqCst);
+    while let Ok(command) = jobs.try_recv() {
+        if let Command::Run(job) = command {
+            stats.waiting.fetch_sub(1, Ordering::SeqCst);
+            let _ = job.events.send(GenerationEvent::Finished {
+                reason: FinishReason::Cancelled,
+                completion_tokens: 0,
+            });
+        }
     }
 }
 
@@ -399,6 +440,50 @@ mod tests {
         open.send(()).unwrap();
         open.send(()).unwrap();
         drop(scheduler);
+        thread.join();
+    }
+
+    #[test]
+    fn test_stop_cancels_running_and_queued_requests_and_ends_the_thread() {
+        // One slot, held by a sequence that never ends on its own; a second request waits.
+        let (scheduler, thread, _) = start(1, 8);
+        let mut running = scheduler
+            .submit(request(&[7; 100_000], 100_000, &[]))
+            .unwrap();
+        let queued = scheduler.submit(request(&[8], 5, &[])).unwrap();
+        // Wait until the first has generated something.
+        let mut seen = String::new();
+        while seen.is_empty() {
+            match running.blocking_recv().unwrap() {
+                GenerationEvent::Text { text, .. } => seen.push_str(&text),
+                GenerationEvent::Started { .. } => {}
+                GenerationEvent::Finished { reason, .. } => panic!("finished early: {reason:?}"),
+            }
+        }
+        scheduler.stop();
+        let (rest, reason, tokens) = drain(running);
+        assert_eq!(reason, FinishReason::Cancelled);
+        seen.push_str(&rest);
+        // Every token it generated was delivered, and counted.
+        assert_eq!(seen.len(), "<7>".len() * tokens as usize, "{seen}");
+        assert!(tokens < 100_000);
+        assert_eq!(drain(queued), (String::new(), FinishReason::Cancelled, 0));
+        assert_eq!(
+            scheduler.submit(request(&[9], 5, &[])).unwrap_err(),
+            SubmitErrorAlias::Stopped
+        );
+        // The thread ends although a handle still exists.
+        thread.join();
+        assert_eq!(scheduler.stats().waiting.load(Ordering::SeqCst), 0);
+        assert_eq!(scheduler.stats().running.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn test_stop_wakes_an_idle_engine_thread() {
+        let (scheduler, thread, _) = start(2, 2);
+        let answered = scheduler.submit(request(&[1], 5, &[])).unwrap();
+        assert_eq!(drain(answered).1, FinishReason::Stop);
+        scheduler.stop();
         thread.join();
     }
 

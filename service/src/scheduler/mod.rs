@@ -7,6 +7,11 @@
 //! whose client has gone (its event channel is closed), checked when it leaves the queue and
 //! before every step. libtorch never runs on the async runtime.
 //!
+//! At shutdown [`Scheduler::stop`] ends the loop early: every running sequence finishes
+//! at once with [`FinishReason::Cancelled`] (what it generated so far is sworn as for a
+//! disconnect), every queued request finishes cancelled with no tokens, and the thread
+//! returns — dropping the model on its own thread — even while handles still exist.
+//!
 //! The engine is reached through two small traits: [`PromptEncoder`] (template + tokenise,
 //! called on the request path from a blocking task) and [`Generator`] (prefill and batched
 //! decode steps, on the engine thread only).
@@ -17,7 +22,7 @@ pub mod request;
 pub mod stop;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -100,6 +105,15 @@ pub struct SchedulerStats {
     pub rejected: AtomicU64,
 }
 
+/// What the engine thread's queue carries.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// A request to run.
+    Run(Job),
+    /// Wakes an idle engine thread so it sees [`Scheduler::stop`].
+    Wake,
+}
+
 /// A request handed to the engine thread with its event channel.
 #[derive(Debug)]
 pub(crate) struct Job {
@@ -124,9 +138,10 @@ pub enum SubmitError {
 /// The handle the API uses: cheap to clone, safe to share.
 #[derive(Debug, Clone)]
 pub struct Scheduler {
-    queue: SyncSender<Job>,
+    queue: SyncSender<Command>,
     capacity: usize,
     stats: Arc<SchedulerStats>,
+    stopping: Arc<AtomicBool>,
 }
 
 /// The engine thread; joining it waits for every running sequence to finish.
@@ -152,17 +167,21 @@ impl Scheduler {
         generator: G,
         capacity: usize,
     ) -> std::io::Result<(Scheduler, EngineThread)> {
-        let (queue, jobs) = mpsc::sync_channel(capacity);
+        // One slot more than the capacity, so a wake-up always finds room.
+        let (queue, jobs) = mpsc::sync_channel(capacity + 1);
         let stats = Arc::new(SchedulerStats::default());
+        let stopping = Arc::new(AtomicBool::new(false));
         let thread_stats = stats.clone();
+        let thread_stopping = stopping.clone();
         let handle = std::thread::Builder::new()
             .name("sworn-engine".to_string())
-            .spawn(move || batch::run(generator, &jobs, &thread_stats))?;
+            .spawn(move || batch::run(generator, &jobs, &thread_stats, &thread_stopping))?;
         Ok((
             Scheduler {
                 queue,
                 capacity,
                 stats,
+                stopping,
             },
             EngineThread {
                 handle: Some(handle),
@@ -176,11 +195,22 @@ impl Scheduler {
         &self,
         mut request: GenerationRequest,
     ) -> Result<UnboundedReceiver<GenerationEvent>, SubmitError> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(SubmitError::Stopped);
+        }
         let (events, receiver) = unbounded_channel();
         request.enqueued_at = Instant::now();
-        // Count before sending so the engine's decrement can never run first.
-        self.stats.waiting.fetch_add(1, Ordering::SeqCst);
-        match self.queue.try_send(Job { request, events }) {
+        // Count before sending so the engine's decrement can never run first; the count
+        // also keeps the spare slot for [`Scheduler::stop`]'s wake-up.
+        let waiting = self.stats.waiting.fetch_add(1, Ordering::SeqCst);
+        if waiting >= self.capacity {
+            self.stats.waiting.fetch_sub(1, Ordering::SeqCst);
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(SubmitError::QueueFull {
+                capacity: self.capacity,
+            });
+        }
+        match self.queue.try_send(Command::Run(Job { request, events })) {
             Ok(()) => Ok(receiver),
             Err(err) => {
                 self.stats.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -194,6 +224,17 @@ impl Scheduler {
                     TrySendError::Disconnected(_) => Err(SubmitError::Stopped),
                 }
             }
+        }
+    }
+
+    /// Ends generation now (shutdown): running sequences finish `Cancelled` with what
+    /// they generated, queued requests finish `Cancelled` with nothing, new ones are
+    /// refused with [`SubmitError::Stopped`], and the engine thread returns. Idempotent.
+    pub fn stop(&self) {
+        if !self.stopping.swap(true, Ordering::SeqCst) {
+            // An idle engine thread is blocked on the queue; a busy one checks the flag
+            // before its next step. Full or gone both mean no wake-up is needed.
+            let _ = self.queue.try_send(Command::Wake);
         }
     }
 

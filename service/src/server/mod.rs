@@ -431,23 +431,46 @@ async fn refuse(stream: TcpStream, acceptor: Option<TlsAcceptor>, max_connection
     }
 }
 
-/// Drains the server and the ledger: stop taking generation requests, let in-flight requests
-/// finish (up to `grace`), wait for their receipts, then flush the ledger and seal a last
-/// checkpoint.
+/// Once the grace period is over: how long the cancelled generations may take to write
+/// their receipts, and then how long their clients get to take the last event.
+const RECEIPT_DEADLINE: Duration = Duration::from_secs(10);
+const FAREWELL_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Drains the server and the ledger: stop taking generation requests and let in-flight
+/// ones finish, for up to `grace`. Then whatever still generates is cut: each answer is
+/// sworn `cancelled` with exactly what its client was sent, and the client gets that
+/// receipt and `[DONE]`. The engine thread is told to stop (the caller joins it), and
+/// the ledger flushes and seals a last checkpoint.
 pub async fn shutdown(server: Server, state: Arc<AppState>, grace: Duration) {
     state.start_draining();
-    if tokio::time::timeout(grace, server.stop()).await.is_err() {
+    let stopping = server.stop();
+    let mut stopping = std::pin::pin!(stopping);
+    let drained = tokio::time::timeout(grace, async {
+        (&mut stopping).await;
+        state.in_flight.wait_idle().await;
+    })
+    .await;
+    if drained.is_err() {
         tracing::warn!(
             ?grace,
-            "in-flight requests did not finish within the grace period"
+            "grace period over: cancelling in-flight generations (each is sworn `cancelled` and its client gets the receipt)"
         );
+        state.scheduler.stop();
+        state.in_flight.abort_all();
+        if tokio::time::timeout(RECEIPT_DEADLINE, state.in_flight.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::error!("some receipts were still being written at shutdown");
+        }
+        if tokio::time::timeout(FAREWELL_DEADLINE, &mut stopping)
+            .await
+            .is_err()
+        {
+            tracing::warn!("closing connections whose clients are not reading");
+        }
     }
-    if tokio::time::timeout(grace, state.in_flight.wait_idle())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some receipts were still being written at shutdown");
-    }
+    state.scheduler.stop();
     let ledger = state.ledger.clone();
     match tokio::task::spawn_blocking(move || ledger.shutdown()).await {
         Ok(Ok(Some(checkpoint))) => {

@@ -15,12 +15,12 @@ use crate::support::{Options, bearer, raw};
 use sworn_service::server::ListenOptions;
 
 /// Sends a streaming chat request on a raw socket and reads until the first generated
-/// letter; returns the socket and the request id.
+/// letter; returns the socket, the request id and the bytes read so far.
 async fn start_stream(
     addr: std::net::SocketAddr,
     key: &str,
     max_tokens: u32,
-) -> (tokio::net::TcpStream, String) {
+) -> (tokio::net::TcpStream, String, Vec<u8>) {
     let body = json!({
         "model": "toy", "messages": [{"role": "user", "content": "go"}],
         "temperature": 1, "seed": 7, "max_tokens": max_tokens, "stream": true
@@ -55,13 +55,42 @@ async fn start_stream(
         .expect("x-request-id header")
         .trim()
         .to_string();
-    (socket, id)
+    (socket, id, seen)
+}
+
+/// The generated text of an event stream (every `delta.content`), the receipt of its last
+/// chunk, and whether it ended with `[DONE]`.
+fn read_stream(bytes: &[u8]) -> (String, Option<serde_json::Value>, bool) {
+    let text = String::from_utf8_lossy(bytes);
+    let mut answer = String::new();
+    let mut receipt = None;
+    let mut done = false;
+    for line in text.lines() {
+        let Some(data) = line
+            .strip_prefix("data: ")
+            .or_else(|| line.strip_prefix("data:"))
+        else {
+            continue;
+        };
+        if data.trim() == "[DONE]" {
+            done = true;
+            continue;
+        }
+        let chunk: serde_json::Value = serde_json::from_str(data).unwrap();
+        if let Some(piece) = chunk["choices"][0]["delta"]["content"].as_str() {
+            answer.push_str(piece);
+        }
+        if chunk.get("sworn").is_some() {
+            receipt = Some(chunk["sworn"].clone());
+        }
+    }
+    (answer, receipt, done)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_disconnects_stops_its_generation_and_is_still_sworn() {
     let server = slow_server(8, 4).await;
-    let (socket, request_id) = start_stream(server.addr, &server.user_key, 200).await;
+    let (socket, request_id, _) = start_stream(server.addr, &server.user_key, 200).await;
     drop(socket);
     // The partial answer is recorded: wait for the sealer to cover entry 0.
     let checkpoint = tokio::task::spawn_blocking({
@@ -99,7 +128,7 @@ async fn a_client_that_disconnects_stops_its_generation_and_is_still_sworn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_in_flight_requests_and_seals_a_last_checkpoint() {
     let server = slow_server(8, 4).await;
-    let (mut socket, request_id) = start_stream(server.addr, &server.user_key, 30).await;
+    let (mut socket, request_id, _) = start_stream(server.addr, &server.user_key, 30).await;
     let state = server.state.clone();
     let ledger = server.ledger.clone();
     let addr = server.addr;
@@ -121,6 +150,78 @@ async fn shutdown_finishes_in_flight_requests_and_seals_a_last_checkpoint() {
     assert!(state.lifecycle() == sworn_service::api::state::Lifecycle::Draining);
     // Nothing listens any more.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_at_the_end_of_grace_gets_its_receipt_and_done_and_is_in_the_log() {
+    let server = slow_server(8, 1).await;
+    // 256 tokens take 2.5 s at 10 ms each; the grace period is a tenth of that.
+    let (mut socket, request_id, mut seen) = start_stream(server.addr, &server.user_key, 256).await;
+    // A second request waits in the queue behind the first (one slot).
+    let queued_socket = {
+        let body = json!({
+            "model": "toy", "messages": [{"role": "user", "content": "wait"}],
+            "max_tokens": 5, "stream": false
+        })
+        .to_string();
+        let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            bearer(&server.user_key),
+            body.len()
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket.write_all(body.as_bytes()).await.unwrap();
+        socket
+    };
+    // Shut down only once it is in the queue.
+    let waiting = &server.state.scheduler.stats().waiting;
+    while waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let ledger = server.ledger.clone();
+    let reader = tokio::spawn(async move {
+        socket.read_to_end(&mut seen).await.unwrap();
+        seen
+    });
+    let queued_reader = tokio::spawn(async move {
+        let mut socket = queued_socket;
+        let mut all = Vec::new();
+        socket.read_to_end(&mut all).await.unwrap();
+        crate::support::parse_response(&all)
+    });
+    server.shutdown_within(Duration::from_millis(250)).await;
+    let (answer, sworn, done) = read_stream(&reader.await.unwrap());
+    assert!(done, "no [DONE] after the cut");
+    let sworn = sworn.expect("the cut stream carries its receipt");
+    let receipt = ledger.receipt_by_request_id(&request_id).unwrap().unwrap();
+    assert_eq!(sworn["index"], receipt.entry.index);
+    assert_eq!(receipt.body.response.finish_reason, "cancelled");
+    assert!(
+        receipt.body.response.tokens < 256,
+        "the generation ran to its end instead of being cut"
+    );
+    // What the client was sent is exactly what was sworn.
+    let content = ledger.content(receipt.entry.index).unwrap().unwrap();
+    assert_eq!(String::from_utf8(content.response).unwrap(), answer);
+    assert_eq!(answer.len() as u64, receipt.body.response.tokens);
+    // The queued request is answered, and sworn, as cancelled with nothing generated.
+    let queued = queued_reader.await.unwrap();
+    assert_eq!(
+        queued.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&queued.body)
+    );
+    let queued_id = queued.header("x-request-id").unwrap();
+    let queued_receipt = ledger.receipt_by_request_id(queued_id).unwrap().unwrap();
+    assert_eq!(queued_receipt.body.response.finish_reason, "cancelled");
+    assert_eq!(queued_receipt.body.response.tokens, 0);
+    assert_eq!(queued.json()["sworn"]["index"], queued_receipt.entry.index);
+    // The last checkpoint covers both.
+    let last = ledger.latest_checkpoint().unwrap().unwrap();
+    assert_eq!(last.checkpoint.size, ledger.size());
+    assert_eq!(ledger.size(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

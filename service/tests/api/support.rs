@@ -149,10 +149,14 @@ impl TestServer {
         )
     }
 
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
+        self.shutdown_within(Duration::from_secs(30)).await;
+    }
+
+    /// Shuts down with a grace period of `grace`.
+    pub async fn shutdown_within(mut self, grace: Duration) {
         if let Some(server) = self.server.take() {
-            sworn_service::server::shutdown(server, self.state.clone(), Duration::from_secs(30))
-                .await;
+            sworn_service::server::shutdown(server, self.state.clone(), grace).await;
         }
     }
 }

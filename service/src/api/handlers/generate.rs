@@ -115,12 +115,22 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send,
     B: Buf,
 {
-    if state.lifecycle() == Lifecycle::Draining {
-        return Err(ApiError::Unavailable {
-            message: "The server is shutting down.".to_string(),
-            code: "shutting_down",
-            retry_after_s: 5,
-        });
+    match state.lifecycle() {
+        Lifecycle::Ready => {}
+        Lifecycle::Draining => {
+            return Err(ApiError::Unavailable {
+                message: "The server is shutting down.".to_string(),
+                code: "shutting_down",
+                retry_after_s: 5,
+            });
+        }
+        Lifecycle::LedgerFailed => {
+            return Err(ApiError::Unavailable {
+                message: "The log cannot record answers after a storage fault; this instance is restarting.".to_string(),
+                code: "ledger_unavailable",
+                retry_after_s: 5,
+            });
+        }
     }
     let tenant = state
         .auth

@@ -16,6 +16,7 @@ fn status_reply(state: &AppState, request_id: &RequestId) -> Response {
     let (status, code) = match state.lifecycle() {
         Lifecycle::Ready => ("ok", StatusCode::OK),
         Lifecycle::Draining => ("shutting_down", StatusCode::SERVICE_UNAVAILABLE),
+        Lifecycle::LedgerFailed => ("ledger_failed", StatusCode::SERVICE_UNAVAILABLE),
     };
     let mut response = warp::reply::with_status(
         warp::reply::json(&HealthStatus {
@@ -28,7 +29,8 @@ fn status_reply(state: &AppState, request_id: &RequestId) -> Response {
     response
 }
 
-/// `GET /health`: 200 while serving, 503 while draining. No key needed.
+/// `GET /health`: 200 while serving, 503 while draining or after a ledger fault (the
+/// process then exits for a restart). No key needed.
 pub async fn health(state: Arc<AppState>, request_id: RequestId) -> Response {
     status_reply(&state, &request_id)
 }
