@@ -543,3 +543,41 @@ async fn shutdown_is_not_held_by_stalled_connections_past_their_timeouts() {
         assert!(until_closed(stream).await.is_empty());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_stalled_connections_at_the_default_limit_starve_no_one_and_hold_no_shutdown() {
+    const STALLED: usize = 1_000;
+    // The default connection limit; heads and idle connections would wait a minute.
+    let server = server_with(limits(60_000, 60_000, 60_000, 512)).await;
+    let mut stalled = Vec::with_capacity(STALLED);
+    for _ in 0..STALLED {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-stall: ")
+            .await
+            .unwrap();
+        stalled.push(stream);
+    }
+    let started = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(health(&server).await.status, 200);
+    }
+    let answer = chat(&server).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.json());
+    assert!(answer.json()["sworn"]["index"].is_u64());
+    eprintln!(
+        "3 health checks and one sworn chat beside {STALLED} stalled connections: {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    tokio::time::timeout(PATIENCE, server.shutdown())
+        .await
+        .expect("shutdown waited for stalled connections");
+    eprintln!(
+        "shutdown with {STALLED} stalled connections: {:?}",
+        started.elapsed()
+    );
+    for stream in &mut stalled {
+        until_closed(stream).await;
+    }
+}
