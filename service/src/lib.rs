@@ -15,3 +15,4 @@ pub mod keys;
 pub mod scheduler;
 pub mod serve;
 pub mod server;
+pub mod swear;

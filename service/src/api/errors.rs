@@ -18,9 +18,6 @@ use warp::{Rejection, Reply};
 
 use super::request_id::RequestId;
 
-/// Header carrying the request id on every response.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
 /// Which per-key limit a 429 is about (OpenAI puts it in the `type` field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitedResource {
@@ -214,6 +211,14 @@ pub struct ErrorEnvelope {
 }
 
 impl ApiError {
+    /// What a client is told when its answer could not be sworn: a 500 naming only the
+    /// request id (the cause is in the operator's log).
+    pub fn from_swear(_error: &crate::swear::SwearError, request_id: &str) -> Self {
+        ApiError::Internal {
+            request_id: request_id.to_string(),
+        }
+    }
+
     /// Shorthand for a 400 on a named field.
     pub fn invalid_value(param: &str, message: impl Into<String>) -> Self {
         ApiError::InvalidValue {
@@ -405,6 +410,7 @@ impl fmt::Display for LimitedResource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::request_id::REQUEST_ID_HEADER;
 
     #[test]
     fn every_variant_maps_to_an_envelope_with_string_or_null_code() {

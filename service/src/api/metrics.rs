@@ -403,6 +403,30 @@ impl Metrics {
     }
 }
 
+impl crate::swear::MetricsSink for Metrics {
+    fn queued(&self, waited: Duration) {
+        self.queue.observe(waited);
+    }
+    fn first_text(&self, after: Duration) {
+        self.ttft.observe(after);
+    }
+    fn next_text(&self, gap: Duration) {
+        self.inter_token.observe(gap);
+    }
+    fn appended(&self, took: Duration) {
+        self.append.observe(took);
+    }
+    fn answered(&self, after: Duration) {
+        self.e2e.observe(after);
+    }
+    fn succeeded(&self, finish_reason: &'static str, prompt_tokens: u64, completion_tokens: u64) {
+        self.record_success(finish_reason, prompt_tokens, completion_tokens);
+    }
+    fn failed(&self, label: &'static str) {
+        self.record_failure(label);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,5 +19,4 @@ pub mod responses;
 pub mod sse;
 pub mod state;
 pub mod streamed_body;
-pub mod swear;
 pub mod validation;

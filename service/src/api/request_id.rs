@@ -10,7 +10,8 @@ use rand_core::{OsRng, RngCore};
 use warp::http::HeaderValue;
 use warp::reply::Response;
 
-use super::errors::REQUEST_ID_HEADER;
+/// Header carrying the request id on every response.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Random bytes in an id: 128 bits, so ids never collide in practice.
 const ID_RANDOM_BYTES: usize = 16;

@@ -10,9 +10,9 @@ use super::models::{
     FinishReason as OpenAiFinish, Role,
 };
 use super::request_id::RequestId;
-use super::swear::Sworn;
 use super::validation::Endpoint;
 use crate::scheduler::request::FinishReason;
+use crate::swear::Sworn;
 
 /// The fingerprint reported in every response: the server version.
 pub fn system_fingerprint() -> String {

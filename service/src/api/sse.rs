@@ -16,8 +16,8 @@ use warp::sse::Event;
 
 use super::errors::ApiError;
 use super::responses::{AnswerMeta, ChunkBody, chunk};
-use super::swear::Outgoing;
 use super::validation::Endpoint;
+use crate::swear::Outgoing;
 
 fn data(value: &Value) -> Result<Event, Infallible> {
     Ok(Event::default().data(value.to_string()))
@@ -73,7 +73,10 @@ pub fn events(
                 ];
                 (events, None)
             }
-            Some(Outgoing::Failed(err)) => (error_events(&err), None),
+            Some(Outgoing::Failed(err)) => (
+                error_events(&ApiError::from_swear(&err, &state.request_id)),
+                None,
+            ),
             // The generation task ended without a final message.
             None => (
                 error_events(&ApiError::Internal {

@@ -13,6 +13,8 @@ use super::metrics::{AnchorFigures, LedgerFigures, Metrics};
 use super::rate_limit::RateLimiter;
 use super::validation::Limits;
 use crate::scheduler::{PromptEncoder, Scheduler};
+pub use crate::swear::SwearMode;
+use crate::swear::{InFlight, SwearContext};
 
 /// The one model this instance serves.
 #[derive(Clone)]
@@ -36,15 +38,6 @@ impl std::fmt::Debug for ServedModel {
             .field("context_length", &self.context_length)
             .finish_non_exhaustive()
     }
-}
-
-/// Whether answers are sworn. Only the provenance-overhead benchmark turns it off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SwearMode {
-    /// Every answer waits for its durable receipt (the product).
-    Durable,
-    /// Answers skip the ledger: used only to measure what swearing costs.
-    SkipForBenchmark,
 }
 
 /// Server lifecycle, for `/health` and `/ready`.
@@ -77,94 +70,15 @@ pub struct AppState {
     pub scheduler: Scheduler,
     /// The log.
     pub ledger: Ledger,
-    /// Metrics.
-    pub metrics: Metrics,
-    /// Swearing on (always, outside the benchmark).
-    pub swear_mode: SwearMode,
+    /// Metrics (the swearing step reports into them too).
+    pub metrics: Arc<Metrics>,
+    /// The swearing step's context: ledger, model identity, metrics, running tasks.
+    pub swear: Arc<SwearContext>,
     /// The anchorer's status, when anchoring runs.
     pub anchor: Option<watch::Receiver<AnchorStatus>>,
     /// `Retry-After` seconds suggested when the queue is full.
     pub overload_retry_after_s: u64,
-    /// Generation tasks still running (their receipts not yet written).
-    pub in_flight: InFlight,
     lifecycle: AtomicU8,
-}
-
-/// Counts running generation tasks so shutdown can wait for their receipts, and tells
-/// them when shutdown stops waiting for their clients.
-#[derive(Debug)]
-pub struct InFlight {
-    count: std::sync::atomic::AtomicUsize,
-    idle: tokio::sync::Notify,
-    abort: watch::Sender<bool>,
-}
-
-impl Default for InFlight {
-    fn default() -> Self {
-        InFlight {
-            count: Default::default(),
-            idle: Default::default(),
-            abort: watch::Sender::new(false),
-        }
-    }
-}
-
-/// Resolves once shutdown has aborted every generation (see [`InFlight::abort_all`]).
-#[derive(Debug)]
-pub struct AbortSignal(watch::Receiver<bool>);
-
-impl AbortSignal {
-    /// Waits for the abort; pending forever if it never comes.
-    pub async fn aborted(&mut self) {
-        if self.0.wait_for(|aborted| *aborted).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-/// Held by a generation task; dropping it marks the task done.
-#[derive(Debug)]
-pub struct InFlightGuard<'a>(&'a InFlight);
-
-impl InFlight {
-    /// Marks a task as started.
-    pub fn enter(&self) -> InFlightGuard<'_> {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        InFlightGuard(self)
-    }
-
-    /// What a generation task watches to learn that shutdown no longer waits for it.
-    pub fn abort_signal(&self) -> AbortSignal {
-        AbortSignal(self.abort.subscribe())
-    }
-
-    /// Shutdown's end of grace: every generation task stops where it is, swears what it
-    /// sent as `cancelled`, and stops waiting for a client that does not read.
-    pub fn abort_all(&self) {
-        self.abort.send_replace(true);
-    }
-
-    /// Waits until no task is running.
-    pub async fn wait_idle(&self) {
-        loop {
-            // Register before checking, so a wake-up between the check and the wait is kept.
-            let notified = self.idle.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            if self.count.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for InFlightGuard<'_> {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
 }
 
 /// Everything [`AppState::new`] needs.
@@ -193,6 +107,14 @@ pub struct AppStateParts {
 impl AppState {
     /// Shared state, ready to serve.
     pub fn new(parts: AppStateParts) -> Arc<AppState> {
+        let metrics = Arc::new(Metrics::default());
+        let swear = Arc::new(SwearContext {
+            ledger: parts.ledger.clone(),
+            model: parts.model.info.clone(),
+            mode: parts.swear_mode,
+            metrics: metrics.clone(),
+            in_flight: InFlight::default(),
+        });
         Arc::new(AppState {
             model: parts.model,
             limits: parts.limits,
@@ -201,11 +123,10 @@ impl AppState {
             rate_limiter: RateLimiter::new(),
             scheduler: parts.scheduler,
             ledger: parts.ledger,
-            metrics: Metrics::default(),
-            swear_mode: parts.swear_mode,
+            metrics,
+            swear,
             anchor: parts.anchor,
             overload_retry_after_s: parts.overload_retry_after_s,
-            in_flight: InFlight::default(),
             lifecycle: AtomicU8::new(Lifecycle::Ready as u8),
         })
     }

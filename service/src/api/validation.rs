@@ -10,13 +10,9 @@ use sworn_ledger::jcs;
 use super::errors::ApiError;
 use super::messages::chat_turn;
 use super::models::{CreateChatCompletionRequest, CreateCompletionRequest};
-use crate::engine::sampling::MAX_TEMPERATURE;
+use crate::engine::sampling::{MAX_STOP_BYTES, MAX_STOP_STRINGS, MAX_TEMPERATURE};
 use crate::scheduler::request::{PromptInput, Sampling};
 
-/// Most stop strings per request (OpenAI's own limit).
-pub const MAX_STOP_SEQUENCES: usize = 4;
-/// Longest stop string in bytes: the scheduler holds back this much text while streaming.
-pub const MAX_STOP_BYTES: usize = 256;
 /// Most chat messages per request: bounds template work before tokenisation.
 pub const MAX_MESSAGES: usize = 1024;
 /// Largest `top_k` accepted: beyond a few thousand it is indistinguishable from "off".
@@ -50,6 +46,14 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The endpoint's name in receipts (`params.endpoint`).
+    pub fn receipt_name(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat.completions",
+            Endpoint::Completion => "completions",
+        }
+    }
+
     /// The prompt field's name (`messages` or `prompt`), used in errors.
     pub fn prompt_param(self) -> &'static str {
         match self {
@@ -424,10 +428,10 @@ fn check_common(f: CommonFields<'_>) -> Result<CheckedRequest, ApiError> {
         }
     }
     let temperature = f.temperature.unwrap_or(1.0);
-    if !temperature.is_finite() || !(0.0..=2.0).contains(&temperature) {
+    if !temperature.is_finite() || !(0.0..=MAX_TEMPERATURE).contains(&f64::from(temperature)) {
         return Err(ApiError::invalid_value(
             "temperature",
-            format!("`temperature` must be >= 0 and <= 2. Given: {temperature}"),
+            format!("`temperature` must be >= 0 and <= {MAX_TEMPERATURE}. Given: {temperature}"),
         ));
     }
     let top_p = f.top_p.unwrap_or(1.0);
@@ -445,11 +449,11 @@ fn check_common(f: CommonFields<'_>) -> Result<CheckedRequest, ApiError> {
         ));
     }
     let stop = f.stop.unwrap_or_default();
-    if stop.len() > MAX_STOP_SEQUENCES {
+    if stop.len() > MAX_STOP_STRINGS {
         return Err(ApiError::invalid_value(
             "stop",
             format!(
-                "`stop` may hold at most {MAX_STOP_SEQUENCES} strings. Given: {}",
+                "`stop` may hold at most {MAX_STOP_STRINGS} strings. Given: {}",
                 stop.len()
             ),
         ));

@@ -13,7 +13,7 @@ use super::request::{FinishReason, GenerationRequest, PromptInput};
 use super::{Generator, GeneratorError, PromptEncoder, Token};
 use crate::engine::chat_template::{ChatMessage, ChatTemplate};
 use crate::engine::generate::{Engine, EngineError, FinishReason as EngineFinish, SeqEvent, SeqId};
-use crate::engine::sampling::SamplingRequest;
+use crate::engine::sampling::{SamplingRequest, applied_value as applied};
 use crate::engine::tokenizer::Tokenizer;
 
 /// Templates and tokenises prompts with the model's own tokenizer and chat template.
@@ -90,12 +90,6 @@ fn model_error(e: &EngineError) -> GeneratorError {
     GeneratorError::Model {
         reason: e.to_string(),
     }
-}
-
-/// The decimal the receipt records, read back as the f64 the engine applies, so the
-/// engine runs with exactly the recorded value (not the f32's binary expansion).
-fn applied(value: f32) -> f64 {
-    format!("{value}").parse().unwrap_or(f64::from(value))
 }
 
 fn token(event: SeqEvent) -> Token {

@@ -34,7 +34,8 @@ use tokio::time::{Instant, Sleep, timeout};
 use super::framing::{ConnIo, Returned, Slot, render, take};
 use super::limits::{ConnShared, ConnectionLimits, MAX_HEADERS, REFUSAL_HOLD};
 use super::{Handler, ResponseBody, finish_response};
-use crate::api::errors::{ApiError, REQUEST_ID_HEADER};
+use crate::api::errors::ApiError;
+use crate::api::request_id::REQUEST_ID_HEADER;
 use crate::api::request_id::RequestId;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

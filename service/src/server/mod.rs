@@ -447,7 +447,7 @@ pub async fn shutdown(server: Server, state: Arc<AppState>, grace: Duration) {
     let mut stopping = std::pin::pin!(stopping);
     let drained = tokio::time::timeout(grace, async {
         (&mut stopping).await;
-        state.in_flight.wait_idle().await;
+        state.swear.in_flight.wait_idle().await;
     })
     .await;
     if drained.is_err() {
@@ -456,8 +456,8 @@ pub async fn shutdown(server: Server, state: Arc<AppState>, grace: Duration) {
             "grace period over: cancelling in-flight generations (each is sworn `cancelled` and its client gets the receipt)"
         );
         state.scheduler.stop();
-        state.in_flight.abort_all();
-        if tokio::time::timeout(RECEIPT_DEADLINE, state.in_flight.wait_idle())
+        state.swear.in_flight.abort_all();
+        if tokio::time::timeout(RECEIPT_DEADLINE, state.swear.in_flight.wait_idle())
             .await
             .is_err()
         {

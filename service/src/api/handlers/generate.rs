@@ -19,10 +19,10 @@ use crate::api::request_id::RequestId;
 use crate::api::responses::{AnswerMeta, whole_answer};
 use crate::api::sse;
 use crate::api::state::{AppState, Lifecycle};
-use crate::api::swear::{self, Generation, Outgoing};
 use crate::api::validation::{self, CheckedRequest, Endpoint};
 use crate::scheduler::request::GenerationRequest;
 use crate::scheduler::{GeneratorError, SubmitError};
+use crate::swear::{self, Charge, Outgoing, SwornRequest};
 
 /// `POST /v1/chat/completions`.
 pub async fn chat<S, B>(
@@ -148,6 +148,14 @@ where
     let valid = checked.into_valid(prompt_tokens, state.model.context_length, &state.limits)?;
     let charged = valid.prompt_tokens.len() as u64 + u64::from(valid.max_tokens);
     state.rate_limiter.admit_tokens(&tenant, charged)?;
+    // From here on the charge is given back by whichever way the request ends.
+    let charge = {
+        let state = state.clone();
+        let tenant = tenant.clone();
+        Charge::new(charged, move |unused| {
+            state.rate_limiter.refund_tokens(&tenant, unused);
+        })
+    };
     let submitted = state.scheduler.submit(GenerationRequest {
         prompt_tokens: valid.prompt_tokens.clone(),
         max_tokens: valid.max_tokens,
@@ -158,7 +166,7 @@ where
     let events = match submitted {
         Ok(events) => events,
         Err(err) => {
-            state.rate_limiter.refund_tokens(&tenant, charged);
+            drop(charge);
             return Err(match err {
                 SubmitError::QueueFull { capacity } => ApiError::Overloaded {
                     queued: capacity,
@@ -175,21 +183,25 @@ where
     let meta = AnswerMeta::new(endpoint, request_id, &state.model.id);
     let stream = valid.checked.stream;
     let include_usage = valid.checked.include_usage;
-    let outgoing = swear::spawn(
-        state.clone(),
-        Generation {
-            request: valid,
-            tenant,
-            request_id: request_id.clone(),
-            arrived,
-        },
-        events,
-    );
+    let sworn = SwornRequest {
+        request_id: request_id.to_string(),
+        tenant: tenant.id.clone(),
+        endpoint: endpoint.receipt_name(),
+        prompt_tokens: u32::try_from(valid.prompt_tokens.len()).unwrap_or(u32::MAX),
+        max_tokens: valid.max_tokens,
+        sampling: valid.checked.sampling,
+        seed_given: valid.checked.seed_given,
+        stream,
+        stop: valid.checked.stop,
+        prompt_canonical: valid.checked.prompt_canonical,
+        arrived,
+    };
+    let outgoing = swear::spawn(state.swear.clone(), sworn, charge, events);
     if stream {
         let events = sse::events(meta, include_usage, outgoing, request_id.to_string());
         return Ok(warp::sse::reply(events).into_response());
     }
-    collect(meta, outgoing).await
+    collect(meta, outgoing, request_id).await
 }
 
 /// Templates and tokenises off the async runtime.
@@ -230,6 +242,7 @@ async fn encode(
 async fn collect(
     meta: AnswerMeta,
     mut outgoing: tokio::sync::mpsc::Receiver<Outgoing>,
+    request_id: &RequestId,
 ) -> Result<Response, ApiError> {
     let mut text = String::new();
     loop {
@@ -244,10 +257,12 @@ async fn collect(
                 }
                 return Ok(response);
             }
-            Some(Outgoing::Failed(err)) => return Err(err),
+            Some(Outgoing::Failed(err)) => {
+                return Err(ApiError::from_swear(&err, request_id.as_str()));
+            }
             None => {
                 return Err(ApiError::Internal {
-                    request_id: meta.id.clone(),
+                    request_id: request_id.to_string(),
                 });
             }
         }

@@ -24,6 +24,18 @@ pub const MAX_STOP_STRINGS: usize = 4;
 /// possible, so this also bounds how much text streaming may delay.
 pub const MAX_STOP_BYTES: usize = 256;
 
+/// The one rule for a request's sampling floats: a value is applied as the shortest
+/// decimal of its `f32` rounding, and that decimal is what the receipt records. So the
+/// recorded text is exactly the value applied, never a binary expansion of it.
+pub fn recorded_decimal(value: f32) -> String {
+    format!("{value}")
+}
+
+/// The value the engine applies for a request float: [`recorded_decimal`] read as `f64`.
+pub fn applied_value(value: f32) -> f64 {
+    recorded_decimal(value).parse().unwrap_or(f64::from(value))
+}
+
 /// Sampling options as a request states them (all optional, unvalidated).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SamplingRequest {

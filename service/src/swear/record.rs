@@ -1,0 +1,74 @@
+//! What a receipt records about the request: the applied parameters and the prompt.
+//!
+//! Receipts hold no floats: a sampling float is recorded as the decimal text the engine
+//! applies ([`crate::engine::sampling::recorded_decimal`], the one rule for it), seeds as
+//! decimal text (they span all of u64), and stop strings as SHA-256 of their canonical
+//! JSON array (they may hold control characters and exceed the body's field cap).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use sworn_ledger::receipt::ParamValue;
+
+use crate::engine::sampling::recorded_decimal;
+use crate::scheduler::request::Sampling;
+
+/// One request as its receipt will describe it, built by the API once the request is valid.
+#[derive(Debug, Clone)]
+pub struct SwornRequest {
+    /// The server-minted request id.
+    pub request_id: String,
+    /// The tenant (API key id) who asked.
+    pub tenant: String,
+    /// `chat.completions` or `completions`.
+    pub endpoint: &'static str,
+    /// The canonical bytes the prompt commitment covers.
+    pub prompt_canonical: Vec<u8>,
+    /// Prompt tokens after templating.
+    pub prompt_tokens: u32,
+    /// The completion budget applied.
+    pub max_tokens: u32,
+    /// Sampling as applied.
+    pub sampling: Sampling,
+    /// Whether the client chose the seed.
+    pub seed_given: bool,
+    /// Whether the answer streams.
+    pub stream: bool,
+    /// Stop strings.
+    pub stop: Vec<String>,
+    /// When the HTTP request arrived.
+    pub arrived: Instant,
+}
+
+impl SwornRequest {
+    /// The parameters recorded in the receipt, as applied.
+    pub fn params(&self) -> BTreeMap<String, ParamValue> {
+        let sampling = &self.sampling;
+        let text = |s: String| ParamValue::Str(s);
+        let mut params = BTreeMap::new();
+        params.insert("endpoint".into(), text(self.endpoint.to_string()));
+        params.insert(
+            "max_tokens".into(),
+            ParamValue::Int(i64::from(self.max_tokens)),
+        );
+        params.insert(
+            "temperature".into(),
+            text(recorded_decimal(sampling.temperature)),
+        );
+        params.insert("top_p".into(), text(recorded_decimal(sampling.top_p)));
+        params.insert("top_k".into(), ParamValue::Int(i64::from(sampling.top_k)));
+        params.insert("seed".into(), text(sampling.seed.to_string()));
+        params.insert("seed_from_client".into(), ParamValue::Bool(self.seed_given));
+        params.insert("stream".into(), ParamValue::Bool(self.stream));
+        if !self.stop.is_empty() {
+            let array = serde_json::Value::from(self.stop.clone());
+            let canonical = sworn_ledger::jcs::canonicalize(&array).unwrap_or_default();
+            params.insert(
+                "stop_sha256".into(),
+                text(hex::encode(Sha256::digest(canonical))),
+            );
+        }
+        params
+    }
+}
