@@ -24,7 +24,7 @@ use crate::api::auth::Auth;
 use crate::api::state::{AppState, AppStateParts, ServedModel, SwearMode};
 use crate::api::validation::Limits;
 use crate::config::{ServeArgs, ServeConfig};
-use crate::engine::generate::{Engine, EngineOptions};
+use crate::engine::runner::{Engine, EngineOptions};
 use crate::keys::KeysFile;
 use crate::scheduler::Scheduler;
 use crate::scheduler::engine_adapter::{EngineGenerator, EnginePromptEncoder};

@@ -1,15 +1,23 @@
 //! `sworn generate`: load a model, generate for one prompt, stream the text to stdout and
 //! print timing to stderr.
+//!
+//! The prompt goes through the server's own path: a one-slot [`Scheduler`] over the engine,
+//! so stop strings, `max_tokens` and the streamed text are exactly what a served request
+//! gets.
 
 use std::io::Write;
-use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use sworn_service::engine::chat_template::ChatMessage;
-use sworn_service::engine::generate::{DeviceChoice, DtypeChoice, Engine, EngineOptions};
-use sworn_service::engine::sampling::SamplingRequest;
+use sworn_service::engine::runner::{DeviceChoice, DtypeChoice, Engine, EngineOptions};
+use sworn_service::engine::sampling::{SamplingParams, SamplingRequest};
+use sworn_service::scheduler::Scheduler;
+use sworn_service::scheduler::engine_adapter::EngineGenerator;
+use sworn_service::scheduler::request::{
+    FinishReason, GenerationEvent, GenerationRequest, Sampling,
+};
 
 /// Most tokens `--max-tokens` may ask for.
 const MAX_TOKENS_LIMIT: u32 = 1 << 16;
@@ -58,6 +66,11 @@ pub(crate) struct GenerateArgs {
 }
 
 pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
+    // The engine thread reports a failed step in its log: show errors (only) on stderr.
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::ERROR)
+        .with_writer(std::io::stderr)
+        .try_init();
     if let Some(threads) = args.threads {
         tch::set_num_threads(threads.max(1));
     }
@@ -93,7 +106,7 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
         slots: 1,
         max_ctx: args.max_ctx,
     };
-    let mut engine = Engine::load(&args.model, &options)
+    let engine = Engine::load(&args.model, &options)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let load_time = started.elapsed();
 
@@ -107,30 +120,19 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
         engine.tokenizer().encode(&args.prompt, true)?
     };
 
+    // The engine's own check, before the engine thread takes it: its message names the
+    // limit and the prompt's length.
+    engine.check_prompt(&prompt)?;
     let info = engine.info().clone();
     let seed = params.seed();
-    let started = Instant::now();
-    let mut first_token = None;
-    let mut stdout = std::io::stdout().lock();
-    let mut write_error = None;
-    let output = engine.generate(&prompt, params, |event| {
-        first_token.get_or_insert_with(|| started.elapsed());
-        if let Err(e) = stdout
-            .write_all(event.text.as_bytes())
-            .and_then(|()| stdout.flush())
-        {
-            write_error = Some(e);
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
-    })?;
-    if let Some(e) = write_error {
-        return Err(e).context("writing to stdout");
-    }
-    writeln!(stdout)?;
-    let total = started.elapsed();
-    let ttft = first_token.unwrap_or(total);
-    let decoded = output.completion_tokens.saturating_sub(1);
+    let prompt_tokens = prompt.len();
+    let answer = run_one(engine, generation_request(prompt, &params))?;
+    let total = answer.total;
+    let ttft = answer.first_text.map_or(total, |(at, _)| at);
+    // Tokens decoded after the first streamed text (usually the first token).
+    let decoded = answer
+        .completion_tokens
+        .saturating_sub(answer.first_text.map_or(1, |(_, tokens)| tokens));
     let decode_secs = (total - ttft).as_secs_f64();
     eprintln!(
         "model {} ({}, {} on {}, sha256 {}), loaded in {:.2} s",
@@ -143,16 +145,100 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
     );
     eprintln!(
         "prompt {} tokens, prefill {:.1} ms ({:.1} tok/s); completion {} tokens, decode {:.1} tok/s; finish {}; seed {seed}",
-        output.prompt_tokens,
+        prompt_tokens,
         ttft.as_secs_f64() * 1e3,
-        output.prompt_tokens as f64 / ttft.as_secs_f64().max(1e-9),
-        output.completion_tokens,
+        prompt_tokens as f64 / ttft.as_secs_f64().max(1e-9),
+        answer.completion_tokens,
         if decode_secs > 0.0 {
             decoded as f64 / decode_secs
         } else {
             0.0
         },
-        output.finish_reason.as_str(),
+        answer.finish.as_str(),
     );
     Ok(())
+}
+
+/// The scheduler's request for `prompt` under validated sampling `params`.
+fn generation_request(prompt: Vec<u32>, params: &SamplingParams) -> GenerationRequest {
+    GenerationRequest {
+        prompt_tokens: prompt,
+        max_tokens: params.max_tokens(),
+        // The scheduler carries request floats as f32, as the API receives them; the
+        // engine applies their shortest decimal, so `0.7` stays exactly 0.7.
+        sampling: Sampling {
+            temperature: params.temperature() as f32,
+            top_p: params.top_p() as f32,
+            top_k: params.top_k(),
+            seed: params.seed(),
+        },
+        stop: params.stop().to_vec(),
+        enqueued_at: Instant::now(),
+    }
+}
+
+/// How one generation went, as `sworn generate` reports it.
+struct Answer {
+    /// Time from submission to the first streamed text, with the tokens generated by then.
+    first_text: Option<(Duration, u32)>,
+    /// Time from submission to the end.
+    total: Duration,
+    completion_tokens: u32,
+    finish: FinishReason,
+}
+
+/// Runs `request` on `engine` behind a one-slot scheduler, writing its text to stdout as it
+/// streams. The engine thread is joined before this returns.
+fn run_one(engine: Engine, request: GenerationRequest) -> Result<Answer> {
+    let (scheduler, engine_thread) =
+        Scheduler::start(EngineGenerator::new(engine), 1).context("starting the engine thread")?;
+    let started = Instant::now();
+    let streamed = scheduler
+        .submit(request)
+        .context("submitting the prompt")
+        .and_then(|mut events| stream_to_stdout(&mut events, started));
+    // Dropping the last handle (and any receiver, which cancels) lets the thread return.
+    drop(scheduler);
+    engine_thread.join();
+    let answer = streamed?;
+    if answer.finish == FinishReason::Error {
+        anyhow::bail!("generation failed in the engine (see the error above)");
+    }
+    Ok(answer)
+}
+
+/// Writes each text event to stdout until `Finished`; a failed write cancels generation.
+fn stream_to_stdout(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<GenerationEvent>,
+    started: Instant,
+) -> Result<Answer> {
+    let mut stdout = std::io::stdout().lock();
+    let mut first_text = None;
+    loop {
+        match events.blocking_recv() {
+            Some(GenerationEvent::Started { .. }) => {}
+            Some(GenerationEvent::Text { text, tokens }) => {
+                first_text.get_or_insert((started.elapsed(), tokens));
+                stdout
+                    .write_all(text.as_bytes())
+                    .and_then(|()| stdout.flush())
+                    .context("writing to stdout")?;
+            }
+            Some(GenerationEvent::Finished {
+                reason,
+                completion_tokens,
+            }) => {
+                if reason != FinishReason::Error {
+                    writeln!(stdout)?;
+                }
+                return Ok(Answer {
+                    first_text,
+                    total: started.elapsed(),
+                    completion_tokens,
+                    finish: reason,
+                });
+            }
+            None => anyhow::bail!("the engine thread stopped before the answer finished"),
+        }
+    }
 }

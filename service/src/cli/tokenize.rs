@@ -5,7 +5,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use sworn_service::engine::generate::read_tokenizer;
+use sworn_service::engine::runner::read_tokenizer;
 
 /// Longest input line accepted (bytes): a guard against a runaway producer, far above
 /// any real prompt.

@@ -1,17 +1,20 @@
 //! The inference engine: model files in, tokens out. Knows nothing of HTTP.
 //!
-//! * Formats: [`gguf`] (hostile-input reader), [`quant`] (dequantisation), HF safetensors
-//!   checkpoints ([`weights`]).
+//! * Formats: [`gguf`] (hostile-input reader), [`quant`] (dequantisation), both over the
+//!   tensor types of [`ggml_type`]; HF safetensors checkpoints ([`weights`]).
 //! * Text: [`tokenizer`] (byte-level BPE and SentencePiece-style), [`chat_template`].
-//! * Compute: [`config`], [`model`], [`kv_cache`], [`sampling`], [`generate`].
+//! * Compute: [`config`], [`model`], [`kv_cache`], [`sampling`].
+//! * [`runner`]: the [`Engine`](runner::Engine) that loads a model and runs its sequences
+//!   in batched steps; the scheduler drives it.
 
 pub mod chat_template;
 pub mod config;
-pub mod generate;
+pub mod ggml_type;
 pub mod gguf;
 pub mod kv_cache;
 pub mod model;
 pub mod quant;
+pub mod runner;
 pub mod sampling;
 pub mod tokenizer;
 pub mod weights;

@@ -1,4 +1,4 @@
-//! The scheduler's traits over the real engine ([`crate::engine::generate::Engine`]).
+//! The scheduler's traits over the real engine ([`crate::engine::runner::Engine`]).
 //!
 //! The engine keeps its own sequences in KV slots; this adapter maps the scheduler's
 //! sequences to engine ids and asks for one batched step over exactly the running ones
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::request::{FinishReason, GenerationRequest, PromptInput};
 use super::{Generator, GeneratorError, PromptEncoder, Token};
 use crate::engine::chat_template::{ChatMessage, ChatTemplate};
-use crate::engine::generate::{Engine, EngineError, FinishReason as EngineFinish, SeqEvent, SeqId};
+use crate::engine::runner::{Engine, EngineError, FinishReason as EngineFinish, SeqEvent, SeqId};
 use crate::engine::sampling::{SamplingRequest, applied_value as applied};
 use crate::engine::tokenizer::Tokenizer;
 

@@ -2,7 +2,6 @@
 //! (fast) and the default SmolLM2 GGUF (chat template, real tokenizer). The HTTP path must
 //! produce exactly what the engine produces on its own, and swear it.
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,7 +10,7 @@ use futures::StreamExt;
 use futures::future::join_all;
 use serde_json::{Value, json};
 use sworn_ledger::receipt::ModelInfo;
-use sworn_service::engine::generate::{DeviceChoice, DtypeChoice, Engine, EngineOptions};
+use sworn_service::engine::runner::{DeviceChoice, DtypeChoice, Engine, EngineOptions};
 use sworn_service::engine::sampling::SamplingParams;
 use sworn_service::scheduler::engine_adapter::{EngineGenerator, EnginePromptEncoder};
 
@@ -76,11 +75,11 @@ async fn tiny_llama_answers_over_http_exactly_as_the_engine_does() {
     // The engine on its own, greedy.
     let mut reference = load(&tiny_llama(), 1);
     let ids = reference.tokenizer().encode(prompt, true).unwrap();
-    let expected = reference
-        .generate(&ids, SamplingParams::greedy(8), |_| {
-            ControlFlow::Continue(())
-        })
-        .unwrap();
+    let first = reference.add(&ids, SamplingParams::greedy(8)).unwrap();
+    while reference.running() > 0 {
+        reference.step().unwrap();
+    }
+    let expected = reference.remove(first.id).unwrap();
     // The same through the API, with the real client, whole and streamed.
     let client = server.client(&server.user_key);
     let request =

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::ops::ControlFlow;
 use std::process::{Command, Stdio};
 
-use sworn_service::engine::generate::{DeviceChoice, Engine, EngineOptions};
+use sworn_service::engine::runner::{DeviceChoice, Engine, EngineOptions};
 use sworn_service::engine::sampling::SamplingParams;
 
 use crate::common::*;
@@ -124,11 +124,10 @@ fn generate_streams_the_engine_text_and_reports_stats() {
     )
     .unwrap();
     let ids = engine.tokenizer().encode("hello world", true).unwrap();
-    let expected = engine
-        .generate(&ids, SamplingParams::greedy(12), |_| {
-            ControlFlow::Continue(())
-        })
-        .unwrap();
+    let expected = generate_alone(&mut engine, &ids, SamplingParams::greedy(12), |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
         format!("{}\n", expected.text)

@@ -2,11 +2,14 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sworn_service::engine::config::HfConfig;
 use sworn_service::engine::model::LlamaModel;
+use sworn_service::engine::runner::{Engine, EngineError, GenerationOutput, SeqEvent};
+use sworn_service::engine::sampling::SamplingParams;
 use sworn_service::engine::weights::{WeightSet, safetensors};
 use tch::{Device, Kind};
 
@@ -102,4 +105,25 @@ pub fn assert_greedy_matches(ours: &[u32], reference: &[u32], gaps: &[f32], what
         reference.len()
     );
     reference.len()
+}
+
+/// Runs one prompt alone on `engine` with `add`, `step` and `remove`, until it finishes or
+/// `on_token` breaks (which cancels it): the reference the batched and served paths are
+/// compared with.
+pub fn generate_alone(
+    engine: &mut Engine,
+    prompt: &[u32],
+    params: SamplingParams,
+    mut on_token: impl FnMut(&SeqEvent) -> ControlFlow<()>,
+) -> Result<GenerationOutput, EngineError> {
+    let first = engine.add(prompt, params)?;
+    let id = first.id;
+    let mut event = Some(first);
+    while let Some(current) = event.take() {
+        if on_token(&current).is_break() || current.finish.is_some() {
+            break;
+        }
+        event = engine.step()?.into_iter().find(|e| e.id == id);
+    }
+    engine.remove(id)
 }

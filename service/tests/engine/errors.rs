@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use sworn_service::engine::generate::{DeviceChoice, Engine, EngineError, EngineOptions};
 use sworn_service::engine::model::{DecodeInput, Logits, ModelError};
+use sworn_service::engine::runner::{DeviceChoice, Engine, EngineError, EngineOptions};
 use sworn_service::engine::weights::WeightError;
 
 use crate::common::*;

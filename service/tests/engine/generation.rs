@@ -1,12 +1,17 @@
-//! The engine API the server drives (add / step / remove, generate) on the tiny Llama
-//! checkpoint with its tokenizer: seeding, batch independence, stops, limits, cancel.
+//! The engine API the server drives (add / step / remove) on the tiny Llama checkpoint
+//! with its tokenizer: seeding, batch independence, limits, cancel; and stop strings,
+//! which the scheduler applies over it.
 
 use std::ops::ControlFlow;
+use std::time::Instant;
 
-use sworn_service::engine::generate::{
+use sworn_service::engine::runner::{
     DeviceChoice, Engine, EngineError, EngineOptions, FinishReason,
 };
 use sworn_service::engine::sampling::{SamplingParams, SamplingRequest};
+use sworn_service::scheduler::Scheduler;
+use sworn_service::scheduler::engine_adapter::EngineGenerator;
+use sworn_service::scheduler::request::{self, GenerationEvent, GenerationRequest, Sampling};
 
 use crate::common::*;
 
@@ -37,8 +42,7 @@ fn prompt(i: usize) -> Vec<u32> {
 }
 
 fn run(engine: &mut Engine, ids: &[u32], params: SamplingParams) -> Vec<u32> {
-    engine
-        .generate(ids, params, |_| ControlFlow::Continue(()))
+    generate_alone(engine, ids, params, |_| ControlFlow::Continue(()))
         .unwrap()
         .tokens
 }
@@ -47,13 +51,13 @@ fn run(engine: &mut Engine, ids: &[u32], params: SamplingParams) -> Vec<u32> {
 fn greedy_generation_follows_transformers() {
     let mut engine = engine(1, 256);
     let case = &tiny_goldens("tiny-llama").cases[0];
-    let out = engine
-        .generate(
-            &case.prompt_ids,
-            SamplingParams::greedy(case.greedy.len() as u32),
-            |_| ControlFlow::Continue(()),
-        )
-        .unwrap();
+    let out = generate_alone(
+        &mut engine,
+        &case.prompt_ids,
+        SamplingParams::greedy(case.greedy.len() as u32),
+        |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
     // The tiny model's EOS (id 1) may appear; the reference greedy path never stops.
     let n = out.tokens.len();
     assert_greedy_matches(
@@ -87,7 +91,7 @@ fn seeded_sequence_ignores_its_batch_neighbours() {
     let first = shared.add(&prompt(1), sampled(99, 30)).unwrap();
     let mine = shared.add(&prompt(0), sampled(5, 20)).unwrap();
     let mut tokens = vec![mine.token];
-    let mut collect = |events: Vec<sworn_service::engine::generate::SeqEvent>| {
+    let mut collect = |events: Vec<sworn_service::engine::runner::SeqEvent>| {
         tokens.extend(events.iter().filter(|e| e.id == mine.id).map(|e| e.token));
     };
     collect(shared.step().unwrap());
@@ -105,9 +109,10 @@ fn seeded_sequence_ignores_its_batch_neighbours() {
 #[test]
 fn max_tokens_ends_with_length() {
     let mut engine = engine(1, 256);
-    let out = engine
-        .generate(&prompt(1), sampled(3, 7), |_| ControlFlow::Continue(()))
-        .unwrap();
+    let out = generate_alone(&mut engine, &prompt(1), sampled(3, 7), |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     if out.finish_reason == FinishReason::Length {
         assert_eq!(out.completion_tokens, 7);
     } else {
@@ -126,11 +131,10 @@ fn full_slot_ends_with_length() {
     let ids = prompt(2);
     let max_ctx = ids.len() + 5;
     let mut engine = engine(1, max_ctx);
-    let out = engine
-        .generate(&ids, SamplingParams::greedy(100), |_| {
-            ControlFlow::Continue(())
-        })
-        .unwrap();
+    let out = generate_alone(&mut engine, &ids, SamplingParams::greedy(100), |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     let eos = engine.tokenizer().eos_ids().to_vec();
     if !out.tokens.iter().any(|t| eos.contains(t)) {
         assert_eq!(out.finish_reason, FinishReason::Length);
@@ -139,57 +143,77 @@ fn full_slot_ends_with_length() {
     }
 }
 
+/// Stop strings are the scheduler's: over the real engine and tokenizer, one spanning
+/// several tokens ends the answer just before it, and no part of it is streamed.
 #[test]
 fn stop_string_spanning_tokens_is_trimmed() {
-    let mut engine = engine(1, 256);
-    let full = engine
-        .generate(&prompt(0), SamplingParams::greedy(30), |_| {
-            ControlFlow::Continue(())
-        })
-        .unwrap();
+    let mut reference = engine(1, 256);
+    let full = generate_alone(
+        &mut reference,
+        &prompt(0),
+        SamplingParams::greedy(30),
+        |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
     let chars: Vec<char> = full.text.chars().collect();
     assert!(chars.len() >= 12, "need some text to cut: {:?}", full.text);
     // A stop string from the middle of the text, spanning several tokens.
     let stop: String = chars[6..11].iter().collect();
     let cut = full.text.find(&stop).unwrap();
-    let params = SamplingRequest {
-        temperature: Some(0.0),
-        max_tokens: Some(30),
-        stop: vec![stop],
-        ..Default::default()
-    }
-    .validate(256)
-    .unwrap();
-    let mut streamed = String::new();
-    let out = engine
-        .generate(&prompt(0), params, |e| {
-            streamed.push_str(&e.text);
-            ControlFlow::Continue(())
+    let (scheduler, engine_thread) =
+        Scheduler::start(EngineGenerator::new(engine(1, 256)), 1).unwrap();
+    let mut events = scheduler
+        .submit(GenerationRequest {
+            prompt_tokens: prompt(0),
+            max_tokens: 30,
+            sampling: Sampling {
+                temperature: 0.0,
+                top_p: 1.0,
+                top_k: 0,
+                seed: 0,
+            },
+            stop: vec![stop],
+            enqueued_at: Instant::now(),
         })
         .unwrap();
-    assert_eq!(out.finish_reason, FinishReason::Stop);
-    assert_eq!(out.text, full.text[..cut]);
+    let mut streamed = String::new();
+    let (reason, completion_tokens) = loop {
+        match events
+            .blocking_recv()
+            .expect("the engine thread ended early")
+        {
+            GenerationEvent::Started { .. } => {}
+            GenerationEvent::Text { text, .. } => streamed.push_str(&text),
+            GenerationEvent::Finished {
+                reason,
+                completion_tokens,
+            } => break (reason, completion_tokens),
+        }
+    };
+    drop(scheduler);
+    engine_thread.join();
+    assert_eq!(reason, request::FinishReason::Stop);
     assert_eq!(
-        streamed, out.text,
-        "no part of the stop string was streamed"
+        streamed,
+        full.text[..cut],
+        "the text before the stop string, and no part of it"
     );
-    assert!(out.tokens.len() < full.tokens.len());
+    assert!((completion_tokens as usize) < full.tokens.len());
 }
 
 #[test]
-fn callback_break_cancels_and_frees_the_slot() {
+fn removing_a_running_sequence_cancels_it_and_frees_the_slot() {
     let mut engine = engine(1, 256);
     let mut seen = 0;
-    let out = engine
-        .generate(&prompt(0), SamplingParams::greedy(50), |_| {
-            seen += 1;
-            if seen == 3 {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
-        .unwrap();
+    let out = generate_alone(&mut engine, &prompt(0), SamplingParams::greedy(50), |_| {
+        seen += 1;
+        if seen == 3 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .unwrap();
     assert_eq!(out.finish_reason, FinishReason::Cancelled);
     assert_eq!(out.completion_tokens, 3);
     assert_eq!(engine.free_slots(), 1);

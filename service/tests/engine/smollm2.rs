@@ -6,9 +6,9 @@ use std::ops::ControlFlow;
 use serde::Deserialize;
 use sworn_service::engine::chat_template::ChatMessage;
 use sworn_service::engine::config::ModelConfig;
-use sworn_service::engine::generate::{DeviceChoice, Engine, EngineOptions, FinishReason};
 use sworn_service::engine::gguf::GgufFile;
 use sworn_service::engine::model::{DecodeInput, LlamaModel, Logits};
+use sworn_service::engine::runner::{DeviceChoice, Engine, EngineOptions, FinishReason};
 use sworn_service::engine::sampling::SamplingParams;
 use sworn_service::engine::weights::{WeightSet, gguf};
 use tch::{Device, Kind};
@@ -158,16 +158,16 @@ fn smollm2_engine_chat_generation_matches_transformers() {
         let ids = engine.tokenizer().encode(&text, false).unwrap();
         assert_eq!(ids, case.prompt_ids, "case {i}: tokenization");
         let mut streamed = String::new();
-        let out = engine
-            .generate(
-                &ids,
-                SamplingParams::greedy(case.greedy.len() as u32),
-                |event| {
-                    streamed.push_str(&event.text);
-                    ControlFlow::Continue(())
-                },
-            )
-            .unwrap();
+        let out = generate_alone(
+            &mut engine,
+            &ids,
+            SamplingParams::greedy(case.greedy.len() as u32),
+            |event| {
+                streamed.push_str(&event.text);
+                ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
         assert_eq!(
             streamed, out.text,
             "case {i}: streamed text is the final text"

@@ -256,5 +256,5 @@ fn engine_text_types_can_be_shared_across_threads() {
     shareable::<Tokenizer>();
     shareable::<GgufFile>();
     shareable::<sworn_service::engine::chat_template::ChatTemplate>();
-    shareable::<sworn_service::engine::tokenizer::StreamDecoder>();
+    shareable::<sworn_service::engine::tokenizer::decoder::StreamDecoder>();
 }

@@ -1,6 +1,7 @@
 //! Everything that can be wrong with a GGUF file, or with a question asked of one.
 
-use super::{GgmlType, GgufValueType};
+use super::value::GgufValueType;
+use crate::engine::ggml_type::GgmlType;
 use crate::engine::quant::QuantError;
 
 /// A GGUF file that cannot be read, or a lookup that cannot be answered.

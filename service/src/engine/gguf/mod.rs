@@ -10,8 +10,8 @@
 //! with a clear error. Dequantisation to f32 lives in [`crate::engine::quant`].
 
 mod error;
-mod ggml_type;
 mod parse;
+mod tensor_info;
 mod value;
 
 use std::collections::BTreeMap;
@@ -19,32 +19,15 @@ use std::fs::File;
 use std::path::Path;
 
 pub use error::GgufError;
-pub use ggml_type::GgmlType;
 pub use parse::{
     DEFAULT_ALIGNMENT, MAX_ALIGNMENT, MAX_ARRAY_LEN, MAX_ARRAY_NESTING, MAX_DIM, MAX_DIMS,
     MAX_METADATA_KV_COUNT, MAX_STRING_LEN, MAX_TENSOR_COUNT, MAX_TENSOR_ELEMENTS,
 };
+pub use tensor_info::TensorInfo;
 pub use value::{GgufValue, GgufValueType};
 
+pub use crate::engine::ggml_type::GgmlType;
 use crate::engine::quant;
-
-/// One entry of the tensor directory, validated against the file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TensorInfo {
-    /// The tensor's name, e.g. `blk.0.attn_q.weight`.
-    pub name: String,
-    /// Dimensions in GGUF order: `shape[0]` (ggml's `ne0`) varies fastest. A PyTorch
-    /// `[out, in]` weight is stored as `[in, out]`.
-    pub shape: Vec<u64>,
-    /// Storage type.
-    pub dtype: GgmlType,
-    /// Byte offset of the data from the start of the file (not from the data section).
-    pub offset: u64,
-    /// Size of the data in bytes.
-    pub n_bytes: u64,
-    /// Number of elements (the product of `shape`).
-    pub n_elements: u64,
-}
 
 /// The bytes behind a [`GgufFile`].
 #[derive(Debug)]

@@ -7,7 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{GgmlType, GgufError, GgufValue, GgufValueType, TensorInfo};
+use super::error::GgufError;
+use super::tensor_info::TensorInfo;
+use super::value::{GgufValue, GgufValueType};
+use crate::engine::ggml_type::GgmlType;
 
 /// "GGUF" read as a little-endian u32.
 pub(crate) const GGUF_MAGIC: u32 = 0x4655_4747;

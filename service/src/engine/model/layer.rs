@@ -6,8 +6,8 @@
 
 use tch::Tensor;
 
-use super::ModelError;
 use super::attention::{AttentionPlan, attend};
+use super::error::ModelError;
 use crate::engine::config::ModelConfig;
 use crate::engine::weights::WeightSet;
 

@@ -10,59 +10,19 @@
 //! lengths, tensor shapes in the file) is checked and returned as a [`ModelError`].
 
 mod attention;
+mod error;
 mod layer;
 mod rope;
 
 use tch::{Device, Kind, Tensor};
 
 use self::attention::AttentionPlan;
+pub use self::error::ModelError;
 use self::layer::{DecoderLayer, RmsNorm};
 use self::rope::Rope;
 use super::config::ModelConfig;
-use super::kv_cache::{KvError, KvSlots};
+use super::kv_cache::KvSlots;
 use super::weights::{WeightError, WeightSet};
-
-/// Why a forward pass or a load failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    /// A weight was missing or misshapen.
-    #[error(transparent)]
-    Weights(#[from] WeightError),
-    /// A KV slot was misused or full.
-    #[error(transparent)]
-    Kv(#[from] KvError),
-    /// A token id is outside the vocabulary.
-    #[error("token id {token} is outside the vocabulary of {vocab}")]
-    TokenOutOfRange {
-        /// The id given.
-        token: u32,
-        /// The vocabulary size.
-        vocab: usize,
-    },
-    /// A forward pass was asked to process no tokens.
-    #[error("nothing to process: {what} is empty")]
-    Empty {
-        /// Which input was empty.
-        what: &'static str,
-    },
-    /// The same slot appears twice in one decode batch.
-    #[error("KV slot {slot} appears twice in one decode batch")]
-    DuplicateSlot {
-        /// The repeated slot.
-        slot: usize,
-    },
-    /// The KV cache was made for a model with a different number of layers.
-    #[error("KV cache has {cache} layers, the model {model}")]
-    CacheMismatch {
-        /// Layers in the cache.
-        cache: usize,
-        /// Layers in the model.
-        model: usize,
-    },
-    /// libtorch refused an operation.
-    #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
-}
 
 /// Which positions' logits a prefill returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,3 +17,9 @@ pub(super) fn bf16_blocks(blocks: &[u8], out: &mut [f32]) {
         *dst = half::bf16::from_le_bytes([src[0], src[1]]).to_f32();
     }
 }
+
+/// Reads a little-endian f16 at `at` as f32 (the scales of quantised blocks).
+#[inline]
+pub(super) fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    half::f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
+}

@@ -4,7 +4,7 @@
 //! a 6-bit min packed into 12 bytes (`get_scale_min_k4` in ggml); Q6_K has 16 sub-blocks
 //! of 16 with signed 8-bit scales; Q2_K has 16 sub-blocks of 16 with 4-bit scale and min.
 
-use super::f16_at;
+use super::float::f16_at;
 
 const QK_K: usize = 256;
 

@@ -4,7 +4,7 @@
 //! element `j + 16` in its high nibble; the 5th bits of the Q5 formats sit in a 32-bit
 //! little-endian `qh`, bit `j` for element `j`.
 
-use super::f16_at;
+use super::float::f16_at;
 
 const QK: usize = 32;
 

@@ -12,7 +12,7 @@ mod float;
 mod kquants;
 mod legacy;
 
-use crate::engine::gguf::GgmlType;
+use crate::engine::ggml_type::GgmlType;
 
 /// Why tensor data could not be turned into f32.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -118,10 +118,4 @@ pub fn dequantize_into(dtype: GgmlType, data: &[u8], out: &mut [f32]) -> Result<
         }
     });
     Ok(())
-}
-
-/// Reads a little-endian f16 at `at` as f32.
-#[inline]
-fn f16_at(bytes: &[u8], at: usize) -> f32 {
-    half::f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
 }

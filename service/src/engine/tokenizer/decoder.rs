@@ -20,15 +20,18 @@ pub struct StreamDecoder {
     strip_leading_space: bool,
 }
 
-impl StreamDecoder {
-    pub(crate) fn new(skip_special: bool, strip_leading_space: bool) -> StreamDecoder {
+impl Tokenizer {
+    /// A decoder for streaming output, yielding text only at character boundaries.
+    pub fn stream_decoder(&self, skip_special: bool) -> StreamDecoder {
         StreamDecoder {
             pending: Vec::new(),
             skip_special,
-            strip_leading_space,
+            strip_leading_space: self.strips_leading_space(),
         }
     }
+}
 
+impl StreamDecoder {
     /// Adds token `id` and returns the text that is now complete (possibly empty).
     pub fn step(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String, TokenizerError> {
         if self.skip_special && tokenizer.is_special(id) {

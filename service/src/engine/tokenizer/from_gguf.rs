@@ -16,13 +16,12 @@
 
 use crate::engine::gguf::{GgufError, GgufFile, GgufValue};
 
+use super::byte_level;
+use super::error::TokenizerError;
+use super::parts::{AddedSpec, END_OF_TURN_TOKENS, Model, Parts, Prepend, parse_byte_token};
 use super::pretokenizer::{
     GPT2_PATTERN, GPT4O_PATTERN, LLAMA3_PATTERN, PreTokenizer, QWEN2_PATTERN, SplitRegex,
     SplitStep, TEKKEN_PATTERN,
-};
-use super::{
-    AddedSpec, END_OF_TURN_TOKENS, Model, Parts, Prepend, TokenizerError, byte_level,
-    parse_byte_token,
 };
 
 /// `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`).

@@ -8,11 +8,10 @@
 
 use serde_json::Value;
 
+use super::byte_level;
+use super::error::TokenizerError;
+use super::parts::{AddedSpec, END_OF_TURN_TOKENS, Model, Parts, Prepend, parse_byte_token};
 use super::pretokenizer::{GPT2_PATTERN, PreTokenizer, SplitRegex, SplitStep};
-use super::{
-    AddedSpec, END_OF_TURN_TOKENS, Model, Parts, Prepend, TokenizerError, byte_level,
-    parse_byte_token,
-};
 
 /// The largest vocabulary accepted: a `tokenizer.json` is input too, and ids index arrays.
 /// The largest real vocabularies are ~262k tokens.

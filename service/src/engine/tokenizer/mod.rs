@@ -13,140 +13,28 @@
 //!
 //! Added tokens (`<|im_start|>`…) are matched whole before anything else ([`added`]).
 //! Sources: GGUF metadata ([`Tokenizer::from_gguf`]) or a `tokenizer.json`
-//! ([`Tokenizer::from_tokenizer_json`]). Streaming output goes through [`StreamDecoder`].
+//! ([`Tokenizer::from_tokenizer_json`]). Streaming output goes through
+//! [`decoder::StreamDecoder`], a layer on top that the tokenizer itself does not use.
 
 mod added;
 mod bpe;
 mod byte_level;
-mod decoder;
+pub mod decoder;
+mod error;
 mod from_gguf;
 mod from_json;
+mod parts;
 mod pretokenizer;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-pub use decoder::StreamDecoder;
+pub use error::TokenizerError;
 pub use from_gguf::PreTokenizerReference;
 
-use crate::engine::gguf::GgufError;
 use added::{AddedTokens, Segment};
 use bpe::Merges;
-use pretokenizer::PreTokenizer;
-
-/// Why a tokenizer could not be built, or an id not decoded.
-#[derive(Debug, thiserror::Error)]
-pub enum TokenizerError {
-    /// A GGUF metadata key the tokenizer needs is missing or mistyped.
-    #[error("tokenizer metadata: {source}")]
-    Metadata {
-        #[source]
-        source: GgufError,
-    },
-    /// The vocabulary's model type is not one this engine implements.
-    #[error("unsupported tokenizer model `{model}` (supported: {supported})")]
-    UnsupportedModel {
-        model: String,
-        supported: &'static str,
-    },
-    /// The vocabulary itself is unusable.
-    #[error("bad vocabulary: {reason}")]
-    BadVocab { reason: String },
-    /// A merge rule names tokens that are not in the vocabulary.
-    #[error("merge #{index} `{merge}` is invalid: {reason}")]
-    BadMerge {
-        index: usize,
-        merge: String,
-        reason: String,
-    },
-    /// A pre-tokenizer pattern does not compile.
-    #[error("pre-tokenizer pattern {pattern:?} does not compile: {reason}")]
-    BadPattern { pattern: String, reason: String },
-    /// A backtracking pattern gave up on some input (its backtrack limit).
-    #[error("pre-tokenizer pattern failed on the input: {reason}")]
-    PatternFailed { reason: String },
-    /// `tokenizer.json` could not be read or parsed.
-    #[error("tokenizer.json: {reason}")]
-    Json { reason: String },
-    /// `tokenizer.json` uses a component this engine does not implement.
-    #[error("tokenizer.json: unsupported {component} `{kind}`")]
-    UnsupportedJson {
-        component: &'static str,
-        kind: String,
-    },
-    /// A token id outside the vocabulary.
-    #[error("token id {id} is outside the vocabulary of {vocab_size}")]
-    UnknownTokenId { id: u32, vocab_size: usize },
-}
-
-/// How the model turns a piece of plain text into its first symbols.
-#[derive(Debug)]
-pub(crate) enum Model {
-    /// Byte-level BPE: a pre-tokenizer, then one byte token per UTF-8 byte.
-    ByteLevel {
-        pre: PreTokenizer,
-        /// Prepend a space to each plain-text segment that lacks one (`ByteLevel`'s
-        /// `add_prefix_space`; off for every modern vocabulary).
-        add_prefix_space: bool,
-        /// The token id of each byte's spelling. A byte the vocabulary cannot spell is
-        /// dropped, as the reference BPE (with no unknown token) drops it; SmolLM2's
-        /// vocabulary, for one, lacks some control bytes.
-        byte_ids: Box<[Option<u32>; 256]>,
-        /// A piece that is itself a token is taken whole, merges or not (Llama 3's
-        /// `ignore_merges`).
-        ignore_merges: bool,
-    },
-    /// SentencePiece-style BPE over `▁`-spaced text, one segment per plain-text run.
-    Metaspace {
-        prepend: Prepend,
-        /// The `<0xNN>` token of each byte, when the vocabulary falls back to bytes.
-        byte_ids: Option<Box<[u32; 256]>>,
-        /// The unknown token, for characters with neither a token nor byte fallback.
-        unk_id: Option<u32>,
-    },
-}
-
-/// When a SentencePiece-style tokenizer prepends `▁` (`Metaspace`'s `prepend_scheme`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Prepend {
-    /// To every plain-text segment that does not already start with `▁`.
-    Always,
-    /// Only to the text at the very start of the input (not after an added token).
-    First,
-    /// To every non-empty plain-text segment, even one starting with a space (Llama 2's
-    /// `Prepend` normalizer: `" hi"` becomes `▁▁hi`).
-    Unconditional,
-    Never,
-}
-
-/// One added token, as a source describes it.
-#[derive(Debug, Clone)]
-pub(crate) struct AddedSpec {
-    pub(crate) content: String,
-    pub(crate) id: u32,
-    /// Special tokens are dropped by `decode(.., skip_special = true)`.
-    pub(crate) special: bool,
-}
-
-/// Everything a source (GGUF, tokenizer.json) says, before validation.
-#[derive(Debug)]
-pub(crate) struct Parts {
-    pub(crate) vocab: Vec<String>,
-    /// Ranked merges as token-string pairs, best first.
-    pub(crate) merges: Vec<(String, String)>,
-    pub(crate) model: Model,
-    pub(crate) added: Vec<AddedSpec>,
-    /// Tokens that are special for decoding without being matched in text (e.g. a BOS
-    /// listed only by id).
-    pub(crate) extra_special: Vec<u32>,
-    pub(crate) bos_id: Option<u32>,
-    pub(crate) eos_ids: Vec<u32>,
-    pub(crate) add_bos: bool,
-    pub(crate) add_eos: bool,
-    /// Per-token byte spellings, when the source knows better than the model's default
-    /// (GGUF `BYTE` tokens); `None` entries use the default.
-    pub(crate) byte_override: Vec<Option<Vec<u8>>>,
-}
+use parts::{Model, Parts, Prepend, parse_byte_token};
 
 /// Pieces cached per tokenizer; pre-token pieces repeat a lot in real text.
 const PIECE_CACHE_CAPACITY: usize = 16_384;
@@ -423,13 +311,8 @@ impl Tokenizer {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// A decoder for streaming output, yielding text only at character boundaries.
-    pub fn stream_decoder(&self, skip_special: bool) -> StreamDecoder {
-        StreamDecoder::new(skip_special, self.strips_leading_space())
-    }
-
     /// SentencePiece-style output drops the space of the `▁` prepended at the start.
-    fn strips_leading_space(&self) -> bool {
+    pub(crate) fn strips_leading_space(&self) -> bool {
         matches!(self.model, Model::Metaspace { prepend, .. } if prepend != Prepend::Never)
     }
 
@@ -497,25 +380,3 @@ fn default_token_bytes(model: &Model, token: &str) -> Vec<u8> {
         }
     }
 }
-
-/// `<0x0A>` -> 0x0A.
-pub(crate) fn parse_byte_token(token: &str) -> Option<u8> {
-    let hex = token.strip_prefix("<0x")?.strip_suffix('>')?;
-    if hex.len() != 2 {
-        return None;
-    }
-    u8::from_str_radix(hex, 16).ok()
-}
-
-/// Token strings that end a turn in common chat formats; those present in a vocabulary
-/// as special tokens join its EOS ids.
-pub(crate) const END_OF_TURN_TOKENS: &[&str] = &[
-    "<|im_end|>",
-    "<|eot_id|>",
-    "<|eom_id|>",
-    "<|end_of_text|>",
-    "<|endoftext|>",
-    "<end_of_turn>",
-    "<|end|>",
-    "</s>",
-];

@@ -10,7 +10,7 @@
 
 use regex::Regex;
 
-use super::TokenizerError;
+use super::error::TokenizerError;
 
 /// GPT-2's pattern, used by `tokenizers`' `ByteLevel` pre-tokenizer (`use_regex: true`).
 pub(crate) const GPT2_PATTERN: &str =

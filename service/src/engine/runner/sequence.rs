@@ -1,9 +1,9 @@
 //! One sequence being generated: its slot, sampling state, streamed text and the rules
-//! that end it (EOS, stop strings, `max_tokens`, a full slot).
+//! that end it (EOS, `max_tokens`, a full slot). Stop strings are the scheduler's.
 
-use super::stop::{StopMatcher, StopScan};
 use crate::engine::sampling::SamplingParams;
-use crate::engine::tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
+use crate::engine::tokenizer::decoder::StreamDecoder;
+use crate::engine::tokenizer::{Tokenizer, TokenizerError};
 
 /// Identifies a sequence within one [`Engine`](super::Engine).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -12,7 +12,7 @@ pub struct SeqId(pub u64);
 /// Why generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
-    /// The model produced an end-of-sequence token, or a stop string appeared.
+    /// The model produced an end-of-sequence token.
     Stop,
     /// `max_tokens` was reached, or the sequence filled its KV slot.
     Length,
@@ -38,8 +38,8 @@ pub struct SeqEvent {
     pub id: SeqId,
     /// The token generated.
     pub token: u32,
-    /// Text that became final with this token (may be empty: an unfinished character or
-    /// a possible stop string is held back).
+    /// Text that became final with this token (may be empty: an unfinished character is
+    /// held back until its last byte).
     pub text: String,
     /// Set when this token ended the sequence.
     pub finish: Option<FinishReason>,
@@ -50,7 +50,7 @@ pub struct SeqEvent {
 pub struct GenerationOutput {
     /// Every generated token, including a final EOS token.
     pub tokens: Vec<u32>,
-    /// The generated text, without special tokens and without the stop string.
+    /// The generated text, without special tokens.
     pub text: String,
     /// Why it ended.
     pub finish_reason: FinishReason,
@@ -70,7 +70,6 @@ pub(crate) struct Sequence {
     pub(crate) text: String,
     pub(crate) finish: Option<FinishReason>,
     decoder: StreamDecoder,
-    stop: StopMatcher,
 }
 
 impl Sequence {
@@ -81,7 +80,6 @@ impl Sequence {
         prompt_tokens: usize,
         tokenizer: &Tokenizer,
     ) -> Self {
-        let stop = StopMatcher::new(params.stop());
         Self {
             id,
             slot: Some(slot),
@@ -91,7 +89,6 @@ impl Sequence {
             text: String::new(),
             finish: None,
             decoder: tokenizer.stream_decoder(true),
-            stop,
         }
     }
 
@@ -111,34 +108,19 @@ impl Sequence {
         self.tokens.push(token);
         let mut text = String::new();
         let mut finish = None;
-        let mut stopped_by_string = false;
         if tokenizer.eos_ids().contains(&token) {
             finish = Some(FinishReason::Stop);
         } else {
-            let piece = self.decoder.step(tokenizer, token)?;
-            match self.stop.push(&piece) {
-                StopScan::Emit(t) => text = t,
-                StopScan::Stopped(t) => {
-                    text = t;
-                    finish = Some(FinishReason::Stop);
-                    stopped_by_string = true;
-                }
-            }
+            text = self.decoder.step(tokenizer, token)?;
         }
         if finish.is_none() && (self.tokens.len() >= self.params.max_tokens() as usize || slot_full)
         {
             finish = Some(FinishReason::Length);
         }
-        if finish.is_some() && !stopped_by_string {
-            // The stream ends: an unfinished character and any held-back tail are final.
+        if finish.is_some() {
+            // The stream ends: an unfinished character is final (as U+FFFD).
             let decoder = std::mem::replace(&mut self.decoder, tokenizer.stream_decoder(true));
-            match self.stop.push(&decoder.finish()) {
-                StopScan::Emit(t) => {
-                    text.push_str(&t);
-                    text.push_str(&self.stop.finish());
-                }
-                StopScan::Stopped(t) => text.push_str(&t),
-            }
+            text.push_str(&decoder.finish());
         }
         self.text.push_str(&text);
         self.finish = finish;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind};
 
-use super::EngineError;
+use super::error::EngineError;
 use crate::engine::chat_template::{ChatTemplate, ChatTemplateError};
 use crate::engine::config::{HfConfig, ModelConfig};
 use crate::engine::gguf::GgufFile;

@@ -8,109 +8,31 @@
 //! * [`Engine::step`] decodes one token for every running sequence, in one batch;
 //! * [`Engine::remove`] collects a finished sequence, or cancels a running one.
 //!
-//! [`Engine::generate`] is the one-request loop on top (used by `sworn generate`), with a
-//! callback that sees each token and can stop generation.
+//! A sequence ends at an end-of-sequence token, at its `max_tokens` or when its slot is
+//! full. Everything else about a request (queueing, stop strings, clients that leave) is
+//! the scheduler's ([`crate::scheduler`]), which is also how `sworn generate` runs one
+//! prompt.
 
+mod error;
 mod load;
 mod pick;
 mod sequence;
-pub mod stop;
 
-use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use tch::{Device, Kind};
 
+pub use self::error::EngineError;
 pub use self::load::{DeviceChoice, DtypeChoice, read_tokenizer};
 use self::sequence::Sequence;
 pub use self::sequence::{FinishReason, GenerationOutput, SeqEvent, SeqId};
-use super::chat_template::{ChatTemplate, ChatTemplateError};
-use super::config::{ConfigError, ModelConfig};
-use super::gguf::GgufError;
+use super::chat_template::ChatTemplate;
+use super::config::ModelConfig;
 use super::kv_cache::KvSlots;
 use super::model::{DecodeInput, LlamaModel, Logits, ModelError};
-use super::sampling::{self, SamplingError, SamplingParams};
+use super::sampling::{self, SamplingParams};
 use super::tokenizer::{Tokenizer, TokenizerError};
-use super::weights::WeightError;
-
-/// Why the engine could not load a model or run a request.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// The model path could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The path is neither a GGUF file nor a checkpoint directory.
-    #[error("{path}: not a GGUF file (bad magic) nor a Hugging Face checkpoint directory")]
-    UnknownFormat {
-        /// The path.
-        path: PathBuf,
-    },
-    /// The GGUF file is malformed.
-    #[error(transparent)]
-    Gguf(#[from] GgufError),
-    /// The hyper-parameters are unusable.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The weights are unusable.
-    #[error(transparent)]
-    Weights(#[from] WeightError),
-    /// The forward pass failed.
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    /// The tokenizer could not be built or failed on a token.
-    #[error(transparent)]
-    Tokenizer(#[from] TokenizerError),
-    /// The chat template could not be built.
-    #[error(transparent)]
-    ChatTemplate(#[from] ChatTemplateError),
-    /// Sampling failed (unusable logits).
-    #[error(transparent)]
-    Sampling(#[from] SamplingError),
-    /// A CUDA device was asked for that libtorch does not see.
-    #[error(
-        "CUDA device {requested} was asked for, but libtorch sees {visible} CUDA device(s) \
-         (CUDA backend: {backend})"
-    )]
-    NoCudaDevice {
-        /// The device index asked for.
-        requested: usize,
-        /// How many devices libtorch sees.
-        visible: usize,
-        /// How loading `libtorch_cuda.so` went.
-        backend: String,
-    },
-    /// The prompt is empty.
-    #[error("the prompt is empty")]
-    EmptyPrompt,
-    /// The prompt leaves no room for a generated token.
-    #[error(
-        "the prompt has {tokens} tokens; this engine's context holds {max} (including at least one generated token)"
-    )]
-    ContextLengthExceeded {
-        /// Prompt tokens.
-        tokens: usize,
-        /// Context positions per sequence.
-        max: usize,
-    },
-    /// Every KV slot is taken.
-    #[error("all {slots} sequence slots are busy")]
-    NoFreeSlot {
-        /// Slots in the engine.
-        slots: usize,
-    },
-    /// No sequence has this id.
-    #[error("no sequence {id:?}")]
-    UnknownSequence {
-        /// The id asked for.
-        id: SeqId,
-    },
-}
 
 /// How to load a model and size its KV cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,8 +168,9 @@ impl Engine {
         self.kv.free_slots()
     }
 
-    /// Prefills `prompt` into a free slot and samples the first token.
-    pub fn add(&mut self, prompt: &[u32], params: SamplingParams) -> Result<SeqEvent, EngineError> {
+    /// Whether [`add`](Self::add) would take `prompt`: not empty, and leaving room in a
+    /// slot for at least one generated token.
+    pub fn check_prompt(&self, prompt: &[u32]) -> Result<(), EngineError> {
         if prompt.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
@@ -258,6 +181,13 @@ impl Engine {
                 max,
             });
         }
+        Ok(())
+    }
+
+    /// Prefills `prompt` into a free slot and samples the first token.
+    pub fn add(&mut self, prompt: &[u32], params: SamplingParams) -> Result<SeqEvent, EngineError> {
+        self.check_prompt(prompt)?;
+        let max = self.kv.max_ctx();
         let slot = self.kv.acquire().ok_or(EngineError::NoFreeSlot {
             slots: self.kv.slots(),
         })?;
@@ -350,31 +280,6 @@ impl Engine {
             self.kv.release(slot).map_err(ModelError::from)?;
         }
         Ok(seq.output())
-    }
-
-    /// Generates for one prompt until it finishes or `on_token` breaks (cancellation).
-    pub fn generate(
-        &mut self,
-        prompt: &[u32],
-        params: SamplingParams,
-        mut on_token: impl FnMut(&SeqEvent) -> ControlFlow<()>,
-    ) -> Result<GenerationOutput, EngineError> {
-        let first = self.add(prompt, params)?;
-        let id = first.id;
-        let mut event = Some(first);
-        while let Some(current) = event.take() {
-            if on_token(&current).is_break() || current.finish.is_some() {
-                break;
-            }
-            match self.step() {
-                Ok(events) => event = events.into_iter().find(|e| e.id == id),
-                Err(e) => {
-                    let _ = self.remove(id);
-                    return Err(e);
-                }
-            }
-        }
-        self.remove(id)
     }
 
     fn prefill_and_sample(

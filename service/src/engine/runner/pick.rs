@@ -12,7 +12,7 @@
 
 use tch::Tensor;
 
-use super::EngineError;
+use super::error::EngineError;
 use crate::engine::model::ModelError;
 use crate::engine::sampling::{self, SamplingError, SamplingParams};
 
