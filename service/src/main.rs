@@ -39,7 +39,7 @@ enum Command {
         command: sworn_service::keys::KeysCommand,
     },
     /// Create an Ed25519 log key (mode 0600) and print its public key in hex.
-    Keygen(sworn_service::serve::KeygenArgs),
+    Keygen(sworn_service::lifecycle::KeygenArgs),
     /// Deploy the SwornAnchor contract and register logs on a chain.
     Chain {
         #[command(subcommand)]
@@ -68,9 +68,9 @@ fn main() -> Result<()> {
         }
         Some(Command::Generate(args)) => cli::generate::run(&args)?,
         Some(Command::Tokenize(args)) => cli::tokenize::run(&args)?,
-        Some(Command::Serve(args)) => sworn_service::serve::run(*args)?,
+        Some(Command::Serve(args)) => sworn_service::lifecycle::run(*args)?,
         Some(Command::Keys { command }) => println!("{}", sworn_service::keys::run(&command)?),
-        Some(Command::Keygen(args)) => println!("{}", sworn_service::serve::keygen(&args)?),
+        Some(Command::Keygen(args)) => println!("{}", sworn_service::lifecycle::keygen(&args)?),
         Some(Command::Chain { command }) => println!("{}", cli::chain::run(&command)?),
         None => {
             use clap::CommandFactory;

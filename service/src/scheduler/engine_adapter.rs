@@ -9,10 +9,10 @@
 
 use std::sync::Arc;
 
-use super::request::{FinishReason, GenerationRequest, PromptInput};
+use super::request::{GenerationRequest, PromptInput};
 use super::{Generator, GeneratorError, PromptEncoder, Token};
 use crate::engine::chat_template::{ChatMessage, ChatTemplate};
-use crate::engine::runner::{Engine, EngineError, FinishReason as EngineFinish, SeqEvent, SeqId};
+use crate::engine::runner::{Engine, EngineError, SeqEvent, SeqId};
 use crate::engine::sampling::{SamplingRequest, applied_value as applied};
 use crate::engine::tokenizer::Tokenizer;
 
@@ -96,12 +96,7 @@ fn token(event: SeqEvent) -> Token {
     Token {
         id: event.token,
         text: event.text,
-        finish: match event.finish {
-            None => None,
-            Some(EngineFinish::Stop) => Some(FinishReason::Stop),
-            Some(EngineFinish::Length) => Some(FinishReason::Length),
-            Some(EngineFinish::Cancelled) => Some(FinishReason::Cancelled),
-        },
+        finish: event.finish,
     }
 }
 

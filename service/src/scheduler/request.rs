@@ -70,30 +70,7 @@ pub struct GenerationRequest {
     pub enqueued_at: Instant,
 }
 
-/// Why a generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FinishReason {
-    /// End of sequence or a stop string.
-    Stop,
-    /// `max_tokens` reached.
-    Length,
-    /// The client went away before the end.
-    Cancelled,
-    /// The engine failed mid-generation.
-    Error,
-}
-
-impl FinishReason {
-    /// The name recorded in receipts and in OpenAI's `finish_reason`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FinishReason::Stop => "stop",
-            FinishReason::Length => "length",
-            FinishReason::Cancelled => "cancelled",
-            FinishReason::Error => "error",
-        }
-    }
-}
+pub use crate::engine::runner::FinishReason;
 
 /// What a request's event channel carries, in order: `Started`, zero or more `Text`, then
 /// exactly one `Finished`.

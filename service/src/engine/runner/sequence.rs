@@ -9,24 +9,28 @@ use crate::engine::tokenizer::{Tokenizer, TokenizerError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SeqId(pub u64);
 
-/// Why generation ended.
+/// Why a generation ended: the one vocabulary of the engine, the scheduler, the receipts
+/// and the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
-    /// The model produced an end-of-sequence token.
+    /// An end-of-sequence token (the engine) or a stop string (the scheduler).
     Stop,
     /// `max_tokens` was reached, or the sequence filled its KV slot.
     Length,
-    /// The caller cancelled it (client gone, callback said stop).
+    /// Cut short: the client went away, or shutdown's grace period ended.
     Cancelled,
+    /// The engine failed mid-generation (set by the scheduler, never by a sequence).
+    Error,
 }
 
 impl FinishReason {
-    /// The OpenAI `finish_reason` string.
+    /// The name recorded in receipts (`finish_reason`).
     pub fn as_str(self) -> &'static str {
         match self {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
             FinishReason::Cancelled => "cancelled",
+            FinishReason::Error => "error",
         }
     }
 }
