@@ -7,6 +7,7 @@
 //! * [`swear`] drives a generation to its durable receipt; [`sse`] streams it.
 
 pub mod auth;
+mod body;
 pub mod errors;
 pub mod filters;
 pub mod handlers;

@@ -4,9 +4,10 @@
 //!
 //! Messages name the field, the limit and the value received.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sworn_ledger::jcs;
 
+use super::body::{from_object, parse_object};
 use super::errors::ApiError;
 use super::messages::chat_turn;
 use super::models::{CreateChatCompletionRequest, CreateCompletionRequest};
@@ -537,79 +538,6 @@ fn check_model(model: &str, served: &str) -> Result<(), ApiError> {
         });
     }
     Ok(())
-}
-
-/// UTF-8, I-JSON, an object; pulls out the `top_k` extension (not in OpenAI's schema).
-fn parse_object(body: &[u8]) -> Result<(Map<String, Value>, Option<u64>), ApiError> {
-    let text = std::str::from_utf8(body).map_err(|e| ApiError::InvalidRequest {
-        message: format!(
-            "The request body is not valid UTF-8 (invalid byte at offset {}).",
-            e.valid_up_to()
-        ),
-        param: None,
-    })?;
-    // I-JSON (RFC 7493): a member named twice (`"content"` twice in one message) would
-    // otherwise silently mean its last value here and perhaps its first to the caller's
-    // own records — and the receipt would commit to the one the caller did not mean.
-    let value =
-        sworn_ledger::ijson::parse(text.as_bytes()).map_err(|e| ApiError::InvalidRequest {
-            message: format!("We could not parse the JSON body of your request: {e}."),
-            param: None,
-        })?;
-    let Value::Object(object) = value else {
-        return Err(ApiError::InvalidRequest {
-            message: "The request body must be a JSON object.".to_string(),
-            param: None,
-        });
-    };
-    check_sent_ranges(&object)?;
-    let top_k = match object.get("top_k") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| {
-            ApiError::invalid_value(
-                "top_k",
-                format!("`top_k` must be a non-negative integer. Given: {v}"),
-            )
-        })?),
-    };
-    Ok((object, top_k))
-}
-
-/// The sampling ranges, checked on the numbers as sent. The OpenAI types hold `f32`, which
-/// rounds `2.0000001` to `2.0` and `1.00000001` to `1.0`: checked after that rounding, a
-/// value out of range would pass and be recorded as another one.
-fn check_sent_ranges(object: &Map<String, Value>) -> Result<(), ApiError> {
-    if let Some(t) = object.get("temperature").and_then(Value::as_f64) {
-        if !(0.0..=MAX_TEMPERATURE).contains(&t) {
-            return Err(ApiError::invalid_value(
-                "temperature",
-                format!("`temperature` must be >= 0 and <= {MAX_TEMPERATURE}. Given: {t}"),
-            ));
-        }
-    }
-    if let Some(p) = object.get("top_p").and_then(Value::as_f64) {
-        if !(p > 0.0 && p <= 1.0) {
-            return Err(ApiError::invalid_value(
-                "top_p",
-                format!("`top_p` must be > 0 and <= 1. Given: {p}"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Deserialises into an OpenAI type, naming the field that failed.
-fn from_object<T: serde::de::DeserializeOwned>(object: Map<String, Value>) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(Value::Object(object)).map_err(|e| {
-        let path = e.path().to_string();
-        let param = (path != ".").then(|| path.clone());
-        let inner = e.into_inner();
-        let message = match &param {
-            Some(p) => format!("Invalid value for `{p}`: {inner}"),
-            None => format!("Invalid request: {inner}"),
-        };
-        ApiError::InvalidRequest { message, param }
-    })
 }
 
 #[cfg(test)]
