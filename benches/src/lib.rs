@@ -1,4 +1,5 @@
 //! Shared helpers for Sworn benchmarks.
+#![deny(missing_docs)]
 
 use std::path::Path;
 

@@ -9,8 +9,8 @@
 //! `<name>+<key id, 8 hex>+<base64(0x01 ‖ 32-byte public key)>`, where the name is the log
 //! origin and the key id is `SHA-256(name ‖ 0x0A ‖ 0x01 ‖ public key)[:4]`.
 
-use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::OpenOptions;
+use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,7 @@ use rand_core::OsRng;
 use sha2::{Digest, Sha256};
 
 use crate::ed25519::StrictKey;
+use crate::small_file::{CappedReadError, OpenedFile};
 
 pub use ed25519_dalek::Signature;
 
@@ -132,31 +133,27 @@ impl LogKey {
             path: path.to_path_buf(),
             source,
         };
-        let meta = fs::metadata(path).map_err(io)?;
-        let mode = meta.permissions().mode() & 0o777;
+        // Mode and size are checked on the handle that is read (see `small_file`).
+        let file = OpenedFile::open(path).map_err(|e| io(e.into_io_error()))?;
+        let mode = file.metadata().permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(KeyError::Permissive {
                 path: path.to_path_buf(),
                 mode,
             });
         }
-        if meta.len() > MAX_KEY_FILE_BYTES {
-            return Err(KeyError::TooLarge {
+        let bytes = file.read_capped(MAX_KEY_FILE_BYTES).map_err(|e| match e {
+            CappedReadError::TooLarge { size, .. } => KeyError::TooLarge {
                 path: path.to_path_buf(),
-                len: meta.len(),
-            });
-        }
-        let mut text = String::new();
-        fs::File::open(path)
-            .map_err(io)?
-            .take(MAX_KEY_FILE_BYTES)
-            .read_to_string(&mut text)
-            .map_err(|_| KeyError::Malformed {
-                path: path.to_path_buf(),
-            })?;
-        Self::parse_file_text(&text).ok_or_else(|| KeyError::Malformed {
+                len: size,
+            },
+            other => io(other.into_io_error()),
+        })?;
+        let malformed = || KeyError::Malformed {
             path: path.to_path_buf(),
-        })
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|_| malformed())?;
+        Self::parse_file_text(text).ok_or_else(malformed)
     }
 
     fn parse_file_text(text: &str) -> Option<LogKey> {
@@ -267,7 +264,8 @@ impl PinnedKey {
     }
 
     /// Strict Ed25519 verification: what `verify_strict` accepts (canonical S, no
-    /// small-order R or A), computed without decompressing R (see [`crate::ed25519`]).
+    /// small-order R or A), computed without decompressing R (see the crate's private
+    /// `ed25519` module).
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), KeyError> {
         if self.strict.verify(message, signature) {
             Ok(())
@@ -339,6 +337,7 @@ impl PinnedKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn generated_file_is_private_and_loads_back() {

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use sworn_ledger::small_file::read_capped;
 
 use crate::server::ConnectionLimits;
 
@@ -226,15 +227,8 @@ impl ServeFile {
             path: path.to_path_buf(),
             reason,
         };
-        let len = std::fs::metadata(path)
-            .map_err(|e| err(e.to_string()))?
-            .len();
-        if len > MAX_CONFIG_BYTES {
-            return Err(err(format!(
-                "{len} bytes, over the cap of {MAX_CONFIG_BYTES}"
-            )));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let bytes = read_capped(path, MAX_CONFIG_BYTES).map_err(|e| err(e.reason()))?;
+        let text = String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".to_string()))?;
         toml::from_str(&text).map_err(|e| err(e.to_string()))
     }
 }

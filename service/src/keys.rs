@@ -21,6 +21,7 @@ use base64::Engine as _;
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sworn_ledger::small_file::{CappedReadError, OpenedFile};
 
 /// Every key starts with this, so leaked keys are easy to scan for.
 pub const API_KEY_PREFIX: &str = "sk-sworn-";
@@ -139,17 +140,25 @@ impl KeysFile {
             path: path.to_path_buf(),
             source,
         };
-        let meta = fs::metadata(path).map_err(io)?;
-        if meta.len() > MAX_KEYS_FILE_BYTES {
-            return Err(KeysError::TooLarge {
+        // Size and mode come from the handle that is read (see `sworn_ledger::small_file`).
+        let file = OpenedFile::open(path).map_err(|e| io(e.into_io_error()))?;
+        let mode = file.metadata().permissions().mode();
+        let bytes = file.read_capped(MAX_KEYS_FILE_BYTES).map_err(|e| match e {
+            CappedReadError::TooLarge { size, .. } => KeysError::TooLarge {
                 path: path.to_path_buf(),
-                len: meta.len(),
-            });
-        }
-        if meta.permissions().mode() & 0o077 != 0 {
+                len: size,
+            },
+            other => io(other.into_io_error()),
+        })?;
+        if mode & 0o077 != 0 {
             tracing::warn!(path = %path.display(), "API keys file is readable by group or others; chmod 600 it");
         }
-        let text = fs::read_to_string(path).map_err(io)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            ))
+        })?;
         let file: KeysFile = toml::from_str(&text).map_err(|e| KeysError::Parse {
             path: path.to_path_buf(),
             reason: e.to_string(),

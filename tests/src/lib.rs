@@ -1,5 +1,6 @@
 //! Helpers for the workspace-level end-to-end tests: the built binaries, a real anvil from
 //! the pinned npm package, and secret files with the modes the binaries insist on.
+#![deny(missing_docs)]
 // Test support: failing to set up the world is a test failure, reported loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 

@@ -11,16 +11,18 @@ use sworn_ledger::anchor::log_id;
 use sworn_ledger::checkpoint::Checkpoint;
 use sworn_ledger::ijson;
 use sworn_ledger::note::parse_note;
+use sworn_ledger::small_file::{CappedReadError, read_capped};
 use tokio::runtime::Runtime;
 
 use crate::audit::{AuditOptions, AuditOutcome, ChainView, audit_export};
+use crate::audit_api_client::{AuditClient, StreamReader};
 use crate::bundle::MAX_BUNDLE_BYTES;
 use crate::chain::{ChainPins, ChainReader, check_anchor};
 use crate::cli::{AuditArgs, ChainArgs, CheckpointArgs, ContentArgs, KeyArgs, ReceiptArgs};
+pub use crate::command_error::CommandError;
 use crate::receipt_check::unauthenticated_content;
 pub use crate::receipt_check::{BundleInputs, verify_bundle, verify_bundle_bytes};
 use crate::report::{EXIT_OK, Layer, Outcome, Report};
-use crate::server::{AuditClient, StreamReader};
 use crate::state::StateDir;
 use crate::trust::load_key;
 use crate::watch::{ConsistencyJson, check_checkpoint, checkpoint_input, remember};
@@ -28,41 +30,28 @@ use crate::watch::{ConsistencyJson, check_checkpoint, checkpoint_input, remember
 /// Largest content file read by `content` (the ledger's own cap on stored content).
 const MAX_CONTENT_BYTES: usize = sworn_ledger::store::DEFAULT_MAX_CONTENT_BYTES;
 
-/// A problem with the command itself: bad flags, unreadable files, unreachable services.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    /// The flags do not make sense together.
-    #[error("usage: {0}")]
-    Usage(String),
-    /// A file, the server or the chain could not be read.
-    #[error("{0}")]
-    Io(String),
-}
-
-pub(crate) fn io(e: impl std::fmt::Display) -> CommandError {
+/// Any failure as [`CommandError::Io`], with its message.
+fn io(e: impl std::fmt::Display) -> CommandError {
     CommandError::Io(e.to_string())
 }
 
 /// Reads `path` (`-` = stdin), refusing more than `cap` bytes.
 pub fn read_input(path: &Path, cap: usize) -> Result<Vec<u8>, CommandError> {
-    let mut out = Vec::new();
-    let limit = cap as u64 + 1;
-    if path == Path::new("-") {
-        std::io::stdin()
-            .lock()
-            .take(limit)
-            .read_to_end(&mut out)
-            .map_err(io)?;
-    } else {
-        std::fs::File::open(path)
-            .and_then(|f| f.take(limit).read_to_end(&mut out))
-            .map_err(|e| CommandError::Io(format!("{}: {e}", path.display())))?;
+    let too_large = || CommandError::Io(format!("{}: larger than {cap} bytes", path.display()));
+    if path != Path::new("-") {
+        return read_capped(path, cap as u64).map_err(|e| match e {
+            CappedReadError::TooLarge { .. } | CappedReadError::GrewPastCap { .. } => too_large(),
+            other => CommandError::Io(other.to_string()),
+        });
     }
+    let mut out = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(cap as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(io)?;
     if out.len() > cap {
-        return Err(CommandError::Io(format!(
-            "{}: larger than {cap} bytes",
-            path.display()
-        )));
+        return Err(too_large());
     }
     Ok(out)
 }

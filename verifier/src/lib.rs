@@ -10,12 +10,16 @@
 //! [`audit`]. Every cryptographic check is ledger's code (`sworn_ledger`): strict
 //! Ed25519, RFC 9162 inclusion and consistency, C2SP notes, the compact Merkle range.
 //! This crate decides *what* is checked against *which* pinned input, and reports it.
+//! What it checks comes from files, or with `--server` from a Sworn server's audit API
+//! through [`audit_api_client`], and is trusted no more for that.
 #![deny(missing_docs)]
 
 pub mod audit;
+pub mod audit_api_client;
 pub mod bundle;
 pub mod chain;
 pub mod cli;
+pub mod command_error;
 pub mod commands;
 pub mod content;
 pub mod erasure;
@@ -23,7 +27,6 @@ pub mod offline;
 pub mod receipt_check;
 pub mod render;
 pub mod report;
-pub mod server;
 pub mod state;
 pub mod trust;
 pub mod watch;

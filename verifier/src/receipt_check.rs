@@ -12,7 +12,7 @@ use tokio::runtime::Runtime;
 use crate::bundle::Bundle;
 use crate::chain::{ChainPins, ChainReader, check_anchor};
 use crate::cli::KeyArgs;
-use crate::commands::CommandError;
+use crate::command_error::CommandError;
 use crate::content::{Disclosure, check_content};
 use crate::erasure::check_erasure;
 use crate::offline::{OfflineResult, check_offline};

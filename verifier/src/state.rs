@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sworn_ledger::small_file::{CappedReadError, read_capped};
 
 /// Largest state file read (a note is at most 16 KiB).
 const MAX_STATE_FILE_BYTES: u64 = 64 * 1024;
@@ -88,19 +89,18 @@ impl StateDir {
             path: path.clone(),
             reason,
         };
-        let len = match std::fs::metadata(&path) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(e.to_string())),
-        };
         let corrupt = |reason: String| StateError::Corrupt {
             path: path.clone(),
             reason,
         };
-        if len > MAX_STATE_FILE_BYTES {
-            return Err(corrupt(format!("{len} bytes")));
-        }
-        let bytes = std::fs::read(&path).map_err(|e| io(e.to_string()))?;
+        let bytes = match read_capped(&path, MAX_STATE_FILE_BYTES) {
+            Ok(bytes) => bytes,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e @ (CappedReadError::TooLarge { .. } | CappedReadError::GrewPastCap { .. })) => {
+                return Err(corrupt(e.reason()));
+            }
+            Err(e) => return Err(io(e.reason())),
+        };
         let seen: SeenCheckpoint =
             sworn_ledger::ijson::parse_as(&bytes).map_err(|e| corrupt(e.to_string()))?;
         if seen.origin != origin {

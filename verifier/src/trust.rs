@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use sworn_ledger::keys::PinnedKey;
+use sworn_ledger::small_file::{CappedReadError, read_capped};
 
 /// Largest key file read: a verifier key is under 400 bytes; `/v1/audit/key`'s JSON a
 /// little more.
@@ -39,14 +40,17 @@ pub fn load_key(arg: &str) -> Result<PinnedKey, TrustError> {
         path: arg.to_string(),
         reason,
     };
-    let len = std::fs::metadata(path)
-        .map_err(|e| io(e.to_string()))?
-        .len();
-    if len > MAX_KEY_FILE_BYTES {
-        return Err(io(format!("{len} bytes, larger than any key file")));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| io(e.to_string()))?;
-    parse_key_text(&text)
+    let bytes = read_capped(path, MAX_KEY_FILE_BYTES).map_err(|e| match e {
+        CappedReadError::TooLarge { size, .. } => {
+            io(format!("{size} bytes, larger than any key file"))
+        }
+        CappedReadError::GrewPastCap { .. } => io(format!(
+            "more than {MAX_KEY_FILE_BYTES} bytes, larger than any key file"
+        )),
+        other => io(other.reason()),
+    })?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| io("not UTF-8 text".to_string()))?;
+    parse_key_text(text)
 }
 
 /// Parses a key file's text.

@@ -38,6 +38,7 @@
 mod follow;
 mod lost;
 mod submit;
+mod target;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +52,7 @@ use super::chain::AnchorChain;
 use super::error::AnchorError;
 use super::state::{AnchorRecord, AnchorState, AnchorStatus};
 use super::store::AnchorStore;
-use submit::{Refusal, Target};
+use target::{Refusal, Target};
 
 /// How the anchorer talks to the chain and how often it looks.
 #[derive(Debug, Clone)]

@@ -2,13 +2,13 @@
 //! deploys the contract), read from a file of hex. The file must not be readable by group
 //! or others, and the key never appears in logs or errors.
 
-use std::io::Read;
 use std::path::Path;
 
 use alloy::primitives::B256;
 use alloy::signers::local::PrivateKeySigner;
 
 use super::error::AnchorError;
+use crate::small_file::{CappedReadError, OpenedFile};
 
 /// Largest chain key file read: a 32-byte key in hex with `0x` and a newline is 67 bytes;
 /// anything much larger is not a key file.
@@ -21,30 +21,29 @@ pub fn load_chain_key(path: &Path) -> Result<PrivateKeySigner, AnchorError> {
         path: path.to_path_buf(),
         reason,
     };
-    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| fail(format!("cannot stat: {e}")))?;
+    let file = OpenedFile::open(path).map_err(|e| fail(e.reason()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o777;
+        let mode = file.metadata().permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(fail(format!(
                 "mode {mode:03o} lets group or others read it; chmod 600 it"
             )));
         }
     }
-    if meta.len() > MAX_KEY_FILE_LEN {
-        return Err(fail(format!(
-            "{} bytes is too long for a key file (max {MAX_KEY_FILE_LEN})",
-            meta.len()
-        )));
-    }
-    let mut text = String::new();
-    file.take(MAX_KEY_FILE_LEN)
-        .read_to_string(&mut text)
-        .map_err(|_| fail("not UTF-8 text".to_string()))?;
+    let bytes = file.read_capped(MAX_KEY_FILE_LEN).map_err(|e| {
+        fail(match e {
+            CappedReadError::TooLarge { size, .. } => {
+                format!("{size} bytes is too long for a key file (max {MAX_KEY_FILE_LEN})")
+            }
+            CappedReadError::GrewPastCap { .. } => {
+                format!("more than {MAX_KEY_FILE_LEN} bytes is too long for a key file")
+            }
+            other => other.reason(),
+        })
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8 text".to_string()))?;
     let digits = text.trim();
     let digits = digits.strip_prefix("0x").unwrap_or(digits);
     if digits.len() != 64 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {

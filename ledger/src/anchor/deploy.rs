@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::chain_key::load_chain_key;
 use super::contract::{SwornAnchor, log_id};
 use super::error::AnchorError;
+use crate::small_file::read_capped;
 
 /// How long a deployment or registration may take end to end (send + receipt).
 const DEPLOY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -46,15 +47,7 @@ impl Deployment {
         let fail = |reason: String| AnchorError::Config {
             reason: format!("deployment file {}: {reason}", path.display()),
         };
-        let len = std::fs::metadata(path)
-            .map_err(|e| fail(e.to_string()))?
-            .len();
-        if len > MAX_DEPLOYMENT_FILE_LEN {
-            return Err(fail(format!(
-                "{len} bytes is over {MAX_DEPLOYMENT_FILE_LEN}"
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+        let bytes = read_capped(path, MAX_DEPLOYMENT_FILE_LEN).map_err(|e| fail(e.reason()))?;
         serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))
     }
 }

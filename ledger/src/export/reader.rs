@@ -5,11 +5,7 @@ use std::io::BufRead;
 
 use serde::Deserialize;
 
-use super::{ExportError, ExportLine};
-
-/// Longest line accepted: a canonical body is at most 64 KiB, at most doubled by JSON
-/// string escaping, plus the line's own members.
-pub const MAX_EXPORT_LINE_BYTES: usize = 160 * 1024;
+use super::line::{ExportError, ExportLine, MAX_EXPORT_LINE_BYTES};
 
 /// The fields of an entry line (`ExportLine::Entry` with its tag), for the fast path.
 #[derive(Deserialize)]

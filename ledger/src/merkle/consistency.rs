@@ -151,6 +151,13 @@ pub fn verify_consistency(
     }
 }
 
+impl ConsistencyProof {
+    /// Verifies that `old_root` (of `old_size`) is consistent with `new_root` (of `new_size`).
+    pub fn verify(&self, old_root: &Hash, new_root: &Hash) -> Result<(), ProofError> {
+        verify_consistency(self.old_size, self.new_size, old_root, new_root, &self.path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

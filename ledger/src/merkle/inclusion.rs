@@ -100,6 +100,13 @@ pub fn verify_inclusion(
     }
 }
 
+impl InclusionProof {
+    /// Verifies that `leaf_hash` is at `self.index` in the tree whose root is `root`.
+    pub fn verify(&self, leaf_hash: &Hash, root: &Hash) -> Result<(), ProofError> {
+        verify_inclusion(leaf_hash, self.index, self.tree_size, &self.path, root)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,9 @@
 //!
 //! A proof carries only hashes and the sizes it is about; it never carries directions.
 //! Verifiers derive left/right from `(index, size)` (RFC 9162 §2.1.3.2 / §2.1.4.2).
+//!
+//! This module holds data only and depends on nothing but `hash`: the algorithms, and the
+//! `verify` methods of these types, live in `inclusion` and `consistency`, which use it.
 
 use serde::{Deserialize, Serialize};
 
@@ -106,13 +109,6 @@ pub struct InclusionProof {
     pub path: Vec<Hash>,
 }
 
-impl InclusionProof {
-    /// Verifies that `leaf_hash` is at `self.index` in the tree whose root is `root`.
-    pub fn verify(&self, leaf_hash: &Hash, root: &Hash) -> Result<(), ProofError> {
-        super::inclusion::verify_inclusion(leaf_hash, self.index, self.tree_size, &self.path, root)
-    }
-}
-
 /// Proof that the tree of `old_size` leaves is a prefix of the tree of `new_size` leaves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,19 +119,6 @@ pub struct ConsistencyProof {
     pub new_size: u64,
     /// Proof hashes as RFC 9162 §2.1.4.1 orders them.
     pub path: Vec<Hash>,
-}
-
-impl ConsistencyProof {
-    /// Verifies that `old_root` (of `old_size`) is consistent with `new_root` (of `new_size`).
-    pub fn verify(&self, old_root: &Hash, new_root: &Hash) -> Result<(), ProofError> {
-        super::consistency::verify_consistency(
-            self.old_size,
-            self.new_size,
-            old_root,
-            new_root,
-            &self.path,
-        )
-    }
 }
 
 #[cfg(test)]

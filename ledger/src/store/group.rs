@@ -6,13 +6,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::merkle::{Hash, NewNode};
 
-use super::Shared;
 use super::error::StoreError;
 use super::pack::{
     PACK_LEVELS, PACK_SLOTS, Pack, completing_pack, decode_open_pack, open_pack_value, pack_of,
     slot_in,
 };
 use super::schema::{content_key, entry_key, folded_key, open_pack_key, pack_key};
+use super::shared::Shared;
 
 /// Largest folded content pack before compression: a pack whose content is larger keeps
 /// a row per entry (sled writes values over a quarter of its 512 KiB segments to files of

@@ -39,6 +39,7 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::merkle::Hash;
+use crate::small_file::{CappedReadError, read_capped};
 
 use super::error::StoreError;
 
@@ -161,10 +162,19 @@ pub(crate) enum Found {
 /// Reads the record at `path`. A file that is not exactly two slots, or with no valid
 /// slot, is damaged.
 pub(crate) fn read(path: &Path) -> Result<Found, StoreError> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match read_capped(path, FILE_LEN) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Missing),
-        Err(e) => return Err(io_error(path, "read", &e)),
+        Err(e) if e.is_not_found() => return Ok(Found::Missing),
+        Err(CappedReadError::TooLarge { size, .. }) => {
+            return Err(damaged(
+                path,
+                &format!("it is {size} bytes, not {FILE_LEN}"),
+            ));
+        }
+        Err(CappedReadError::GrewPastCap { .. }) => {
+            return Err(damaged(path, &format!("it is over {FILE_LEN} bytes")));
+        }
+        Err(e) => return Err(io_error(path, "read", &e.into_io_error())),
     };
     if bytes.len() as u64 != FILE_LEN {
         return Err(damaged(

@@ -1,6 +1,5 @@
 //! The [`Ledger`] handle: appends, reads, proofs, erasure, shutdown.
 
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -17,13 +16,16 @@ use crate::receipt::{
     BODY_VERSION, BodyError, PromptInfo, ReceiptBody, ReceiptKind, ResponseInfo, format_time,
 };
 
+use super::append::{AppendRequest, ErasureOutcome};
+use super::config::LedgerConfig;
 use super::error::StoreError;
 use super::group::content_value;
 use super::hashes::SledHashes;
 use super::open::{open_shared, prove_err};
 use super::schema::{EntryRow, StoredContent, decode_content, decode_u64, erased_key};
+use super::sealer::run_sealer;
+use super::shared::Shared;
 use super::writer::{Job, Prepared, Reply, run_builder, run_flusher, run_recorder};
-use super::{AppendRequest, ErasureOutcome, LedgerConfig, Shared};
 
 /// Appended groups waiting for the flusher before the builder blocks (backpressure).
 const GROUPS_IN_FLIGHT: usize = 64;
@@ -118,7 +120,7 @@ impl Ledger {
             threads.push(
                 std::thread::Builder::new()
                     .name("ledger-sealer".into())
-                    .spawn(move || crate::sealer::run_sealer(&s, every, interval))
+                    .spawn(move || run_sealer(&s, every, interval))
                     .map_err(spawn_err)?,
             );
         }
@@ -131,7 +133,7 @@ impl Ledger {
         })
     }
 
-    pub(crate) fn shared(&self) -> &Shared {
+    pub(super) fn shared(&self) -> &Shared {
         &self.inner.shared
     }
 
@@ -164,7 +166,7 @@ impl Ledger {
 
     /// Number of durable entries. Every read and proof is limited to this prefix.
     pub fn size(&self) -> u64 {
-        self.inner.shared.durable_size.load(Ordering::Acquire)
+        self.inner.shared.durable_size.get()
     }
 
     fn submit(&self, job: Job) -> Result<(), StoreError> {

@@ -10,13 +10,16 @@
 //! Only durable nodes enter the cache (the flusher adds a group's nodes after its flush), so
 //! the cache never holds a hash that a crash or a failed flush could take back. A node the
 //! cache lacks is simply read from sled.
+//!
+//! Loading scans sled's rows level by level and asks a [`HashSource`] (the store's
+//! `SledHashes`, which in turn reads through this cache) only for the nodes a scan cannot
+//! give; taking it as a parameter keeps this module below `hashes` rather than beside it.
 
 use std::sync::RwLock;
 
 use crate::merkle::{Hash, HashSource, NewNode, hash_node};
 
 use super::error::StoreError;
-use super::hashes::SledHashes;
 use super::pack::{node_is_stored, pack_of, slot_in};
 use super::schema::{decode_hash, decode_u64, entry_key, hash_key, leaf_of_row, pack_range};
 
@@ -29,7 +32,7 @@ const MAX_LEVELS: u8 = 64;
 /// one (and the rows of the open pack).
 fn load_leaves(
     tree: &sled::Tree,
-    hashes: &SledHashes<'_>,
+    hashes: &impl HashSource<Error = StoreError>,
     packs_from: u64,
     count: u64,
 ) -> Result<Vec<Hash>, StoreError> {
@@ -82,7 +85,7 @@ fn load_leaves(
 /// from the level below when it is loaded (from the pack otherwise).
 fn load_level(
     tree: &sled::Tree,
-    hashes: &SledHashes<'_>,
+    hashes: &impl HashSource<Error = StoreError>,
     packs_from: u64,
     level: u8,
     count: u64,
@@ -149,10 +152,12 @@ fn bytes_from_level(size: u64, level: u8) -> usize {
 }
 
 impl NodeCache {
-    /// Loads the levels of the first `size` leaves that fit `budget_bytes` from `tree`.
-    /// A budget of 0 disables the cache.
+    /// Loads the levels of the first `size` leaves that fit `budget_bytes` from `tree`;
+    /// `hashes` (uncached: the stored tree's own nodes) answers for the nodes the scans of
+    /// `tree` do not hold. A budget of 0 disables the cache.
     pub(crate) fn load(
         tree: &sled::Tree,
+        hashes: &impl HashSource<Error = StoreError>,
         packs_from: u64,
         size: u64,
         budget_bytes: usize,
@@ -164,7 +169,6 @@ impl NodeCache {
         let mut levels: Vec<Vec<Hash>> = Vec::new();
         let mut bytes = 0;
         if budget_bytes > 0 {
-            let hashes = SledHashes::new(tree, packs_from);
             for level in min_level..MAX_LEVELS {
                 let count = size >> level;
                 if count == 0 {
@@ -172,11 +176,11 @@ impl NodeCache {
                 }
                 let below = levels.last().filter(|_| level > min_level);
                 let nodes = if level == 0 {
-                    load_leaves(tree, &hashes, packs_from, count)?
+                    load_leaves(tree, hashes, packs_from, count)?
                 } else {
                     load_level(
                         tree,
-                        &hashes,
+                        hashes,
                         packs_from,
                         level,
                         count,
@@ -260,6 +264,22 @@ mod tests {
     use super::*;
     use crate::merkle::{CompactRange, hash_leaf};
 
+    /// The hash rows of a tree written by `tree_with`: what the store's `SledHashes` reads
+    /// for nodes below `packs_from` (here every node), without the node cache.
+    struct HashRows<'a>(&'a sled::Tree);
+
+    impl HashSource for HashRows<'_> {
+        type Error = StoreError;
+
+        fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
+            let value = self
+                .0
+                .get(hash_key(level, index))?
+                .ok_or_else(|| StoreError::corrupt(format!("hash node ({level}, {index})")))?;
+            decode_hash(&value).ok_or_else(|| StoreError::corrupt("hash node size"))
+        }
+    }
+
     fn tree_with(size: u64) -> (tempfile::TempDir, sled::Tree, Vec<NewNode>) {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = sled::Config::new()
@@ -286,7 +306,8 @@ mod tests {
     fn loads_what_fits_and_answers_like_the_store() {
         let (_dir, tree, all) = tree_with(1000);
         // 1000 leaves: levels ≥ 3 hold 125+62+31+15+7+3+1 = 244 nodes.
-        let cache = NodeCache::load(&tree, u64::MAX, 1000, 244 * 32).expect("load");
+        let cache =
+            NodeCache::load(&tree, &HashRows(&tree), u64::MAX, 1000, 244 * 32).expect("load");
         assert_eq!(cache.footprint(), (3, 244 * 32));
         for node in &all {
             let cached = cache.get(node.level, node.index);
@@ -306,7 +327,8 @@ mod tests {
             .position(|n| n.level == 0 && n.index == 256)
             .expect("leaf 256");
         let later = &all[first_new..];
-        let cache = NodeCache::load(&tree, u64::MAX, 256, 600 * 32).expect("load");
+        let cache =
+            NodeCache::load(&tree, &HashRows(&tree), u64::MAX, 256, 600 * 32).expect("load");
         // 256 leaves: all 511 nodes fit.
         assert_eq!(cache.footprint(), (0, 511 * 32));
         cache.extend(later);
@@ -322,7 +344,7 @@ mod tests {
     #[test]
     fn a_zero_budget_caches_nothing() {
         let (_dir, tree, all) = tree_with(64);
-        let cache = NodeCache::load(&tree, u64::MAX, 64, 0).expect("load");
+        let cache = NodeCache::load(&tree, &HashRows(&tree), u64::MAX, 64, 0).expect("load");
         cache.extend(&all);
         assert!(all.iter().all(|n| cache.get(n.level, n.index).is_none()));
     }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,7 @@ use crate::merkle::{CompactRange, Hash, ProveError, root};
 
 use super::checkpoint_tree::CheckpointTree;
 use super::compact::{ModelId, parse_model_row};
+use super::config::LedgerConfig;
 use super::error::StoreError;
 use super::hashes::SledHashes;
 use super::highwater::{self, Found, HighWater, Record, SignedMark};
@@ -26,7 +26,7 @@ use super::schema::{
     ANCHORS_TREE, CHECKPOINTS_TREE, LOG_TREE, META_TREE, decode_u64, entry_key, entry_range,
     meta_key, model_range, open_pack_key, pack_range,
 };
-use super::{LedgerConfig, SealSignal, Shared};
+use super::shared::{DurableSize, SealSignal, Shared};
 
 pub(crate) fn prove_err(e: ProveError<StoreError>) -> StoreError {
     match e {
@@ -195,7 +195,7 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
         db.flush()?;
     }
 
-    let nodes = NodeCache::load(&log, packs_from, size, config.node_cache_bytes)?;
+    let nodes = NodeCache::load(&log, &hashes, packs_from, size, config.node_cache_bytes)?;
     let mut models = HashMap::new();
     for item in log.range(model_range()) {
         let (key, row) = item?;
@@ -225,7 +225,7 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
         origin: config.origin,
         key: config.key,
         pinned,
-        durable_size: AtomicU64::new(size),
+        durable_size: DurableSize::new(size),
         nodes,
         seal_lock: Mutex::new(()),
         signal: SealSignal::default(),
@@ -237,7 +237,7 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
         fault: Default::default(),
     };
     rebuild_memtable(&shared, indexed_to, size)?;
-    shared.signal.durable(size);
+    shared.publish_durable(size);
     Ok((Arc::new(shared), range))
 }
 

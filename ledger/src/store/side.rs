@@ -3,9 +3,10 @@
 
 use crate::checkpoint::SignedCheckpoint;
 
-use super::Ledger;
 use super::error::StoreError;
+use super::ledger::Ledger;
 use super::schema::decode_u64;
+use super::sealer::seal;
 
 /// Longest key accepted by [`Ledger::meta_put`].
 pub const MAX_META_KEY_LEN: usize = 256;
@@ -65,7 +66,7 @@ impl Ledger {
     /// Signs and stores a checkpoint of the current durable size now, if it has grown
     /// since the last one. Returns the new checkpoint, or `None` if nothing was new.
     pub fn seal_now(&self) -> Result<Option<SignedCheckpoint>, StoreError> {
-        crate::sealer::seal(self.shared())
+        seal(self.shared())
     }
 
     /// Waits until a checkpoint of at least `min_size` entries exists, or `timeout`

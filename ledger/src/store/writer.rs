@@ -17,7 +17,6 @@
 //! prefix of whole groups, whose `size` key is exact, and at least what the record names.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use time::OffsetDateTime;
@@ -27,6 +26,7 @@ use crate::keys::Signature;
 use crate::merkle::{CompactRange, Hash, NewNode, hash_leaf};
 use crate::receipt::{BODY_VERSION, ModelInfo, ReceiptBody, format_time};
 
+use super::append::ErasureOutcome;
 use super::compact::{ModelId, compact_for, model_row};
 use super::error::StoreError;
 use super::group::GroupWrite;
@@ -36,7 +36,7 @@ use super::schema::{
     EntryRow, StoredBody, StoredContent, content_key, encode_content, erased_key, hash_key,
     meta_key, model_key,
 };
-use super::{ErasureOutcome, Shared};
+use super::shared::Shared;
 
 /// Where to send the answer to one job: a blocking caller or an async one.
 #[derive(Debug)]
@@ -419,7 +419,7 @@ fn add_erase(
     };
     let target = shared.request_index(request_id)?.ok_or_else(not_found)?;
     // Only durable receipts can be erased: the client has its receipt in hand.
-    if target >= shared.durable_size.load(Ordering::Acquire) {
+    if target >= shared.durable_size.get() {
         return Err(not_found());
     }
     let row = shared
@@ -561,8 +561,7 @@ pub(crate) fn run_recorder(shared: &Shared, flushed: &Receiver<Vec<Group>>) {
         for group in &mut pending {
             shared.nodes.extend(&std::mem::take(&mut group.nodes));
         }
-        shared.durable_size.fetch_max(size, Ordering::AcqRel);
-        shared.signal.durable(size);
+        shared.publish_durable(size);
         for group in pending {
             for d in group.done {
                 match d {

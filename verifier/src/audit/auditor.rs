@@ -11,11 +11,11 @@ use sworn_ledger::export::{EXPORT_FORMAT, EXPORT_VERSION};
 use sworn_ledger::keys::PinnedKey;
 use sworn_ledger::merkle::CompactRange;
 
-use super::AuditSummary;
 use super::dedup::DuplicateFinder;
 use super::finding::{Finding, Findings};
 use super::leaves::LeafFile;
 use super::order::{OrderEvent, OrderTracker};
+use super::outcome::AuditSummary;
 use super::verify::{CheckedEntry, RawEntry};
 use crate::chain::AnchoredEvent;
 use crate::report::Layer;

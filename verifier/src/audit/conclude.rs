@@ -5,7 +5,8 @@ use crate::chain::AnchoredEvent;
 use crate::report::{Layer, Outcome, Report};
 
 use super::auditor::Auditor;
-use super::{AuditError, AuditOutcome, ChainView};
+use super::options::ChainView;
+use super::outcome::{AuditError, AuditOutcome};
 
 pub(super) fn finish(
     mut auditor: Auditor<'_>,

@@ -22,108 +22,32 @@ mod conclude;
 pub mod dedup;
 pub mod finding;
 pub mod leaves;
+mod options;
 pub mod order;
+mod outcome;
 pub mod verify;
 
 use std::io::BufRead;
 
-use serde::Serialize;
 use sworn_ledger::export::{ExportError, ExportLine, ExportReader};
 use sworn_ledger::keys::PinnedKey;
 use sworn_ledger::merkle::CompactRange;
 
-use crate::chain::AnchoredEvent;
-use crate::report::{Layer, Report};
+use crate::report::Layer;
 use auditor::{Auditor, PendingAnchor};
 use conclude::finish;
 use dedup::DuplicateFinder;
 pub use finding::{Finding, Findings};
 use leaves::LeafFile;
+pub use options::{AuditOptions, ChainView};
 use order::OrderTracker;
+pub use outcome::{AuditError, AuditOutcome, AuditSummary};
 use verify::{CheckedEntry, RawEntry, SharedCheck};
 
 /// Entries per pipelined chunk.
 const CHUNK_ENTRIES: usize = 2048;
 /// Body bytes per chunk: bounds memory when entries are large (a line can be 160 KiB).
 const CHUNK_BYTES: usize = 8 * 1024 * 1024;
-
-/// Why an audit could not run at all (as opposed to finding problems).
-#[derive(Debug, thiserror::Error)]
-pub enum AuditError {
-    /// Reading the export or the auditor's temporary files failed.
-    #[error("audit I/O: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// What the chain says about the log, gathered before the stream is read.
-#[derive(Debug, Clone, Default)]
-pub struct ChainView {
-    /// Every `Anchored` event of the log on the canonical chain.
-    pub events: Vec<AnchoredEvent>,
-    /// Seqs whose event block hash is no longer canonical.
-    pub noncanonical: Vec<u64>,
-    /// The chain's finalized block, if reported.
-    pub finalized: Option<u64>,
-    /// Chain id and contract, for the report.
-    pub description: String,
-}
-
-/// Audit options.
-#[derive(Debug, Clone)]
-pub struct AuditOptions {
-    /// Threads that verify signatures, the auditing thread among them (1: no helpers).
-    pub threads: usize,
-    /// Progress bar target (hidden unless stderr is a terminal and this is set).
-    pub progress: bool,
-    /// Records per request-id sort run (tests use small runs).
-    pub dedup_run_records: usize,
-}
-
-impl Default for AuditOptions {
-    fn default() -> Self {
-        AuditOptions {
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            progress: false,
-            dedup_run_records: dedup::RUN_RECORDS,
-        }
-    }
-}
-
-/// Counts for the summary table.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct AuditSummary {
-    /// Entry lines read.
-    pub entries: u64,
-    /// Of which verified receipts.
-    pub receipts: u64,
-    /// Of which verified erasure events.
-    pub erasures: u64,
-    /// Checkpoint lines read.
-    pub checkpoints: u64,
-    /// Checkpoints reproduced (signature ok and root equal to the recomputed one).
-    pub checkpoints_reproduced: u64,
-    /// Anchors on chain.
-    pub anchors: u64,
-    /// Anchors whose root and note were reproduced from the export.
-    pub anchors_reproduced: u64,
-    /// Anchors in finalized blocks.
-    pub anchors_final: u64,
-    /// Root of all entries, as recomputed.
-    pub root: String,
-    /// Peak resident memory of the auditing process, when measured (KiB).
-    pub peak_rss_kib: Option<u64>,
-}
-
-/// The result of an audit.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditOutcome {
-    /// Layers: log, anchor, finality.
-    pub report: Report,
-    /// The summary table.
-    pub summary: AuditSummary,
-    /// Every finding (up to the cap) with its line and index.
-    pub findings: Findings,
-}
 
 /// Audits an export read from `input`, trusting only `key` (and the chain view).
 pub fn audit_export<R: BufRead>(

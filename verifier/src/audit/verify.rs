@@ -71,7 +71,7 @@ pub fn check_bulk(key: &PinnedKey, entries: &[&RawEntry]) -> Vec<CheckedEntry> {
     out
 }
 
-/// One chunk's verification, shared out in batches of [`BULK`] to whichever thread is free:
+/// One chunk's verification, shared out in batches of `BULK` to whichever thread is free:
 /// the auditing thread joins in once its sequential work is done, so no core idles while
 /// another still has a long share.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 //! canonical, or replaced when the transaction is gone (dropped, reorged out, reverted);
 //! plus taking over anchors the chain holds that the store has no (matching) record of.
 
-use super::submit::Target;
+use super::target::Target;
 use super::{Anchorer, StepOutcome};
 use crate::anchor::error::AnchorError;
 use crate::anchor::state::{AnchorRecord, AnchorState};

@@ -6,59 +6,13 @@
 
 use alloy::primitives::B256;
 
+use super::target::{Attempt, Refusal, Target};
 use super::{Anchorer, StepOutcome};
 use crate::anchor::chain::PreviousAnchor;
-use crate::anchor::contract::checkpoint_hash;
 use crate::anchor::error::AnchorError;
 use crate::anchor::state::{AnchorRecord, AnchorState};
 use crate::anchor::store::AnchorStore;
-use crate::checkpoint::SignedCheckpoint;
 use crate::merkle::{Hash, verify_consistency};
-
-/// What an anchor commits to: a checkpoint's tree size, root and note hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Target {
-    tree_size: u64,
-    root: B256,
-    checkpoint_hash: B256,
-}
-
-impl Target {
-    /// The signed checkpoint's commitment.
-    pub(super) fn of(checkpoint: &SignedCheckpoint) -> Self {
-        Target {
-            tree_size: checkpoint.checkpoint.size,
-            root: B256::from(checkpoint.checkpoint.root.0),
-            checkpoint_hash: checkpoint_hash(checkpoint),
-        }
-    }
-
-    /// Exactly what `record` anchors (to re-anchor a seq as it was).
-    pub(super) fn of_record(record: &AnchorRecord) -> Self {
-        Target {
-            tree_size: record.tree_size,
-            root: record.root,
-            checkpoint_hash: record.checkpoint_hash,
-        }
-    }
-}
-
-/// One attempt to anchor a checkpoint under a seq on top of a previous anchor: what a
-/// refusal is remembered by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Attempt {
-    pub(super) seq: u64,
-    tree_size: u64,
-    root: B256,
-    previous: Option<PreviousAnchor>,
-}
-
-/// A refused attempt and why.
-#[derive(Debug, Clone)]
-pub(super) struct Refusal {
-    pub(super) attempt: Attempt,
-    pub(super) reason: String,
-}
 
 impl<S: AnchorStore> Anchorer<S> {
     /// What the contract holds at `seq - 1` (`None` for seq 1): the local record if the

@@ -1,5 +1,5 @@
-//! Fetching from a Sworn server's audit API (`--server`): a receipt bundle by request id,
-//! the newest checkpoint, a consistency proof, and the export as a stream.
+//! An HTTP client of a Sworn server's audit API (`--server`): it fetches a receipt bundle by
+//! request id, the newest checkpoint, a consistency proof, and the export as a stream.
 //!
 //! Nothing fetched is trusted: it is verified like a file would be. The API key (an admin
 //! key for the export) is sent as a Bearer token and never printed.
@@ -16,7 +16,7 @@ const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ServerError {
+pub enum FetchError {
     /// The request failed or timed out.
     #[error("{url}: {reason}")]
     Http {
@@ -47,8 +47,8 @@ pub struct AuditClient {
 
 impl AuditClient {
     /// A client of `base` (e.g. `http://127.0.0.1:8080`).
-    pub fn new(base: &str, api_key: Option<String>) -> Result<Self, ServerError> {
-        let client = Client::builder().build().map_err(|e| ServerError::Http {
+    pub fn new(base: &str, api_key: Option<String>) -> Result<Self, FetchError> {
+        let client = Client::builder().build().map_err(|e| FetchError::Http {
             url: base.to_string(),
             reason: e.to_string(),
         })?;
@@ -59,7 +59,7 @@ impl AuditClient {
         })
     }
 
-    async fn get(&self, path: &str, timeout: Option<Duration>) -> Result<Response, ServerError> {
+    async fn get(&self, path: &str, timeout: Option<Duration>) -> Result<Response, FetchError> {
         let url = format!("{}{path}", self.base);
         let mut request = self.client.get(&url);
         if let Some(key) = &self.api_key {
@@ -68,14 +68,14 @@ impl AuditClient {
         if let Some(t) = timeout {
             request = request.timeout(t);
         }
-        let response = request.send().await.map_err(|e| ServerError::Http {
+        let response = request.send().await.map_err(|e| FetchError::Http {
             url: url.clone(),
             reason: e.to_string(),
         })?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
-            return Err(ServerError::Status {
+            return Err(FetchError::Status {
                 url,
                 status: status.as_u16(),
                 body: body.chars().take(300).collect(),
@@ -84,15 +84,15 @@ impl AuditClient {
         Ok(response)
     }
 
-    async fn get_small(&self, path: &str) -> Result<Vec<u8>, ServerError> {
+    async fn get_small(&self, path: &str) -> Result<Vec<u8>, FetchError> {
         let mut response = self.get(path, Some(REQUEST_TIMEOUT)).await?;
         let mut out = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| ServerError::Http {
+        while let Some(chunk) = response.chunk().await.map_err(|e| FetchError::Http {
             url: path.to_string(),
             reason: e.to_string(),
         })? {
             if out.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(ServerError::Http {
+                return Err(FetchError::Http {
                     url: path.to_string(),
                     reason: format!("answer larger than {MAX_ANSWER_BYTES} bytes"),
                 });
@@ -103,9 +103,9 @@ impl AuditClient {
     }
 
     /// The receipt bundle of `request_id` (inclusion proof to the newest checkpoint).
-    pub async fn receipt(&self, request_id: &str) -> Result<Vec<u8>, ServerError> {
+    pub async fn receipt(&self, request_id: &str) -> Result<Vec<u8>, FetchError> {
         if !sworn_ledger::receipt::is_valid_request_id(request_id) {
-            return Err(ServerError::Http {
+            return Err(FetchError::Http {
                 url: self.base.clone(),
                 reason: format!("{request_id:?} is not a valid request id"),
             });
@@ -115,18 +115,18 @@ impl AuditClient {
     }
 
     /// The newest checkpoint (`/v1/audit/checkpoint` JSON).
-    pub async fn checkpoint(&self) -> Result<Vec<u8>, ServerError> {
+    pub async fn checkpoint(&self) -> Result<Vec<u8>, FetchError> {
         self.get_small("/v1/audit/checkpoint").await
     }
 
     /// A consistency proof between two sizes.
-    pub async fn consistency(&self, old: u64, new: u64) -> Result<Vec<u8>, ServerError> {
+    pub async fn consistency(&self, old: u64, new: u64) -> Result<Vec<u8>, FetchError> {
         self.get_small(&format!("/v1/audit/proof/consistency?old={old}&new={new}"))
             .await
     }
 
     /// The export, as a response to read in chunks.
-    pub async fn export(&self) -> Result<Response, ServerError> {
+    pub async fn export(&self) -> Result<Response, FetchError> {
         self.get("/v1/audit/export", None).await
     }
 }

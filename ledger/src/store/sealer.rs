@@ -4,16 +4,19 @@
 //! Sealing reads the durable size, computes its root from stored subtree hashes
 //! (O(log n) reads), signs the C2SP checkpoint, stores it under its size and flushes. One
 //! lock serialises the sealer thread and [`crate::Ledger::seal_now`], so sizes only grow.
+//!
+//! A store thread: it owns `Shared::seal_lock` and the `checkpoints` tree's writes, reads
+//! the durable size and the stored hashes, and latches its storage faults in
+//! `Shared::fault`.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::merkle::root;
-use crate::store::StoreError;
-use crate::store::schema::decode_u64;
 
-use crate::store::Shared;
+use super::error::StoreError;
+use super::schema::decode_u64;
+use super::shared::Shared;
 
 fn last_sealed_size(shared: &Shared) -> Result<u64, StoreError> {
     match shared.checkpoints.last()? {
@@ -25,12 +28,12 @@ fn last_sealed_size(shared: &Shared) -> Result<u64, StoreError> {
 }
 
 /// Seals a checkpoint of the current durable size if it is larger than the newest one.
-pub(crate) fn seal(shared: &Shared) -> Result<Option<SignedCheckpoint>, StoreError> {
+pub(super) fn seal(shared: &Shared) -> Result<Option<SignedCheckpoint>, StoreError> {
     let _guard = shared.seal_lock.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(halted) = shared.fault.halted() {
         return Err(halted);
     }
-    let size = shared.durable_size.load(Ordering::Acquire);
+    let size = shared.durable_size.get();
     if size == 0 || size <= last_sealed_size(shared)? {
         return Ok(None);
     }
@@ -50,7 +53,7 @@ pub(crate) fn seal(shared: &Shared) -> Result<Option<SignedCheckpoint>, StoreErr
 
 /// The sealer thread: waits for `every_entries` new durable entries or `interval`, seals,
 /// repeats until stopped. Errors are logged and retried at the next interval.
-pub(crate) fn run_sealer(shared: &Shared, every_entries: u64, interval: Duration) {
+pub(super) fn run_sealer(shared: &Shared, every_entries: u64, interval: Duration) {
     let mut deadline = Instant::now() + interval;
     // After a failure, wait out the interval rather than retrying on every wake-up.
     let mut backing_off = false;
