@@ -99,20 +99,28 @@ pub struct ListenOptions {
     pub allow_plain_http: bool,
 }
 
+/// Largest certificate-chain or key file read, in bytes (a long chain is a few KiB).
+const MAX_PEM_BYTES: u64 = 1 << 20;
+
 /// Loads a rustls server configuration from PEM files (ALPN: h2, http/1.1).
 pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, ServerError> {
     let tls_err = |path: &Path, reason: String| ServerError::Tls {
         path: path.to_path_buf(),
         reason,
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| tls_err(cert, e.to_string()))?
+    let read = |path: &Path| {
+        sworn_ledger::small_file::read_capped(path, MAX_PEM_BYTES)
+            .map_err(|e| tls_err(path, e.reason()))
+    };
+    let cert_pem = read(cert)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| tls_err(cert, e.to_string()))?;
     if certs.is_empty() {
         return Err(tls_err(cert, "no certificate found".to_string()));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_err(key, e.to_string()))?;
+    let key_der =
+        PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| tls_err(key, e.to_string()))?;
     let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
