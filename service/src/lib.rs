@@ -19,7 +19,7 @@
 //!   libraries and dlopens the CUDA backend when the machine has one. [`keys`] manages
 //!   the API-keys file.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod api;
 pub mod config;

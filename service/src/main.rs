@@ -1,5 +1,7 @@
 //! `sworn`: the command-line entry point. Everything of substance lives in the library.
 
+#![deny(missing_docs)]
+
 mod cli;
 
 /// mimalloc rather than glibc malloc: sled's copy-on-write pages made malloc a quarter of

@@ -40,22 +40,35 @@ impl ChatMessage {
 pub enum ChatTemplateError {
     /// The model file carries no chat template.
     #[error("the model has no chat template (`{key}`)")]
-    Missing { key: &'static str },
+    Missing {
+        /// The key the template was looked for under.
+        key: &'static str,
+    },
     /// GGUF metadata the template needs is malformed.
     #[error("chat template metadata: {source}")]
     Metadata {
+        /// The lookup that failed.
         #[source]
         source: GgufError,
     },
     /// `tokenizer_config.json` is unreadable.
     #[error("tokenizer_config.json: {reason}")]
-    Config { reason: String },
+    Config {
+        /// The JSON parse error.
+        reason: String,
+    },
     /// The template is not valid Jinja.
     #[error("chat template does not parse: {reason}")]
-    Syntax { reason: String },
+    Syntax {
+        /// The template parser's message.
+        reason: String,
+    },
     /// Rendering failed, or the template called `raise_exception`.
     #[error("chat template failed to render: {reason}")]
-    Render { reason: String },
+    Render {
+        /// The renderer's message, or the template's own `raise_exception` text.
+        reason: String,
+    },
 }
 
 /// A compiled chat template and the special-token strings it may refer to.

@@ -12,39 +12,73 @@ use std::fmt;
 #[repr(u32)]
 #[allow(non_camel_case_types)] // the ggml names, as every GGUF tool prints them
 pub enum GgmlType {
+    /// 32-bit IEEE float.
     F32 = 0,
+    /// 16-bit IEEE half-precision float.
     F16 = 1,
+    /// 4-bit blocks of 32 with an f16 scale (Q4_0).
     Q4_0 = 2,
+    /// 4-bit blocks of 32 with an f16 scale and an f16 minimum (Q4_1).
     Q4_1 = 3,
+    /// 5-bit blocks of 32 with an f16 scale (Q5_0).
     Q5_0 = 6,
+    /// 5-bit blocks of 32 with an f16 scale and an f16 minimum (Q5_1).
     Q5_1 = 7,
+    /// 8-bit blocks of 32 with an f16 scale (Q8_0).
     Q8_0 = 8,
+    /// 8-bit blocks of 32 with a scale and the scaled block sum (Q8_1); a dot-product intermediate.
     Q8_1 = 9,
+    /// 2-bit k-quant: super-blocks of 256 in 16 sub-blocks of 16, 4-bit scales and mins (Q2_K).
     Q2_K = 10,
+    /// 3-bit k-quant: super-blocks of 256 in 16 sub-blocks of 16, with 6-bit scales (Q3_K).
     Q3_K = 11,
+    /// 4-bit k-quant: super-blocks of 256 in 8 sub-blocks of 32, with 6-bit scales and mins (Q4_K).
     Q4_K = 12,
+    /// 5-bit k-quant: super-blocks of 256 in 8 sub-blocks of 32, with 6-bit scales and mins (Q5_K).
     Q5_K = 13,
+    /// 6-bit k-quant: super-blocks of 256 in 16 sub-blocks of 16, with 8-bit scales (Q6_K).
     Q6_K = 14,
+    /// 8-bit super-blocks of 256, an f32 scale and per-16 sums (Q8_K); a dot-product intermediate.
     Q8_K = 15,
+    /// i-quant, 2.06 bits/weight: super-blocks of 256 coded against a fixed grid (IQ2_XXS).
     IQ2_XXS = 16,
+    /// i-quant, 2.31 bits/weight: super-blocks of 256 coded against a fixed grid (IQ2_XS).
     IQ2_XS = 17,
+    /// i-quant, 3.06 bits/weight: super-blocks of 256 coded against a fixed grid (IQ3_XXS).
     IQ3_XXS = 18,
+    /// i-quant, 1.56 bits/weight: super-blocks of 256 coded against a fixed grid (IQ1_S).
     IQ1_S = 19,
+    /// 4-bit blocks of 32 with an f16 scale, indexing a fixed non-linear 16-value table (IQ4_NL).
     IQ4_NL = 20,
+    /// i-quant, 3.44 bits/weight: super-blocks of 256 coded against a fixed grid (IQ3_S).
     IQ3_S = 21,
+    /// i-quant, 2.56 bits/weight: super-blocks of 256 coded against a fixed grid (IQ2_S).
     IQ2_S = 22,
+    /// IQ4_NL's non-linear 4-bit table in super-blocks of 256 with 6-bit sub-block scales (IQ4_XS).
     IQ4_XS = 23,
+    /// 8-bit signed integer.
     I8 = 24,
+    /// 16-bit signed integer.
     I16 = 25,
+    /// 32-bit signed integer.
     I32 = 26,
+    /// 64-bit signed integer.
     I64 = 27,
+    /// 64-bit IEEE float.
     F64 = 28,
+    /// i-quant, 1.75 bits/weight: super-blocks of 256 coded against a fixed grid (IQ1_M).
     IQ1_M = 29,
+    /// bfloat16: a 16-bit float with f32's 8-bit exponent and a 7-bit mantissa.
     BF16 = 30,
+    /// Ternary {-1, 0, 1} super-blocks of 256, packed base-3, with an f16 scale (TQ1_0).
     TQ1_0 = 34,
+    /// Ternary {-1, 0, 1} super-blocks of 256 at 2 bits per value with an f16 scale (TQ2_0).
     TQ2_0 = 35,
+    /// OCP microscaling FP4: blocks of 32 E2M1 values sharing a power-of-two (E8M0) scale (MXFP4).
     MXFP4 = 39,
+    /// NVIDIA FP4: blocks of 64 E2M1 values, one FP8 (E4M3) scale per 16 (NVFP4).
     NVFP4 = 40,
+    /// 1-bit blocks of 128: each value is the f16 scale, signed by its bit (Q1_0).
     Q1_0 = 41,
 }
 

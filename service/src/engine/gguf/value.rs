@@ -5,18 +5,31 @@ use std::fmt;
 /// The type tag of a metadata value, as stored on disk (`gguf_metadata_value_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GgufValueType {
+    /// An unsigned 8-bit integer (tag 0).
     U8,
+    /// A signed 8-bit integer (tag 1).
     I8,
+    /// An unsigned 16-bit integer (tag 2).
     U16,
+    /// A signed 16-bit integer (tag 3).
     I16,
+    /// An unsigned 32-bit integer (tag 4).
     U32,
+    /// A signed 32-bit integer (tag 5).
     I32,
+    /// A 32-bit float (tag 6).
     F32,
+    /// A boolean, one byte (tag 7).
     Bool,
+    /// A UTF-8 string with a `u64` length prefix (tag 8).
     String,
+    /// An array: a `u32` element type, a `u64` count, then the elements (tag 9).
     Array,
+    /// An unsigned 64-bit integer (tag 10).
     U64,
+    /// A signed 64-bit integer (tag 11).
     I64,
+    /// A 64-bit float (tag 12).
     F64,
 }
 
@@ -68,22 +81,36 @@ impl fmt::Display for GgufValueType {
 /// One metadata value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum GgufValue {
+    /// An unsigned 8-bit integer.
     U8(u8),
+    /// A signed 8-bit integer.
     I8(i8),
+    /// An unsigned 16-bit integer.
     U16(u16),
+    /// A signed 16-bit integer.
     I16(i16),
+    /// An unsigned 32-bit integer.
     U32(u32),
+    /// A signed 32-bit integer.
     I32(i32),
+    /// A 32-bit float.
     F32(f32),
+    /// A boolean.
     Bool(bool),
+    /// A UTF-8 string.
     String(String),
     /// An array: the element type is kept so that empty arrays still say what they hold.
     Array {
+        /// The type of every element.
         elem_type: GgufValueType,
+        /// The elements, in file order.
         values: Vec<GgufValue>,
     },
+    /// An unsigned 64-bit integer.
     U64(u64),
+    /// A signed 64-bit integer.
     I64(i64),
+    /// A 64-bit float.
     F64(f64),
 }
 

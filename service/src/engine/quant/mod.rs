@@ -19,25 +19,38 @@ use crate::engine::ggml_type::GgmlType;
 pub enum QuantError {
     /// No dequantiser is implemented for this type.
     #[error("dequantisation of {dtype} is not supported")]
-    Unsupported { dtype: GgmlType },
+    Unsupported {
+        /// The tensor's ggml type.
+        dtype: GgmlType,
+    },
     /// The element count is not a whole number of blocks.
     #[error("{n_elements} elements are not a whole number of {dtype} blocks of {block_elems}")]
     PartialBlock {
+        /// The tensor's ggml type.
         dtype: GgmlType,
+        /// The element count asked for.
         n_elements: u64,
+        /// Elements per block of `dtype`.
         block_elems: u64,
     },
     /// The data is not the size the element count implies.
     #[error("{n_elements} {dtype} elements need {expected} bytes, got {found}")]
     LengthMismatch {
+        /// The tensor's ggml type.
         dtype: GgmlType,
+        /// The element count asked for.
         n_elements: u64,
+        /// Bytes that many elements of `dtype` take.
         expected: u64,
+        /// Bytes actually given.
         found: u64,
     },
     /// The output would not fit in this machine's address space.
     #[error("{n_elements} elements do not fit in memory on this platform")]
-    TooLarge { n_elements: u64 },
+    TooLarge {
+        /// The element count asked for.
+        n_elements: u64,
+    },
 }
 
 /// A routine that dequantises whole blocks: `out.len()` is `blocks * block_elems`.
