@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sworn_service::engine::runner::{DeviceChoice, DtypeChoice, Engine, EngineOptions};
 use sworn_service::engine::kv_cache::KvSlots;
 use sworn_service::engine::model::{DecodeInput, LlamaModel, Logits};
+use sworn_service::engine::runner::{DeviceChoice, DtypeChoice, Engine, EngineOptions};
 use sworn_service::engine::sampling::argmax;
 
 /// Context allocated per slot: room for the prompt plus a long decode run.

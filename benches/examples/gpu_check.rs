@@ -24,9 +24,9 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use sworn_service::engine::config::{HfConfig, ModelConfig};
-use sworn_service::engine::runner::{DeviceChoice, DtypeChoice, Engine, EngineOptions};
 use sworn_service::engine::kv_cache::KvSlots;
 use sworn_service::engine::model::{DecodeInput, LlamaModel, Logits};
+use sworn_service::engine::runner::{DeviceChoice, DtypeChoice, Engine, EngineOptions};
 use sworn_service::engine::sampling::{SamplingRequest, argmax, sample};
 use sworn_service::engine::weights::{WeightSet, safetensors};
 use tch::{Device, Kind, Tensor};
