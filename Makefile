@@ -9,7 +9,7 @@ MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 # Builds on 2 cores run out of patience before they run out of memory.
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: setup build release run test test-rust test-contracts bench lint fmt fixtures clean-cache
+.PHONY: setup build release run test test-rust test-contracts bench lint fmt fixtures clean-cache fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -40,3 +40,9 @@ fmt:
 # reference virtual environment. Not part of `make test`: the fixtures are committed.
 fixtures: setup
 	@bash scripts/fixtures.sh
+
+# Every parser of untrusted bytes under cargo-fuzz, FUZZ_SECONDS each, one core (nightly;
+# scripts/fuzz.sh). Not part of `make test`: the crashes it found are regression tests there.
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	@bash scripts/fuzz.sh $(FUZZ_SECONDS)
