@@ -16,16 +16,16 @@
 //! * [`engine`] is the model on libtorch: GGUF, tokenizer, chat template, the forward
 //!   pass and sampling. It knows nothing of HTTP, and the API nothing of tensors.
 //! * [`device`] decides CPU or CUDA at start-up: the binary links libtorch's CPU
-//!   libraries and dlopens the CUDA backend when the machine has one. [`keys`] manages
+//!   libraries and dlopens the CUDA backend when the machine has one. [`api_keys`] manages
 //!   the API-keys file.
 
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod api_keys;
 pub mod config;
 pub mod device;
 pub mod engine;
-pub mod keys;
 pub mod lifecycle;
 pub mod scheduler;
 pub mod server;

@@ -23,9 +23,9 @@ use sworn_ledger::store::{Ledger, LedgerConfig};
 use crate::api::auth::Auth;
 use crate::api::state::{AppState, AppStateParts, ServedModel, SwearMode};
 use crate::api::validation::Limits;
+use crate::api_keys::KeysFile;
 use crate::config::{ServeArgs, ServeConfig};
 use crate::engine::runner::{Engine, EngineOptions};
-use crate::keys::KeysFile;
 use crate::scheduler::Scheduler;
 use crate::scheduler::engine_adapter::{EngineGenerator, EnginePromptEncoder};
 use crate::server::{self, ListenOptions, Server};
@@ -41,7 +41,7 @@ pub enum ServeError {
     Config(#[from] crate::config::ConfigError),
     /// The API-keys file could not be loaded.
     #[error(transparent)]
-    Keys(#[from] crate::keys::KeysError),
+    Keys(#[from] crate::api_keys::KeysError),
     /// A file or directory could not be created or read.
     #[error("{path}: {source}")]
     Io {

@@ -38,7 +38,7 @@ enum Command {
     /// Manage the API-keys file.
     Keys {
         #[command(subcommand)]
-        command: sworn_service::keys::KeysCommand,
+        command: sworn_service::api_keys::KeysCommand,
     },
     /// Create an Ed25519 log key (mode 0600) and print its public key in hex.
     Keygen(sworn_service::lifecycle::KeygenArgs),
@@ -71,7 +71,7 @@ fn main() -> Result<()> {
         Some(Command::Generate(args)) => cli::generate::run(&args)?,
         Some(Command::Tokenize(args)) => cli::tokenize::run(&args)?,
         Some(Command::Serve(args)) => sworn_service::lifecycle::run(*args)?,
-        Some(Command::Keys { command }) => println!("{}", sworn_service::keys::run(&command)?),
+        Some(Command::Keys { command }) => println!("{}", sworn_service::api_keys::run(&command)?),
         Some(Command::Keygen(args)) => println!("{}", sworn_service::lifecycle::keygen(&args)?),
         Some(Command::Chain { command }) => println!("{}", cli::chain::run(&command)?),
         None => {

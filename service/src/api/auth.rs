@@ -4,7 +4,7 @@
 use subtle::{Choice, ConstantTimeEq};
 
 use super::errors::{ApiError, redact_key};
-use crate::keys::{KeysFile, Role, key_digest};
+use crate::api_keys::{KeysFile, Role, key_digest};
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +107,7 @@ pub fn require_admin(tenant: &Tenant) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::KeyEntry;
+    use crate::api_keys::KeyEntry;
 
     fn auth() -> Auth {
         Auth::from_file(&KeysFile {

@@ -138,7 +138,7 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::Role;
+    use crate::api_keys::Role;
     use std::time::Duration;
 
     #[test]

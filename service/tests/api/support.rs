@@ -14,7 +14,7 @@ use sworn_ledger::store::{Ledger, LedgerConfig};
 use sworn_service::api::auth::Auth;
 use sworn_service::api::state::{AppState, AppStateParts, ServedModel, SwearMode};
 use sworn_service::api::validation::Limits;
-use sworn_service::keys::{KeysFile, NewKey, Role, add_key};
+use sworn_service::api_keys::{KeysFile, NewKey, Role, add_key};
 use sworn_service::scheduler::{Generator, PromptEncoder, Scheduler};
 use sworn_service::server::{ConnectionLimits, ListenOptions, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -223,7 +223,7 @@ async fn receipt(
         .map_err(fail)?
         .ok_or_else(not_found_receipt)?;
     // Tenants see only their own receipts (the salts open their commitments).
-    if tenant.role != crate::keys::Role::Admin && receipt.body.tenant != tenant.id {
+    if tenant.role != crate::api_keys::Role::Admin && receipt.body.tenant != tenant.id {
         return Err(not_found_receipt());
     }
     let index = receipt.entry.index;
