@@ -18,3 +18,13 @@ pub mod runner;
 pub mod sampling;
 pub mod tokenizer;
 pub mod weights;
+
+/// Largest JSON file beside a model that is read whole (`config.json`, `tokenizer.json`,
+/// `tokenizer_config.json`, a safetensors index): the largest tokenizers are ~10 MB.
+pub const MAX_SIDECAR_BYTES: u64 = 64 << 20;
+
+/// Reads a JSON file beside a model with the one open-then-check capped reader.
+pub fn read_sidecar(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    sworn_ledger::small_file::read_capped(path, MAX_SIDECAR_BYTES)
+        .map_err(sworn_ledger::small_file::CappedReadError::into_io_error)
+}

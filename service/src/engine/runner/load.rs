@@ -124,7 +124,7 @@ fn read_gguf(path: &Path) -> Result<LoadedFiles, EngineError> {
 fn read_hf_dir(dir: &Path) -> Result<LoadedFiles, EngineError> {
     let read = |name: &str| -> Result<Vec<u8>, EngineError> {
         let path: PathBuf = dir.join(name);
-        std::fs::read(&path).map_err(|source| EngineError::Io { path, source })
+        crate::engine::read_sidecar(&path).map_err(|source| EngineError::Io { path, source })
     };
     let config = HfConfig::from_json(&read("config.json")?)?.resolve()?;
     let tokenizer = Tokenizer::from_tokenizer_json(&read("tokenizer.json")?)?;
@@ -164,8 +164,8 @@ pub fn read_tokenizer(path: &Path) -> Result<Tokenizer, EngineError> {
     })?;
     if meta.is_dir() {
         let json = path.join("tokenizer.json");
-        let bytes =
-            std::fs::read(&json).map_err(|source| EngineError::Io { path: json, source })?;
+        let bytes = crate::engine::read_sidecar(&json)
+            .map_err(|source| EngineError::Io { path: json, source })?;
         Ok(Tokenizer::from_tokenizer_json(&bytes)?)
     } else if weights::is_gguf(path) {
         Ok(Tokenizer::from_gguf(&GgufFile::open(path)?)?)

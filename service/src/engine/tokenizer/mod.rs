@@ -81,7 +81,7 @@ impl Tokenizer {
 
     /// Reads and builds a tokenizer from a `tokenizer.json` file.
     pub fn from_tokenizer_json_file(path: &std::path::Path) -> Result<Tokenizer, TokenizerError> {
-        let bytes = std::fs::read(path).map_err(|e| TokenizerError::Json {
+        let bytes = crate::engine::read_sidecar(path).map_err(|e| TokenizerError::Json {
             reason: format!("cannot read {}: {e}", path.display()),
         })?;
         Self::from_tokenizer_json(&bytes)

@@ -51,7 +51,7 @@ pub fn load_checkpoint_dir(dir: &Path, set: &mut WeightSet) -> Result<Vec<PathBu
         return Ok(vec![single]);
     }
     let index_path = dir.join(INDEX_FILE);
-    let bytes = std::fs::read(&index_path).map_err(|source| WeightError::Io {
+    let bytes = crate::engine::read_sidecar(&index_path).map_err(|source| WeightError::Io {
         path: index_path.clone(),
         source,
     })?;
