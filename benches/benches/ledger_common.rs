@@ -59,8 +59,9 @@ pub(crate) fn request(id: &str, content: bool) -> AppendRequest {
     }
 }
 
-pub(crate) fn config(path: &Path) -> LedgerConfig {
-    let mut c = LedgerConfig::new(path, ORIGIN, LogKey::from_seed([7; 32]));
+/// A ledger under `dir` (the store and its high-water record both inside it).
+pub(crate) fn config(dir: &Path) -> LedgerConfig {
+    let mut c = LedgerConfig::new(dir.join("ledger"), ORIGIN, LogKey::from_seed([7; 32]));
     c.sealer = true;
     // `SWORN_BENCH_SLED_CACHE_MIB` / `SWORN_BENCH_NODE_CACHE_MIB` override the two memory
     // settings (to see what memory follows them).

@@ -39,9 +39,10 @@ pub(crate) fn log_key() -> LogKey {
     LogKey::from_seed([7; 32])
 }
 
-/// A sled ledger in `dir` that seals only when told.
+/// A sled ledger in `dir` that seals only when told (its high-water record beside it, in
+/// `dir` too).
 pub(crate) fn open_ledger(dir: &Path) -> Arc<Ledger> {
-    let mut config = LedgerConfig::new(dir, ORIGIN, log_key());
+    let mut config = LedgerConfig::new(dir.join("ledger"), ORIGIN, log_key());
     config.sealer = false;
     Arc::new(Ledger::open(config).unwrap())
 }
