@@ -14,11 +14,11 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use sworn_ledger::jcs;
-use sworn_service::api::validation::{
-    CheckedRequest, Limits, MAX_TOP_K, check_chat, check_completion,
-};
+use sworn_service::api::validation::{CheckedRequest, Limits, check_chat, check_completion};
 use sworn_service::engine::chat_template::{ChatMessage, ChatTemplate};
-use sworn_service::engine::sampling::{MAX_STOP_BYTES, MAX_STOP_STRINGS, MAX_TEMPERATURE};
+use sworn_service::engine::sampling::{
+    MAX_STOP_BYTES, MAX_STOP_STRINGS, MAX_TEMPERATURE, MAX_TOP_K,
+};
 use sworn_service::engine::tokenizer::Tokenizer;
 use sworn_service::scheduler::request::PromptInput;
 
@@ -41,17 +41,13 @@ fn engine() -> &'static (ChatTemplate, Tokenizer) {
 }
 
 fn check_accepted(request: CheckedRequest, limits: &Limits) {
-    let s = request.sampling;
+    let s = &request.sampling;
+    assert!((0.0..=MAX_TEMPERATURE).contains(&s.temperature()), "{s:?}");
+    assert!(s.top_p() > 0.0 && s.top_p() <= 1.0, "{s:?}");
+    assert!(u64::from(s.top_k()) <= MAX_TOP_K, "{s:?}");
+    assert!(s.stop().len() <= MAX_STOP_STRINGS);
     assert!(
-        (0.0..=MAX_TEMPERATURE).contains(&f64::from(s.temperature)),
-        "{s:?}"
-    );
-    assert!(s.top_p > 0.0 && s.top_p <= 1.0, "{s:?}");
-    assert!(u64::from(s.top_k) <= MAX_TOP_K, "{s:?}");
-    assert!(request.stop.len() <= MAX_STOP_STRINGS);
-    assert!(
-        request
-            .stop
+        s.stop()
             .iter()
             .all(|s| !s.is_empty() && s.len() <= MAX_STOP_BYTES)
     );
@@ -81,8 +77,8 @@ fn check_accepted(request: CheckedRequest, limits: &Limits) {
         return;
     };
     if let Ok(valid) = request.into_valid(tokens, CONTEXT_LENGTH, limits) {
-        assert!(valid.max_tokens >= 1);
-        assert!(valid.prompt_tokens.len() + valid.max_tokens as usize <= CONTEXT_LENGTH);
+        assert!(valid.max_tokens() >= 1);
+        assert!(valid.prompt_tokens.len() + valid.max_tokens() as usize <= CONTEXT_LENGTH);
     }
 }
 

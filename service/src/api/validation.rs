@@ -11,13 +11,11 @@ use super::body::{from_object, parse_object};
 use super::errors::ApiError;
 use super::messages::chat_turn;
 use super::models::{CreateChatCompletionRequest, CreateCompletionRequest};
-use crate::engine::sampling::{MAX_STOP_BYTES, MAX_STOP_STRINGS, MAX_TEMPERATURE};
-use crate::scheduler::request::{PromptInput, Sampling};
+use crate::engine::sampling::{SamplingError, SamplingParams, SamplingRequest, applied_value};
+use crate::scheduler::request::PromptInput;
 
 /// Most chat messages per request: bounds template work before tokenisation.
 pub const MAX_MESSAGES: usize = 1024;
-/// Largest `top_k` accepted: beyond a few thousand it is indistinguishable from "off".
-pub const MAX_TOP_K: u64 = 10_000;
 
 /// Request limits that depend on configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,12 +76,11 @@ pub struct CheckedRequest {
     pub prompt_canonical: Vec<u8>,
     /// `max_tokens` / `max_completion_tokens` if the client gave one.
     pub max_tokens: Option<u32>,
-    /// Sampling with defaults applied.
-    pub sampling: Sampling,
+    /// Sampling, stop strings and budget, validated (`max_tokens` is final only in a
+    /// [`ValidRequest`]).
+    pub sampling: SamplingParams,
     /// Whether the seed was chosen by the client (recorded in the receipt).
     pub seed_given: bool,
-    /// Stop strings.
-    pub stop: Vec<String>,
     /// Server-sent events?
     pub stream: bool,
     /// `stream_options.include_usage`.
@@ -97,8 +94,13 @@ pub struct ValidRequest {
     pub checked: CheckedRequest,
     /// Prompt token ids.
     pub prompt_tokens: Vec<u32>,
-    /// Resolved completion budget, ≥ 1.
-    pub max_tokens: u32,
+}
+
+impl ValidRequest {
+    /// The resolved completion budget, ≥ 1 (prompt + this fits the context).
+    pub fn max_tokens(&self) -> u32 {
+        self.checked.sampling.max_tokens()
+    }
 }
 
 /// Parses and checks a chat request body.
@@ -370,10 +372,11 @@ impl CheckedRequest {
             });
         }
         let max_tokens = u32::try_from(max_tokens).unwrap_or(u32::MAX);
+        let mut checked = self;
+        checked.sampling = checked.sampling.with_max_tokens(max_tokens);
         Ok(ValidRequest {
-            checked: self,
+            checked,
             prompt_tokens,
-            max_tokens,
         })
     }
 }
@@ -416,60 +419,22 @@ fn check_common(f: CommonFields<'_>) -> Result<CheckedRequest, ApiError> {
             ));
         }
     }
-    if let Some(asked) = f.max_tokens {
-        let param = f.max_tokens_param;
-        if asked == 0 || asked > f.limits.max_tokens_limit {
-            return Err(ApiError::invalid_value(
-                param,
-                format!(
-                    "`{param}` must be >= 1 and <= {}. Given: {asked}",
-                    f.limits.max_tokens_limit
-                ),
-            ));
-        }
-    }
-    let temperature = f.temperature.unwrap_or(1.0);
-    if !temperature.is_finite() || !(0.0..=MAX_TEMPERATURE).contains(&f64::from(temperature)) {
-        return Err(ApiError::invalid_value(
-            "temperature",
-            format!("`temperature` must be >= 0 and <= {MAX_TEMPERATURE}. Given: {temperature}"),
-        ));
-    }
-    let top_p = f.top_p.unwrap_or(1.0);
-    if !top_p.is_finite() || top_p <= 0.0 || top_p > 1.0 {
-        return Err(ApiError::invalid_value(
-            "top_p",
-            format!("`top_p` must be > 0 and <= 1. Given: {top_p}"),
-        ));
-    }
-    let top_k = f.top_k.unwrap_or(0);
-    if top_k > MAX_TOP_K {
-        return Err(ApiError::invalid_value(
-            "top_k",
-            format!("`top_k` must be >= 0 and <= {MAX_TOP_K} (0 disables it). Given: {top_k}"),
-        ));
-    }
-    let stop = f.stop.unwrap_or_default();
-    if stop.len() > MAX_STOP_STRINGS {
-        return Err(ApiError::invalid_value(
-            "stop",
-            format!(
-                "`stop` may hold at most {MAX_STOP_STRINGS} strings. Given: {}",
-                stop.len()
-            ),
-        ));
-    }
-    for s in &stop {
-        if s.is_empty() || s.len() > MAX_STOP_BYTES {
-            return Err(ApiError::invalid_value(
-                "stop",
-                format!(
-                    "Each `stop` string must be 1 to {MAX_STOP_BYTES} bytes. Given: {} bytes",
-                    s.len()
-                ),
-            ));
-        }
-    }
+    // The sampling options are validated once, by the engine's own rules; a float is
+    // applied (and recorded) as the shortest decimal of the f32 the OpenAI types hold.
+    let seed_given = f.seed.is_some();
+    let asked = SamplingRequest {
+        temperature: f.temperature.map(applied_value),
+        top_p: f.top_p.map(applied_value),
+        top_k: f.top_k,
+        // The seed's bits, reinterpreted: every i64 the client can send is a distinct seed.
+        seed: f.seed.map(|s| u64::from_ne_bytes(s.to_ne_bytes())),
+        max_tokens: f.max_tokens,
+        stop: f.stop.unwrap_or_default(),
+    };
+    let max_tokens_param = f.max_tokens_param;
+    let sampling = asked
+        .validate(f.limits.max_tokens_limit)
+        .map_err(|e| sampling_error(&e, max_tokens_param))?;
     let stream = f.stream.unwrap_or(false);
     if f.stream_options_given && !stream {
         return Err(ApiError::invalid_value(
@@ -477,33 +442,17 @@ fn check_common(f: CommonFields<'_>) -> Result<CheckedRequest, ApiError> {
             "`stream_options` is only allowed when `stream` is true.",
         ));
     }
-    let (seed, seed_given) = match f.seed {
-        // The seed's bits, reinterpreted: every i64 the client can send is a distinct seed.
-        Some(s) => (u64::from_ne_bytes(s.to_ne_bytes()), true),
-        None => (random_seed(), false),
-    };
     Ok(CheckedRequest {
         endpoint: f.endpoint,
         model: f.model,
         prompt: f.prompt,
         prompt_canonical: f.prompt_canonical,
         max_tokens: f.max_tokens,
-        sampling: Sampling {
-            temperature,
-            top_p,
-            top_k: u32::try_from(top_k).unwrap_or(u32::MAX),
-            seed,
-        },
+        sampling,
         seed_given,
-        stop,
         stream,
         include_usage: f.include_usage.unwrap_or(false),
     })
-}
-
-fn random_seed() -> u64 {
-    use rand_core::{OsRng, RngCore};
-    OsRng.next_u64()
 }
 
 fn stop_list(stop: async_openai::types::chat::StopConfiguration) -> Vec<String> {
@@ -512,6 +461,25 @@ fn stop_list(stop: async_openai::types::chat::StopConfiguration) -> Vec<String> 
         StopConfiguration::String(s) => vec![s],
         StopConfiguration::StringArray(list) => list,
     }
+}
+
+/// A refused sampling option as the API's error, naming the field.
+fn sampling_error(error: &SamplingError, max_tokens_param: &'static str) -> ApiError {
+    let param = match error {
+        SamplingError::Temperature { .. } => "temperature",
+        SamplingError::TopP { .. } => "top_p",
+        SamplingError::TopK { .. } => "top_k",
+        SamplingError::MaxTokens { .. } => max_tokens_param,
+        SamplingError::StopCount { .. } | SamplingError::StopLength { .. } => "stop",
+        SamplingError::BadLogits { .. } => "messages",
+    };
+    let message = match error {
+        SamplingError::MaxTokens { value, limit } => {
+            format!("`{max_tokens_param}` must be >= 1 and <= {limit}. Given: {value}")
+        }
+        other => other.to_string(),
+    };
+    ApiError::invalid_value(param, message)
 }
 
 fn refuse_if(condition: bool, param: &str, message: &str) -> Result<(), ApiError> {

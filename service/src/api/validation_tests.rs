@@ -1,4 +1,5 @@
 use super::*;
+use crate::engine::sampling::MAX_STOP_BYTES;
 use crate::scheduler::request::{ChatTurn, TurnRole};
 use serde_json::json;
 
@@ -34,9 +35,9 @@ fn with(mut v: Value, key: &str, value: Value) -> Value {
 fn a_plain_chat_request_gets_defaults() {
     let req = chat(base()).unwrap();
     assert_eq!(req.endpoint, Endpoint::Chat);
-    assert_eq!(req.sampling.temperature, 1.0);
-    assert_eq!(req.sampling.top_p, 1.0);
-    assert_eq!(req.sampling.top_k, 0);
+    assert_eq!(req.sampling.temperature(), 1.0);
+    assert_eq!(req.sampling.top_p(), 1.0);
+    assert_eq!(req.sampling.top_k(), 0);
     assert!(!req.seed_given);
     assert!(!req.stream);
     assert_eq!(
@@ -136,7 +137,10 @@ fn ranges_are_enforced() {
         json!(40),
     ))
     .unwrap();
-    assert_eq!((req.sampling.temperature, req.sampling.top_k), (0.0, 40));
+    assert_eq!(
+        (req.sampling.temperature(), req.sampling.top_k()),
+        (0.0, 40)
+    );
 }
 
 #[test]
@@ -150,7 +154,10 @@ fn stop_strings_are_bounded() {
     )));
     assert_eq!(param.as_deref(), Some("stop"));
     assert_eq!(
-        chat(with(base(), "stop", json!("\n"))).unwrap().stop,
+        chat(with(base(), "stop", json!("\n")))
+            .unwrap()
+            .sampling
+            .stop(),
         vec!["\n".to_string()]
     );
 }
@@ -219,7 +226,7 @@ fn completion_prompt_forms() {
 fn seeds_are_recorded_bit_for_bit() {
     let req = chat(with(base(), "seed", json!(-1))).unwrap();
     assert!(req.seed_given);
-    assert_eq!(req.sampling.seed, u64::MAX);
+    assert_eq!(req.sampling.seed(), u64::MAX);
 }
 
 #[test]
@@ -233,11 +240,13 @@ fn context_is_checked_after_tokenisation() {
     assert_eq!(err.code(), Some("context_length_exceeded"));
     assert_eq!(err.param().as_deref(), Some("messages"));
     let ok = req.into_valid(vec![1; 54], 64, &limits).unwrap();
-    assert_eq!(ok.max_tokens, 10);
+    assert_eq!(ok.max_tokens(), 10);
     // Without max_tokens the default shrinks to what the context leaves.
     let req = chat(base()).unwrap();
     assert_eq!(
-        req.into_valid(vec![1; 60], 64, &limits).unwrap().max_tokens,
+        req.into_valid(vec![1; 60], 64, &limits)
+            .unwrap()
+            .max_tokens(),
         4
     );
     let req = chat(base()).unwrap();

@@ -12,12 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use sworn_service::engine::chat_template::ChatMessage;
 use sworn_service::engine::runner::{DeviceChoice, DtypeChoice, Engine, EngineOptions};
-use sworn_service::engine::sampling::{SamplingParams, SamplingRequest};
+use sworn_service::engine::sampling::{SamplingParams, SamplingRequest, applied_value};
 use sworn_service::scheduler::Scheduler;
 use sworn_service::scheduler::engine_adapter::EngineGenerator;
-use sworn_service::scheduler::request::{
-    FinishReason, GenerationEvent, GenerationRequest, Sampling,
-};
+use sworn_service::scheduler::request::{FinishReason, GenerationEvent, GenerationRequest};
 
 /// Most tokens `--max-tokens` may ask for.
 const MAX_TOKENS_LIMIT: u32 = 1 << 16;
@@ -89,10 +87,11 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
         "bf16" => DtypeChoice::BFloat16,
         other => anyhow::bail!("--dtype must be auto, f32 or bf16, got `{other}`"),
     };
+    // Request floats follow the server's rule: applied as the shortest decimal of their f32.
     let params = SamplingRequest {
-        temperature: Some(args.temperature),
-        top_p: args.top_p,
-        top_k: args.top_k,
+        temperature: Some(applied_value(args.temperature as f32)),
+        top_p: args.top_p.map(|p| applied_value(p as f32)),
+        top_k: args.top_k.map(u64::from),
         seed: args.seed,
         max_tokens: Some(args.max_tokens),
         stop: args.stop.clone(),
@@ -163,16 +162,7 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
 fn generation_request(prompt: Vec<u32>, params: &SamplingParams) -> GenerationRequest {
     GenerationRequest {
         prompt_tokens: prompt,
-        max_tokens: params.max_tokens(),
-        // The scheduler carries request floats as f32, as the API receives them; the
-        // engine applies their shortest decimal, so `0.7` stays exactly 0.7.
-        sampling: Sampling {
-            temperature: params.temperature() as f32,
-            top_p: params.top_p() as f32,
-            top_k: params.top_k(),
-            seed: params.seed(),
-        },
-        stop: params.stop().to_vec(),
+        params: params.clone(),
         enqueued_at: Instant::now(),
     }
 }

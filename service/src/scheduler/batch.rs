@@ -28,9 +28,9 @@ impl<S> Running<S> {
     fn new(sequence: S, job: Job) -> Self {
         Running {
             sequence,
-            stop: StopMatcher::new(job.request.stop),
+            stop: StopMatcher::new(job.request.params.stop().to_vec()),
             generated: 0,
-            max_tokens: job.request.max_tokens,
+            max_tokens: job.request.params.max_tokens(),
             events: job.events,
         }
     }
@@ -235,9 +235,10 @@ fn fail_all<G: Generator>(generator: &mut G, batch: &mut Vec<Running<G::Sequence
 mod tests {
     use std::time::Instant;
 
-    use super::super::request::{GenerationRequest, Sampling};
+    use super::super::request::GenerationRequest;
     use super::super::{GeneratorError, Scheduler};
     use super::*;
+    use crate::engine::sampling::SamplingRequest;
 
     /// A generator that spells out each prompt's token ids as text, one id per step, then
     /// ends; it records the batch sizes it was asked to step.
@@ -294,16 +295,18 @@ mod tests {
     }
 
     fn request(ids: &[u32], max_tokens: u32, stop: &[&str]) -> GenerationRequest {
+        let params = SamplingRequest {
+            temperature: Some(0.0),
+            max_tokens: Some(max_tokens),
+            stop: stop.iter().map(|s| s.to_string()).collect(),
+            seed: Some(0),
+            ..SamplingRequest::default()
+        }
+        .validate(u32::MAX)
+        .unwrap();
         GenerationRequest {
             prompt_tokens: ids.to_vec(),
-            max_tokens,
-            sampling: Sampling {
-                temperature: 0.0,
-                top_p: 1.0,
-                top_k: 0,
-                seed: 0,
-            },
-            stop: stop.iter().map(|s| s.to_string()).collect(),
+            params,
             enqueued_at: Instant::now(),
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! The engine keeps its own sequences in KV slots; this adapter maps the scheduler's
 //! sequences to engine ids and asks for one batched step over exactly the running ones
-//! (`step_some`). Stop strings are the scheduler's job (the engine gets none). The engine
+//! (`step_some`). Stop strings are the scheduler's job (the engine ignores them). The engine
 //! gets the same `max_tokens`, so that on the last token it flushes its streaming decoder
 //! (an incomplete UTF-8 sequence becomes U+FFFD, as in `sworn generate`) and reports
 //! `Length` itself.
@@ -13,7 +13,6 @@ use super::request::{GenerationRequest, PromptInput};
 use super::{Generator, GeneratorError, PromptEncoder, Token};
 use crate::engine::chat_template::{ChatMessage, ChatTemplate};
 use crate::engine::runner::{Engine, EngineError, SeqEvent, SeqId};
-use crate::engine::sampling::{SamplingRequest, applied_value as applied};
 use crate::engine::tokenizer::Tokenizer;
 
 /// Templates and tokenises prompts with the model's own tokenizer and chat template.
@@ -111,22 +110,9 @@ impl Generator for EngineGenerator {
         &mut self,
         request: &GenerationRequest,
     ) -> Result<(EngineSequence, Token), GeneratorError> {
-        let sampling = &request.sampling;
-        let params = SamplingRequest {
-            temperature: Some(applied(sampling.temperature)),
-            top_p: Some(applied(sampling.top_p)),
-            top_k: Some(sampling.top_k),
-            seed: Some(sampling.seed),
-            max_tokens: Some(request.max_tokens),
-            stop: Vec::new(),
-        }
-        .validate(u32::MAX)
-        .map_err(|e| GeneratorError::Model {
-            reason: e.to_string(),
-        })?;
         let event = self
             .engine
-            .add(&request.prompt_tokens, params)
+            .add(&request.prompt_tokens, request.params.clone())
             .map_err(|e| model_error(&e))?;
         Ok((EngineSequence { id: event.id }, token(event)))
     }

@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::engine::sampling::SamplingParams;
+
 /// Who said a chat turn (the roles the chat template understands).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TurnRole {
@@ -42,30 +44,16 @@ pub enum PromptInput {
     Text(String),
 }
 
-/// Sampling as applied (after defaults).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sampling {
-    /// 0 means greedy.
-    pub temperature: f32,
-    /// Nucleus mass in (0, 1].
-    pub top_p: f32,
-    /// 0 means no top-k cut.
-    pub top_k: u32,
-    /// The seed of the request's counter-based generator.
-    pub seed: u64,
-}
-
-/// A request ready for the engine: tokenised, budgeted, with its stop strings.
+/// A request ready for the engine: tokenised, with the sampling options validated once
+/// (by the API or `sworn generate`) and passed to the engine as they are. The scheduler
+/// reads its stop strings and `max_tokens` (≥ 1; prompt + this fits the context) from
+/// them.
 #[derive(Debug, Clone)]
 pub struct GenerationRequest {
     /// Prompt token ids (already templated).
     pub prompt_tokens: Vec<u32>,
-    /// Most tokens to generate (≥ 1; prompt + this fits the context).
-    pub max_tokens: u32,
-    /// Sampling parameters.
-    pub sampling: Sampling,
-    /// Stop strings; the answer ends before the first occurrence of any.
-    pub stop: Vec<String>,
+    /// Sampling, budget and stop strings.
+    pub params: SamplingParams,
     /// When the request entered the queue.
     pub enqueued_at: Instant,
 }

@@ -1,9 +1,11 @@
 //! What a receipt records about the request: the applied parameters and the prompt.
 //!
-//! Receipts hold no floats: a sampling float is recorded as the decimal text the engine
-//! applies ([`crate::engine::sampling::recorded_decimal`], the one rule for it), seeds as
-//! decimal text (they span all of u64), and stop strings as SHA-256 of their canonical
-//! JSON array (they may hold control characters and exceed the body's field cap).
+//! Receipts hold no floats: a sampling float is recorded as the decimal text of the value
+//! the engine applies, which by the one rule for request floats
+//! ([`crate::engine::sampling::applied_value`]) is the shortest decimal of the `f32` the
+//! client's number was read as; seeds as decimal text (they span all of u64); stop strings
+//! as SHA-256 of their canonical JSON array (they may hold control characters and exceed
+//! the body's field cap).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -11,8 +13,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 use sworn_ledger::receipt::ParamValue;
 
-use crate::engine::sampling::recorded_decimal;
-use crate::scheduler::request::Sampling;
+use crate::engine::sampling::SamplingParams;
 
 /// One request as its receipt will describe it, built by the API once the request is valid.
 #[derive(Debug, Clone)]
@@ -27,16 +28,12 @@ pub struct SwornRequest {
     pub prompt_canonical: Vec<u8>,
     /// Prompt tokens after templating.
     pub prompt_tokens: u32,
-    /// The completion budget applied.
-    pub max_tokens: u32,
-    /// Sampling as applied.
-    pub sampling: Sampling,
+    /// Sampling, budget and stop strings, as applied.
+    pub sampling: SamplingParams,
     /// Whether the client chose the seed.
     pub seed_given: bool,
     /// Whether the answer streams.
     pub stream: bool,
-    /// Stop strings.
-    pub stop: Vec<String>,
     /// When the HTTP request arrived.
     pub arrived: Instant,
 }
@@ -50,19 +47,19 @@ impl SwornRequest {
         params.insert("endpoint".into(), text(self.endpoint.to_string()));
         params.insert(
             "max_tokens".into(),
-            ParamValue::Int(i64::from(self.max_tokens)),
+            ParamValue::Int(i64::from(sampling.max_tokens())),
         );
         params.insert(
             "temperature".into(),
-            text(recorded_decimal(sampling.temperature)),
+            text(sampling.temperature().to_string()),
         );
-        params.insert("top_p".into(), text(recorded_decimal(sampling.top_p)));
-        params.insert("top_k".into(), ParamValue::Int(i64::from(sampling.top_k)));
-        params.insert("seed".into(), text(sampling.seed.to_string()));
+        params.insert("top_p".into(), text(sampling.top_p().to_string()));
+        params.insert("top_k".into(), ParamValue::Int(i64::from(sampling.top_k())));
+        params.insert("seed".into(), text(sampling.seed().to_string()));
         params.insert("seed_from_client".into(), ParamValue::Bool(self.seed_given));
         params.insert("stream".into(), ParamValue::Bool(self.stream));
-        if !self.stop.is_empty() {
-            let array = serde_json::Value::from(self.stop.clone());
+        if !sampling.stop().is_empty() {
+            let array = serde_json::Value::from(sampling.stop().to_vec());
             let canonical = sworn_ledger::jcs::canonicalize(&array).unwrap_or_default();
             params.insert(
                 "stop_sha256".into(),

@@ -212,7 +212,7 @@ mod tests {
     use sworn_ledger::store::{Ledger, LedgerConfig};
 
     use super::*;
-    use crate::scheduler::request::Sampling;
+    use crate::engine::sampling::SamplingRequest;
     use crate::swear::{InFlight, MetricsSink};
 
     struct Quiet;
@@ -261,16 +261,16 @@ mod tests {
             endpoint: "completions",
             prompt_canonical: b"\"hi\"".to_vec(),
             prompt_tokens: PROMPT_TOKENS,
-            max_tokens: MAX_TOKENS,
-            sampling: Sampling {
-                temperature: 0.7,
-                top_p: 1.0,
-                top_k: 0,
-                seed: 1,
-            },
+            sampling: SamplingRequest {
+                temperature: Some(0.7),
+                seed: Some(1),
+                max_tokens: Some(MAX_TOKENS),
+                ..SamplingRequest::default()
+            }
+            .validate(u32::MAX)
+            .unwrap(),
             seed_given: true,
             stream: true,
-            stop: Vec::new(),
             arrived: Instant::now(),
         }
     }

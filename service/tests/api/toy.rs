@@ -97,7 +97,7 @@ impl Generator for ToyGenerator {
         let mut sequence = ToySequence {
             answer,
             at: 0,
-            sampled: (request.sampling.temperature > 0.0).then_some(request.sampling.seed),
+            sampled: (request.params.temperature() > 0.0).then_some(request.params.seed()),
         };
         let first = sequence.next();
         Ok((sequence, first))

@@ -11,7 +11,7 @@ use sworn_service::engine::runner::{
 use sworn_service::engine::sampling::{SamplingParams, SamplingRequest};
 use sworn_service::scheduler::Scheduler;
 use sworn_service::scheduler::engine_adapter::EngineGenerator;
-use sworn_service::scheduler::request::{self, GenerationEvent, GenerationRequest, Sampling};
+use sworn_service::scheduler::request::{self, GenerationEvent, GenerationRequest};
 
 use crate::common::*;
 
@@ -165,14 +165,15 @@ fn stop_string_spanning_tokens_is_trimmed() {
     let mut events = scheduler
         .submit(GenerationRequest {
             prompt_tokens: prompt(0),
-            max_tokens: 30,
-            sampling: Sampling {
-                temperature: 0.0,
-                top_p: 1.0,
-                top_k: 0,
-                seed: 0,
-            },
-            stop: vec![stop],
+            params: SamplingRequest {
+                temperature: Some(0.0),
+                max_tokens: Some(30),
+                stop: vec![stop],
+                seed: Some(0),
+                ..SamplingRequest::default()
+            }
+            .validate(u32::MAX)
+            .unwrap(),
             enqueued_at: Instant::now(),
         })
         .unwrap();

@@ -19,7 +19,7 @@ use crate::api::request_id::RequestId;
 use crate::api::responses::{AnswerMeta, whole_answer};
 use crate::api::sse;
 use crate::api::state::{AppState, Lifecycle};
-use crate::api::validation::{self, CheckedRequest, Endpoint};
+use crate::api::validation::{self, CheckedRequest, Endpoint, ValidRequest};
 use crate::scheduler::request::GenerationRequest;
 use crate::scheduler::{GeneratorError, SubmitError};
 use crate::swear::{self, Charge, Outgoing, SwornRequest};
@@ -146,7 +146,7 @@ where
     drop(bytes);
     let prompt_tokens = encode(state, &checked, request_id).await?;
     let valid = checked.into_valid(prompt_tokens, state.model.context_length, &state.limits)?;
-    let charged = valid.prompt_tokens.len() as u64 + u64::from(valid.max_tokens);
+    let charged = valid.prompt_tokens.len() as u64 + u64::from(valid.max_tokens());
     state.rate_limiter.admit_tokens(&tenant, charged)?;
     // From here on the charge is given back by whichever way the request ends.
     let charge = {
@@ -156,11 +156,14 @@ where
             state.rate_limiter.refund_tokens(&tenant, unused);
         })
     };
+    let ValidRequest {
+        checked,
+        prompt_tokens,
+    } = valid;
+    let prompt_count = u32::try_from(prompt_tokens.len()).unwrap_or(u32::MAX);
     let submitted = state.scheduler.submit(GenerationRequest {
-        prompt_tokens: valid.prompt_tokens.clone(),
-        max_tokens: valid.max_tokens,
-        sampling: valid.checked.sampling,
-        stop: valid.checked.stop.clone(),
+        prompt_tokens,
+        params: checked.sampling.clone(),
         enqueued_at: arrived,
     });
     let events = match submitted {
@@ -181,19 +184,17 @@ where
         }
     };
     let meta = AnswerMeta::new(endpoint, request_id, &state.model.id);
-    let stream = valid.checked.stream;
-    let include_usage = valid.checked.include_usage;
+    let stream = checked.stream;
+    let include_usage = checked.include_usage;
     let sworn = SwornRequest {
         request_id: request_id.to_string(),
         tenant: tenant.id.clone(),
         endpoint: endpoint.receipt_name(),
-        prompt_tokens: u32::try_from(valid.prompt_tokens.len()).unwrap_or(u32::MAX),
-        max_tokens: valid.max_tokens,
-        sampling: valid.checked.sampling,
-        seed_given: valid.checked.seed_given,
+        prompt_tokens: prompt_count,
+        sampling: checked.sampling,
+        seed_given: checked.seed_given,
         stream,
-        stop: valid.checked.stop,
-        prompt_canonical: valid.checked.prompt_canonical,
+        prompt_canonical: checked.prompt_canonical,
         arrived,
     };
     let outgoing = swear::spawn(state.swear.clone(), sworn, charge, events);

@@ -20,6 +20,8 @@ use rand_core::{RngCore, SeedableRng};
 pub const MAX_TEMPERATURE: f64 = 2.0;
 /// Most stop strings per request (the OpenAI API's own bound).
 pub const MAX_STOP_STRINGS: usize = 4;
+/// Largest `top_k` accepted: beyond a few thousand it is indistinguishable from "off".
+pub const MAX_TOP_K: u64 = 10_000;
 /// Longest stop string accepted, in bytes: stop strings are held back while a match is
 /// possible, so this also bounds how much text streaming may delay.
 pub const MAX_STOP_BYTES: usize = 256;
@@ -44,12 +46,13 @@ pub struct SamplingRequest {
     /// Nucleus mass in (0, 1]. Default 1 (off).
     pub top_p: Option<f64>,
     /// Keep only the k most likely tokens; 0 or absent means off.
-    pub top_k: Option<u32>,
+    pub top_k: Option<u64>,
     /// Seed of the random stream; drawn from the OS when absent (and then reported).
     pub seed: Option<u64>,
     /// Most tokens to generate.
     pub max_tokens: Option<u32>,
-    /// Strings that end generation when they appear in the output (not included).
+    /// Strings that end generation when they appear in the output (not included); the
+    /// scheduler matches them, the engine never looks at them.
     pub stop: Vec<String>,
 }
 
@@ -67,6 +70,12 @@ pub enum SamplingError {
     TopP {
         /// The value received.
         value: f64,
+    },
+    /// `top_k` above [`MAX_TOP_K`].
+    #[error("`top_k` must be >= 0 and <= {MAX_TOP_K} (0 disables it). Given: {value}")]
+    TopK {
+        /// The value received.
+        value: u64,
     },
     /// `max_tokens` is zero or above the server's limit.
     #[error("`max_tokens` must be between 1 and {limit}. Given: {value}")]
@@ -119,6 +128,10 @@ impl SamplingRequest {
         if !(top_p > 0.0 && top_p <= 1.0) {
             return Err(SamplingError::TopP { value: top_p });
         }
+        let top_k = self.top_k.unwrap_or(0);
+        if top_k > MAX_TOP_K {
+            return Err(SamplingError::TopK { value: top_k });
+        }
         let max_tokens = self.max_tokens.unwrap_or(max_tokens_limit);
         if max_tokens == 0 || max_tokens > max_tokens_limit {
             return Err(SamplingError::MaxTokens {
@@ -142,7 +155,7 @@ impl SamplingRequest {
         Ok(SamplingParams {
             temperature,
             top_p,
-            top_k: self.top_k.unwrap_or(0),
+            top_k: u32::try_from(top_k).unwrap_or(u32::MAX),
             seed,
             max_tokens,
             stop: self.stop.clone(),
@@ -161,6 +174,13 @@ impl SamplingParams {
             max_tokens: max_tokens.max(1),
             stop: Vec::new(),
         }
+    }
+
+    /// The same options with a completion budget of `max_tokens` (at least 1): the API
+    /// learns how much room the context leaves only after tokenising the prompt.
+    pub fn with_max_tokens(mut self, max_tokens: u32) -> Self {
+        self.max_tokens = max_tokens.max(1);
+        self
     }
 
     /// The temperature applied (0 = greedy).

@@ -7,7 +7,7 @@ fn params(temperature: f64, top_p: f64, top_k: u32, seed: u64) -> SamplingParams
     SamplingRequest {
         temperature: Some(temperature),
         top_p: Some(top_p),
-        top_k: Some(top_k),
+        top_k: Some(u64::from(top_k)),
         seed: Some(seed),
         max_tokens: Some(16),
         stop: vec![],
@@ -314,4 +314,31 @@ fn test_sampling_refuses_an_infinite_logit_but_greedy_takes_it() {
         })
     );
     assert_eq!(sample(&logits, &params(0.0, 1.0, 0, 1), 0), Ok(1));
+}
+
+#[test]
+fn the_applied_value_prints_as_the_recorded_decimal() {
+    // Receipts print the applied f64; it must read exactly as the f32's shortest decimal.
+    let mut checked = 0u32;
+    let mut bits = 0u32;
+    // Every 251st f32 in [0, 2], plus every multiple of 0.0001 there.
+    while bits <= 2.0f32.to_bits() {
+        let value = f32::from_bits(bits);
+        assert_eq!(
+            applied_value(value).to_string(),
+            recorded_decimal(value),
+            "{value:e}"
+        );
+        bits += 251;
+        checked += 1;
+    }
+    for n in 0..=20_000u32 {
+        let value = n as f32 / 10_000.0;
+        assert_eq!(
+            applied_value(value).to_string(),
+            recorded_decimal(value),
+            "{value:e}"
+        );
+    }
+    assert!(checked > 4_000_000);
 }
