@@ -73,6 +73,7 @@ async fn start(mode: SwearMode) -> Running {
         swear_mode: mode,
         anchor: None,
         overload_retry_after_s: 1,
+        client_stall_timeout: std::time::Duration::from_secs(60),
     });
     let server = Server::start(
         state.clone(),

@@ -100,6 +100,10 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish at shutdown [default: 30].
     #[arg(long, env = "SWORN_SHUTDOWN_GRACE_S")]
     pub shutdown_grace_s: Option<u64>,
+    /// Seconds a streaming client may take no text at all before its answer is ended and
+    /// sworn `cancelled` as if it had disconnected [default: 60].
+    #[arg(long, env = "SWORN_CLIENT_STALL_TIMEOUT_S")]
+    pub client_stall_timeout_s: Option<u64>,
     /// Connections served at once; past it the longest-idle connection is closed to make
     /// room, or, when all are busy, new ones get 503 `too_many_connections` [default: 512].
     #[arg(long, env = "SWORN_MAX_CONNECTIONS")]
@@ -142,6 +146,7 @@ pub struct ServeFile {
     seal_every: Option<u64>,
     seal_interval_ms: Option<u64>,
     shutdown_grace_s: Option<u64>,
+    client_stall_timeout_s: Option<u64>,
     max_connections: Option<usize>,
     header_read_timeout_s: Option<u64>,
     body_read_timeout_s: Option<u64>,
@@ -200,6 +205,8 @@ pub struct ServeConfig {
     pub seal_interval: Duration,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
+    /// How long a streaming client may take no text before its answer is cut.
+    pub client_stall_timeout: Duration,
     /// Connection cap and timeouts.
     pub connections: ConnectionLimits,
 }
@@ -381,6 +388,12 @@ impl ServeArgs {
                 self.shutdown_grace_s
                     .or(file.shutdown_grace_s)
                     .unwrap_or(30),
+            ),
+            client_stall_timeout: Duration::from_secs(
+                self.client_stall_timeout_s
+                    .or(file.client_stall_timeout_s)
+                    .unwrap_or(60)
+                    .max(1),
             ),
             connections,
         };

@@ -269,6 +269,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         swear_mode: SwearMode::Durable,
         anchor: anchorer.as_ref().map(AnchorerHandle::subscribe),
         overload_retry_after_s: OVERLOAD_RETRY_AFTER_S,
+        client_stall_timeout: config.client_stall_timeout,
     });
     server.ready(state.clone());
     tracing::info!(url = %server.url(), "serving");

@@ -102,6 +102,8 @@ pub struct AppStateParts {
     pub anchor: Option<watch::Receiver<AnchorStatus>>,
     /// `Retry-After` on a full queue.
     pub overload_retry_after_s: u64,
+    /// How long a streaming client may take no text before its answer is cut and sworn.
+    pub client_stall_timeout: std::time::Duration,
 }
 
 impl AppState {
@@ -114,6 +116,7 @@ impl AppState {
             mode: parts.swear_mode,
             metrics: metrics.clone(),
             in_flight: InFlight::default(),
+            client_stall_timeout: parts.client_stall_timeout,
         });
         Arc::new(AppState {
             model: parts.model,

@@ -82,6 +82,10 @@ pub struct SwearContext {
     pub metrics: std::sync::Arc<dyn MetricsSink>,
     /// Running generation tasks.
     pub in_flight: InFlight,
+    /// How long a client may take no text before its answer is ended and sworn
+    /// `cancelled`, as for a disconnect: a client that never reads must not keep what it
+    /// was already sent unsworn.
+    pub client_stall_timeout: Duration,
 }
 
 impl std::fmt::Debug for SwearContext {

@@ -95,8 +95,16 @@ async fn drive(
                 let sent = tokio::select! {
                     biased;
                     sent = client.send(Outgoing::Text(text.clone())) => sent.is_ok(),
-                    // A client that stops reading must not hold shutdown.
+                    // A client that stops reading must not hold shutdown, nor its receipt.
                     _ = abort.aborted() => false,
+                    () = tokio::time::sleep(context.client_stall_timeout) => {
+                        tracing::warn!(
+                            request_id = %request.request_id,
+                            "the client took no text for {:?}; ending its answer",
+                            context.client_stall_timeout
+                        );
+                        false
+                    }
                 };
                 if !sent {
                     break (FinishReason::Cancelled, tokens);
@@ -132,6 +140,7 @@ async fn drive(
                     drop(in_flight);
                     let reason = err.to_string();
                     deliver(
+                        &context,
                         &client,
                         Outgoing::Failed(SwearError::Ledger { reason }),
                         &mut abort,
@@ -149,6 +158,7 @@ async fn drive(
         tracing::error!(request_id = %request.request_id, "generation failed (recorded with finish reason `error`)");
         metrics.failed("internal");
         deliver(
+            &context,
             &client,
             Outgoing::Failed(SwearError::Generation),
             &mut abort,
@@ -168,16 +178,22 @@ async fn drive(
         completion_tokens,
         receipt,
     }));
-    deliver(&client, done, &mut abort).await;
+    deliver(&context, &client, done, &mut abort).await;
 }
 
-/// Hands the last message to the client, unless shutdown aborts first while the client
-/// is not reading.
-async fn deliver(client: &mpsc::Sender<Outgoing>, last: Outgoing, abort: &mut AbortSignal) {
+/// Hands the last message to the client, unless it takes nothing for the stall timeout or
+/// shutdown aborts first while it is not reading.
+async fn deliver(
+    context: &SwearContext,
+    client: &mpsc::Sender<Outgoing>,
+    last: Outgoing,
+    abort: &mut AbortSignal,
+) {
     tokio::select! {
         biased;
         _ = client.send(last) => {}
         _ = abort.aborted() => {}
+        () = tokio::time::sleep(context.client_stall_timeout) => {}
     }
 }
 
@@ -251,6 +267,7 @@ mod tests {
             mode: SwearMode::Durable,
             metrics: Arc::new(Quiet),
             in_flight: InFlight::default(),
+            client_stall_timeout: Duration::from_millis(200),
         })
     }
 
@@ -388,5 +405,30 @@ mod tests {
         assert_eq!(*refunds.lock().unwrap(), vec![u64::from(MAX_TOKENS - 3)]);
         assert_eq!(recorded(&context, "req-cut"), ("cancelled".to_string(), 3));
         drop(events);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_takes_no_text_is_cut_and_sworn_after_the_stall_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = context(dir.path());
+        let (events, outgoing, refunds) = start(&context, "req-stalled");
+        // More pieces than the client channel holds; the client never reads one.
+        for n in 1..=100 {
+            events.send(text("x", n)).unwrap();
+        }
+        // The task gives up on the client, swears, and leaves the engine's channel.
+        tokio::time::timeout(Duration::from_secs(10), events.closed())
+            .await
+            .expect("the task kept waiting for a client that takes nothing");
+        context.in_flight.wait_idle().await;
+        let (reason, tokens) = recorded(&context, "req-stalled");
+        assert_eq!(reason, "cancelled");
+        // Exactly what was handed to the client: the pieces its channel took.
+        assert_eq!(tokens, CLIENT_CHANNEL_DEPTH as u64);
+        assert_eq!(
+            *refunds.lock().unwrap(),
+            vec![u64::from(MAX_TOKENS).saturating_sub(tokens)]
+        );
+        drop(outgoing);
     }
 }

@@ -31,6 +31,7 @@ pub struct Options {
     pub swear_mode: SwearMode,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub limits: ConnectionLimits,
+    pub client_stall_timeout: Duration,
 }
 
 impl Default for Options {
@@ -43,6 +44,7 @@ impl Default for Options {
             swear_mode: SwearMode::Durable,
             tls: None,
             limits: ConnectionLimits::default(),
+            client_stall_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -115,6 +117,7 @@ impl TestServer {
             swear_mode: options.swear_mode,
             anchor: None,
             overload_retry_after_s: 1,
+            client_stall_timeout: options.client_stall_timeout,
         });
         let server = Server::start_with(
             state.clone(),
