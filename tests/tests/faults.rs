@@ -5,8 +5,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -97,17 +97,23 @@ fn chat(max_tokens: u32) -> Value {
     })
 }
 
-/// Waits for the process to exit; its exit code.
-fn exit_code(child: &mut Child, limit: Duration) -> i32 {
+/// Waits for the server to exit: its stderr closes when it does (every line read on the
+/// way is returned), then its exit code is collected.
+fn exit_code(served: &mut Served, limit: Duration) -> (i32, Vec<String>) {
     let deadline = Instant::now() + limit;
+    let mut said = Vec::new();
     loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status.code().unwrap_or(-1);
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .expect("the server did not exit");
+        match served.stderr.recv_timeout(left) {
+            Ok(line) => said.push(line),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => panic!("the server did not exit: {said:#?}"),
         }
-        assert!(Instant::now() < deadline, "the server did not exit");
-        // Polling a child's exit status; nothing else can be waited on with a deadline.
-        std::thread::sleep(Duration::from_millis(50));
     }
+    let status = served.child.0.wait().expect("wait");
+    (status.code().unwrap_or(-1), said)
 }
 
 /// Builds the shim (`tests/fault/sworn_fault.c`) with the system C compiler.
@@ -167,9 +173,8 @@ fn after_a_disk_fault_the_instance_goes_unready_and_exits_and_its_log_survives()
                 assert_eq!(answer["status"], "ledger_failed", "{name} {route}");
             }
         }
-        let code = exit_code(&mut served.child.0, Duration::from_secs(60));
+        let (code, said) = exit_code(&mut served, Duration::from_secs(60));
         assert_ne!(code, 0, "{name}: a faulted instance must exit non-zero");
-        let said: Vec<String> = served.stderr.try_iter().collect();
         assert!(
             said.iter().any(|l| l.contains("storage fault")),
             "{name}: {said:#?}"
@@ -269,8 +274,7 @@ fn sigterm_mid_stream_swears_what_was_sent_and_the_client_gets_receipt_and_done(
         Some(body["request_id"].as_str().expect("id")),
         request_id.as_deref()
     );
-    let code = exit_code(&mut served.child.0, Duration::from_secs(60));
-    let said: Vec<String> = served.stderr.try_iter().collect();
+    let (code, said) = exit_code(&mut served, Duration::from_secs(60));
     assert_eq!(code, 0, "{said:#?}");
     assert!(
         !said
