@@ -25,11 +25,14 @@ use crate::server::ConnectionLimits;
 /// Largest config file read.
 const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 
-/// `sworn serve` flags. Every value is optional here so that the TOML file can supply it.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// `sworn serve` settings: the flags (each also a `SWORN_*` variable) and, with the same
+/// names, the keys of the TOML file. Every value is optional so that the file can supply it.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServeArgs {
     /// TOML configuration file (flags and environment variables override it).
     #[arg(long, env = "SWORN_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Model file (GGUF) or HF checkpoint directory.
     #[arg(long, env = "SWORN_MODEL")]
@@ -119,40 +122,6 @@ pub struct ServeArgs {
     pub keep_alive_timeout_s: Option<u64>,
 }
 
-/// The same settings as a TOML file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServeFile {
-    model: Option<PathBuf>,
-    model_id: Option<String>,
-    listen: Option<SocketAddr>,
-    data_dir: Option<PathBuf>,
-    log_key: Option<PathBuf>,
-    origin: Option<String>,
-    api_keys: Option<PathBuf>,
-    insecure_no_auth: Option<bool>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    allow_plain_http: Option<bool>,
-    rpc: Option<String>,
-    contract: Option<String>,
-    chain_key: Option<PathBuf>,
-    no_anchor: Option<bool>,
-    queue_capacity: Option<usize>,
-    max_batch: Option<usize>,
-    max_body_bytes: Option<usize>,
-    max_tokens_limit: Option<u32>,
-    default_max_tokens: Option<u32>,
-    seal_every: Option<u64>,
-    seal_interval_ms: Option<u64>,
-    shutdown_grace_s: Option<u64>,
-    client_stall_timeout_s: Option<u64>,
-    max_connections: Option<usize>,
-    header_read_timeout_s: Option<u64>,
-    body_read_timeout_s: Option<u64>,
-    keep_alive_timeout_s: Option<u64>,
-}
-
 /// Chain settings for anchoring.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnchorConfig {
@@ -227,9 +196,9 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-impl ServeFile {
-    /// Reads a TOML config file.
-    pub fn load(path: &Path) -> Result<ServeFile, ConfigError> {
+impl ServeArgs {
+    /// Reads a TOML config file: the same keys as the flags, in snake case.
+    pub fn load(path: &Path) -> Result<ServeArgs, ConfigError> {
         let err = |reason: String| ConfigError::File {
             path: path.to_path_buf(),
             reason,
@@ -238,41 +207,49 @@ impl ServeFile {
         let text = String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".to_string()))?;
         toml::from_str(&text).map_err(|e| err(e.to_string()))
     }
-}
 
-impl ServeArgs {
+    /// These settings over `file`'s: a flag or variable that was given wins. The
+    /// destructuring is exhaustive, so a new setting that is not merged does not compile.
+    fn over(mut self, file: ServeArgs) -> ServeArgs {
+        macro_rules! overlay {
+            (options: $($o:ident),*; switches: $($s:ident),*) => {{
+                let ServeArgs { config: _, $($o,)* $($s,)* } = file;
+                $(self.$o = self.$o.or($o);)*
+                $(self.$s |= $s;)*
+            }};
+        }
+        overlay!(
+            options: model, model_id, listen, data_dir, log_key, origin, api_keys, tls_cert,
+                tls_key, rpc, contract, chain_key, queue_capacity, max_batch, max_body_bytes,
+                max_tokens_limit, default_max_tokens, seal_every, seal_interval_ms,
+                shutdown_grace_s, client_stall_timeout_s, max_connections, header_read_timeout_s,
+                body_read_timeout_s, keep_alive_timeout_s;
+            switches: insecure_no_auth, allow_plain_http, no_anchor
+        );
+        self
+    }
+
     /// Merges flags/env over the file (if any) over defaults, and checks the result.
     pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
-        let file = match &self.config {
-            Some(path) => ServeFile::load(path)?,
-            None => ServeFile::default(),
+        let a = match &self.config {
+            Some(path) => {
+                let file = ServeArgs::load(path)?;
+                self.over(file)
+            }
+            None => self,
         };
-        let model = self.model.or(file.model).ok_or_else(|| {
+        let model = a.model.ok_or_else(|| {
             ConfigError::Invalid("no model: give --model (or `model` in the config file)".into())
         })?;
-        let model_id = self
-            .model_id
-            .or(file.model_id)
-            .unwrap_or_else(|| default_model_id(&model));
-        let data_dir = self
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("data"));
-        let log_key = self
-            .log_key
-            .or(file.log_key)
-            .unwrap_or_else(|| data_dir.join("log.key"));
-        let insecure_no_auth = self.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);
-        let api_keys = self.api_keys.or(file.api_keys);
-        if api_keys.is_none() && !insecure_no_auth {
+        let model_id = a.model_id.unwrap_or_else(|| default_model_id(&model));
+        let data_dir = a.data_dir.unwrap_or_else(|| PathBuf::from("data"));
+        let log_key = a.log_key.unwrap_or_else(|| data_dir.join("log.key"));
+        if a.api_keys.is_none() && !a.insecure_no_auth {
             return Err(ConfigError::Invalid(
                 "no --api-keys file: refusing to serve without authentication (create one with `sworn keys add`, or pass --insecure-no-auth to serve anyone who can reach the port)".into(),
             ));
         }
-        let tls = match (
-            self.tls_cert.or(file.tls_cert),
-            self.tls_key.or(file.tls_key),
-        ) {
+        let tls = match (a.tls_cert, a.tls_key) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
             _ => {
@@ -281,11 +258,7 @@ impl ServeArgs {
                 ));
             }
         };
-        let no_anchor = self.no_anchor || file.no_anchor.unwrap_or(false);
-        let rpc = self.rpc.or(file.rpc);
-        let contract = self.contract.or(file.contract);
-        let chain_key = self.chain_key.or(file.chain_key);
-        let anchor = match (no_anchor, rpc, contract, chain_key) {
+        let anchor = match (a.no_anchor, a.rpc, a.contract, a.chain_key) {
             (true, _, _, _) => None,
             (false, Some(rpc), Some(contract), Some(chain_key)) => Some(AnchorConfig {
                 rpc,
@@ -303,101 +276,64 @@ impl ServeArgs {
                 ));
             }
         };
-        let positive = |name: &str, v: usize| {
-            if v == 0 {
-                Err(ConfigError::Invalid(format!("--{name} must be at least 1")))
-            } else {
-                Ok(v)
-            }
+        let positive = |name: &str, v: Option<usize>, default: usize| match v {
+            Some(0) => Err(ConfigError::Invalid(format!("--{name} must be at least 1"))),
+            v => Ok(v.unwrap_or(default)),
         };
         let seconds = |name: &str, v: Option<u64>, default: Duration| match v {
-            None => Ok(default),
             Some(0) => Err(ConfigError::Invalid(format!("--{name} must be at least 1"))),
-            Some(s) => Ok(Duration::from_secs(s)),
+            v => Ok(v.map_or(default, Duration::from_secs)),
         };
         let defaults = ConnectionLimits::default();
         let connections = ConnectionLimits {
             max_connections: positive(
                 "max-connections",
-                self.max_connections
-                    .or(file.max_connections)
-                    .unwrap_or(defaults.max_connections),
+                a.max_connections,
+                defaults.max_connections,
             )?,
             header_read_timeout: seconds(
                 "header-read-timeout-s",
-                self.header_read_timeout_s.or(file.header_read_timeout_s),
+                a.header_read_timeout_s,
                 defaults.header_read_timeout,
             )?,
             body_read_timeout: seconds(
                 "body-read-timeout-s",
-                self.body_read_timeout_s.or(file.body_read_timeout_s),
+                a.body_read_timeout_s,
                 defaults.body_read_timeout,
             )?,
             keep_alive_timeout: seconds(
                 "keep-alive-timeout-s",
-                self.keep_alive_timeout_s.or(file.keep_alive_timeout_s),
+                a.keep_alive_timeout_s,
                 defaults.keep_alive_timeout,
             )?,
         };
-        let config = ServeConfig {
+        Ok(ServeConfig {
             model,
             model_id,
-            listen: self
+            listen: a
                 .listen
-                .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir,
             log_key,
-            origin: self
-                .origin
-                .or(file.origin)
-                .unwrap_or_else(|| "sworn.local/dev".to_string()),
-            api_keys,
-            insecure_no_auth,
+            origin: a.origin.unwrap_or_else(|| "sworn.local/dev".to_string()),
+            api_keys: a.api_keys,
+            insecure_no_auth: a.insecure_no_auth,
             tls,
-            allow_plain_http: self.allow_plain_http || file.allow_plain_http.unwrap_or(false),
+            allow_plain_http: a.allow_plain_http,
             anchor,
-            queue_capacity: positive(
-                "queue-capacity",
-                self.queue_capacity.or(file.queue_capacity).unwrap_or(256),
-            )?,
-            max_batch: positive("max-batch", self.max_batch.or(file.max_batch).unwrap_or(16))?,
-            max_body_bytes: positive(
-                "max-body-bytes",
-                self.max_body_bytes
-                    .or(file.max_body_bytes)
-                    .unwrap_or(4 * 1024 * 1024),
-            )?,
-            max_tokens_limit: self
-                .max_tokens_limit
-                .or(file.max_tokens_limit)
-                .unwrap_or(4096)
-                .max(1),
-            default_max_tokens: self
-                .default_max_tokens
-                .or(file.default_max_tokens)
-                .unwrap_or(256)
-                .max(1),
-            seal_every: self.seal_every.or(file.seal_every).unwrap_or(1024),
-            seal_interval: Duration::from_millis(
-                self.seal_interval_ms
-                    .or(file.seal_interval_ms)
-                    .unwrap_or(1000),
-            ),
-            shutdown_grace: Duration::from_secs(
-                self.shutdown_grace_s
-                    .or(file.shutdown_grace_s)
-                    .unwrap_or(30),
-            ),
+            queue_capacity: positive("queue-capacity", a.queue_capacity, 256)?,
+            max_batch: positive("max-batch", a.max_batch, 16)?,
+            max_body_bytes: positive("max-body-bytes", a.max_body_bytes, 4 * 1024 * 1024)?,
+            max_tokens_limit: a.max_tokens_limit.unwrap_or(4096).max(1),
+            default_max_tokens: a.default_max_tokens.unwrap_or(256).max(1),
+            seal_every: a.seal_every.unwrap_or(1024),
+            seal_interval: Duration::from_millis(a.seal_interval_ms.unwrap_or(1000)),
+            shutdown_grace: Duration::from_secs(a.shutdown_grace_s.unwrap_or(30)),
             client_stall_timeout: Duration::from_secs(
-                self.client_stall_timeout_s
-                    .or(file.client_stall_timeout_s)
-                    .unwrap_or(60)
-                    .max(1),
+                a.client_stall_timeout_s.unwrap_or(60).max(1),
             ),
             connections,
-        };
-        Ok(config)
+        })
     }
 }
 
@@ -497,6 +433,21 @@ mod tests {
         std::fs::write(&path, "unknown_setting = 1\n").unwrap();
         let mut a = args();
         a.config = Some(path);
+        assert!(matches!(a.resolve(), Err(ConfigError::File { .. })));
+    }
+
+    #[test]
+    fn switches_in_the_file_count_and_the_file_cannot_name_another_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sworn.toml");
+        std::fs::write(&path, "insecure_no_auth = true\nno_anchor = true\n").unwrap();
+        let mut a = args();
+        a.no_anchor = false;
+        a.api_keys = None;
+        a.config = Some(path.clone());
+        let c = a.clone().resolve().unwrap();
+        assert!(c.insecure_no_auth && c.anchor.is_none());
+        std::fs::write(&path, "config = \"other.toml\"\n").unwrap();
         assert!(matches!(a.resolve(), Err(ConfigError::File { .. })));
     }
 
