@@ -4,10 +4,12 @@
 use serde_json::{Map, Value};
 
 use super::errors::ApiError;
+use super::validation::SharedFields;
 use crate::engine::sampling::MAX_TEMPERATURE;
 
-/// UTF-8, I-JSON, an object; pulls out the `top_k` extension (not in OpenAI's schema).
-pub(super) fn parse_object(body: &[u8]) -> Result<(Map<String, Value>, Option<u64>), ApiError> {
+/// UTF-8, I-JSON, an object; reads the fields both endpoints share (with the `top_k`
+/// extension, which is not in OpenAI's schema).
+pub(super) fn parse_object(body: &[u8]) -> Result<(Map<String, Value>, SharedFields), ApiError> {
     let text = std::str::from_utf8(body).map_err(|e| ApiError::InvalidRequest {
         message: format!(
             "The request body is not valid UTF-8 (invalid byte at offset {}).",
@@ -30,16 +32,17 @@ pub(super) fn parse_object(body: &[u8]) -> Result<(Map<String, Value>, Option<u6
         });
     };
     check_sent_ranges(&object)?;
-    let top_k = match object.get("top_k") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| {
-            ApiError::invalid_value(
-                "top_k",
-                format!("`top_k` must be a non-negative integer. Given: {v}"),
-            )
-        })?),
-    };
-    Ok((object, top_k))
+    if let Some(v) = object.get("top_k").filter(|v| !v.is_null() && !v.is_u64()) {
+        return Err(ApiError::invalid_value(
+            "top_k",
+            format!("`top_k` must be a non-negative integer. Given: {v}"),
+        ));
+    }
+    let shared = SharedFields::NAMES
+        .iter()
+        .filter_map(|&name| Some((name.to_string(), object.get(name)?.clone())))
+        .collect();
+    Ok((object, from_object(shared)?))
 }
 
 /// The sampling ranges, checked on the numbers as sent. The OpenAI types hold `f32`, which

@@ -11,6 +11,8 @@ use super::body::{from_object, parse_object};
 use super::errors::ApiError;
 use super::messages::chat_turn;
 use super::models::{CreateChatCompletionRequest, CreateCompletionRequest};
+use async_openai::types::chat::{ChatCompletionStreamOptions, StopConfiguration};
+
 use crate::engine::sampling::{SamplingError, SamplingParams, SamplingRequest, applied_value};
 use crate::scheduler::request::PromptInput;
 
@@ -109,7 +111,7 @@ pub fn check_chat(
     served_model: &str,
     limits: &Limits,
 ) -> Result<CheckedRequest, ApiError> {
-    let (object, top_k) = parse_object(body)?;
+    let (object, shared) = parse_object(body)?;
     let messages_value = object.get("messages").cloned();
     let request: CreateChatCompletionRequest = from_object(object)?;
     #[allow(deprecated)]
@@ -118,17 +120,9 @@ pub fn check_chat(
         model,
         max_completion_tokens,
         max_tokens,
-        frequency_penalty,
-        presence_penalty,
         top_logprobs,
         logprobs,
         logit_bias,
-        n,
-        seed,
-        stream,
-        stream_options,
-        temperature,
-        top_p,
         tools,
         tool_choice,
         functions,
@@ -137,7 +131,6 @@ pub fn check_chat(
         audio,
         modalities,
         prediction,
-        stop,
         ..
     } = request;
     check_model(&model, served_model)?;
@@ -222,25 +215,9 @@ pub fn check_chat(
     } else {
         "max_tokens"
     };
-    check_common(CommonFields {
-        endpoint: Endpoint::Chat,
-        model,
-        prompt: PromptInput::Chat(turns),
-        prompt_canonical,
-        max_tokens,
-        max_tokens_param: param,
-        penalties: (frequency_penalty, presence_penalty),
-        n: n.map(u64::from),
-        seed,
-        stream,
-        include_usage: stream_options.as_ref().and_then(|o| o.include_usage),
-        stream_options_given: stream_options.is_some(),
-        temperature,
-        top_p,
-        top_k,
-        stop: stop.map(stop_list),
-        limits,
-    })
+    let prompt = (PromptInput::Chat(turns), prompt_canonical);
+    let budget = (max_tokens, param);
+    shared.check(Endpoint::Chat, model, prompt, budget, limits)
 }
 
 /// Parses and checks a completions request body.
@@ -250,26 +227,17 @@ pub fn check_completion(
     limits: &Limits,
 ) -> Result<CheckedRequest, ApiError> {
     use async_openai::types::chat::Prompt;
-    let (object, top_k) = parse_object(body)?;
+    let (object, shared) = parse_object(body)?;
     let request: CreateCompletionRequest = from_object(object)?;
     let CreateCompletionRequest {
         model,
         prompt,
         suffix,
         max_tokens,
-        temperature,
-        top_p,
-        n,
-        stream,
-        stream_options,
         logprobs,
         echo,
-        stop,
-        presence_penalty,
-        frequency_penalty,
         best_of,
         logit_bias,
-        seed,
         ..
     } = request;
     check_model(&model, served_model)?;
@@ -318,25 +286,14 @@ pub fn check_completion(
     let prompt_canonical = jcs::canonicalize(&Value::String(text.clone())).map_err(|e| {
         ApiError::invalid_value("prompt", format!("`prompt` cannot be canonicalised: {e}"))
     })?;
-    check_common(CommonFields {
-        endpoint: Endpoint::Completion,
+    let prompt = (PromptInput::Text(text), prompt_canonical);
+    shared.check(
+        Endpoint::Completion,
         model,
-        prompt: PromptInput::Text(text),
-        prompt_canonical,
-        max_tokens,
-        max_tokens_param: "max_tokens",
-        penalties: (frequency_penalty, presence_penalty),
-        n: n.map(u64::from),
-        seed,
-        stream,
-        include_usage: stream_options.as_ref().and_then(|o| o.include_usage),
-        stream_options_given: stream_options.is_some(),
-        temperature,
-        top_p,
-        top_k,
-        stop: stop.map(stop_list),
+        prompt,
+        (max_tokens, "max_tokens"),
         limits,
-    })
+    )
 }
 
 impl CheckedRequest {
@@ -381,85 +338,99 @@ impl CheckedRequest {
     }
 }
 
-struct CommonFields<'a> {
-    endpoint: Endpoint,
-    model: String,
-    prompt: PromptInput,
-    prompt_canonical: Vec<u8>,
-    max_tokens: Option<u32>,
-    max_tokens_param: &'static str,
-    penalties: (Option<f32>, Option<f32>),
-    n: Option<u64>,
+/// The fields both endpoints share, read by name from the body (with the `top_k`
+/// extension that OpenAI's schema lacks), so that one function checks them for both.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct SharedFields {
+    n: Option<u8>,
     seed: Option<i64>,
     stream: Option<bool>,
-    include_usage: Option<bool>,
-    stream_options_given: bool,
+    stream_options: Option<ChatCompletionStreamOptions>,
     temperature: Option<f32>,
     top_p: Option<f32>,
     top_k: Option<u64>,
-    stop: Option<Vec<String>>,
-    limits: &'a Limits,
+    frequency_penalty: Option<f32>,
+    presence_penalty: Option<f32>,
+    stop: Option<StopConfiguration>,
 }
 
-fn check_common(f: CommonFields<'_>) -> Result<CheckedRequest, ApiError> {
-    if let Some(n) = f.n.filter(|&n| n != 1) {
-        return Err(ApiError::unsupported(
-            "n",
-            format!("`n` must be 1. Given: {n}"),
-        ));
-    }
-    for (name, value) in [
-        ("frequency_penalty", f.penalties.0),
-        ("presence_penalty", f.penalties.1),
-    ] {
-        if let Some(v) = value.filter(|&v| v != 0.0) {
+impl SharedFields {
+    /// The names read, the only members copied out of the body to read them.
+    pub(super) const NAMES: [&'static str; 10] = [
+        "n",
+        "seed",
+        "stream",
+        "stream_options",
+        "temperature",
+        "top_p",
+        "top_k",
+        "frequency_penalty",
+        "presence_penalty",
+        "stop",
+    ];
+
+    fn check(
+        self,
+        endpoint: Endpoint,
+        model: String,
+        (prompt, prompt_canonical): (PromptInput, Vec<u8>),
+        (max_tokens, max_tokens_param): (Option<u32>, &'static str),
+        limits: &Limits,
+    ) -> Result<CheckedRequest, ApiError> {
+        if let Some(n) = self.n.filter(|&n| n != 1) {
             return Err(ApiError::unsupported(
-                name,
-                format!("`{name}` is not supported (only 0). Given: {v}"),
+                "n",
+                format!("`n` must be 1. Given: {n}"),
             ));
         }
-    }
-    // The sampling options are validated once, by the engine's own rules; a float is
-    // applied (and recorded) as the shortest decimal of the f32 the OpenAI types hold.
-    let seed_given = f.seed.is_some();
-    let asked = SamplingRequest {
-        temperature: f.temperature.map(applied_value),
-        top_p: f.top_p.map(applied_value),
-        top_k: f.top_k,
-        // The seed's bits, reinterpreted: every i64 the client can send is a distinct seed.
-        seed: f.seed.map(|s| u64::from_ne_bytes(s.to_ne_bytes())),
-        max_tokens: f.max_tokens,
-        stop: f.stop.unwrap_or_default(),
-    };
-    let max_tokens_param = f.max_tokens_param;
-    let sampling = asked
-        .validate(f.limits.max_tokens_limit)
-        .map_err(|e| sampling_error(&e, max_tokens_param))?;
-    let stream = f.stream.unwrap_or(false);
-    if f.stream_options_given && !stream {
-        return Err(ApiError::invalid_value(
-            "stream_options",
-            "`stream_options` is only allowed when `stream` is true.",
-        ));
-    }
-    Ok(CheckedRequest {
-        endpoint: f.endpoint,
-        model: f.model,
-        prompt: f.prompt,
-        prompt_canonical: f.prompt_canonical,
-        max_tokens: f.max_tokens,
-        sampling,
-        seed_given,
-        stream,
-        include_usage: f.include_usage.unwrap_or(false),
-    })
-}
-
-fn stop_list(stop: async_openai::types::chat::StopConfiguration) -> Vec<String> {
-    use async_openai::types::chat::StopConfiguration;
-    match stop {
-        StopConfiguration::String(s) => vec![s],
-        StopConfiguration::StringArray(list) => list,
+        for (name, value) in [
+            ("frequency_penalty", self.frequency_penalty),
+            ("presence_penalty", self.presence_penalty),
+        ] {
+            if let Some(v) = value.filter(|&v| v != 0.0) {
+                return Err(ApiError::unsupported(
+                    name,
+                    format!("`{name}` is not supported (only 0). Given: {v}"),
+                ));
+            }
+        }
+        // The sampling options are validated once, by the engine's own rules; a float is
+        // applied (and recorded) as the shortest decimal of the f32 the OpenAI types hold.
+        let asked = SamplingRequest {
+            temperature: self.temperature.map(applied_value),
+            top_p: self.top_p.map(applied_value),
+            top_k: self.top_k,
+            // The seed's bits, reinterpreted: every i64 the client can send is a distinct seed.
+            seed: self.seed.map(|s| u64::from_ne_bytes(s.to_ne_bytes())),
+            max_tokens,
+            stop: match self.stop {
+                None => Vec::new(),
+                Some(StopConfiguration::String(s)) => vec![s],
+                Some(StopConfiguration::StringArray(list)) => list,
+            },
+        };
+        let sampling = asked
+            .validate(limits.max_tokens_limit)
+            .map_err(|e| sampling_error(&e, max_tokens_param))?;
+        let stream = self.stream.unwrap_or(false);
+        if self.stream_options.is_some() && !stream {
+            return Err(ApiError::invalid_value(
+                "stream_options",
+                "`stream_options` is only allowed when `stream` is true.",
+            ));
+        }
+        Ok(CheckedRequest {
+            endpoint,
+            model,
+            prompt,
+            prompt_canonical,
+            max_tokens,
+            sampling,
+            seed_given: self.seed.is_some(),
+            stream,
+            include_usage: self.stream_options.and_then(|o| o.include_usage) == Some(true),
+        })
     }
 }
 
