@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use sworn_ledger::anchor::{AnchorConfig as ChainConfig, Anchorer, AnchorerHandle, load_chain_key};
 use sworn_ledger::keys::LogKey;
-use sworn_ledger::receipt::ModelInfo;
 use sworn_ledger::store::{Ledger, LedgerConfig};
 
 use crate::api::auth::Auth;
@@ -27,7 +26,7 @@ use crate::api_keys::KeysFile;
 use crate::config::{ServeArgs, ServeConfig};
 use crate::engine::runner::{Engine, EngineOptions};
 use crate::scheduler::Scheduler;
-use crate::scheduler::engine_adapter::{EngineGenerator, EnginePromptEncoder};
+use crate::scheduler::engine_adapter::EngineGenerator;
 use crate::server::{self, ListenOptions, Server};
 
 /// `Retry-After` seconds suggested to clients refused by a full queue.
@@ -225,20 +224,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     })?;
     let info = engine.info().clone();
     tracing::info!(model = %info.id, device = %info.device, dtype = %info.dtype, context = info.max_ctx, slots = info.slots, "model loaded");
-    let served = ServedModel {
-        id: config.model_id.clone(),
-        info: ModelInfo {
-            id: config.model_id.clone(),
-            sha256: info.sha256.clone(),
-            dtype: info.dtype.clone(),
-            device: info.device.clone(),
-            engine: format!("sworn {}", env!("CARGO_PKG_VERSION")),
-            libtorch: crate::device::DeviceReport::probe().libtorch,
-        },
-        context_length: info.max_ctx,
-        encoder: Arc::new(EnginePromptEncoder::new(&engine)),
-        created: u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0),
-    };
+    let libtorch = crate::device::DeviceReport::probe().libtorch;
+    let served = ServedModel::of_engine(&config.model_id, &engine, libtorch);
     let (scheduler, engine_thread) =
         Scheduler::start(EngineGenerator::new(engine), config.queue_capacity).map_err(|e| {
             ServeError::Model {

@@ -237,26 +237,42 @@ impl ApiError {
 
     /// The HTTP status of serving.md §4c.
     pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::InvalidRequest { .. }
-            | ApiError::InvalidValue { .. }
-            | ApiError::UnsupportedParameter { .. }
-            | ApiError::ContextLengthExceeded { .. } => StatusCode::BAD_REQUEST,
-            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::MissingApiKey | ApiError::InvalidApiKey { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::PermissionDenied { .. } => StatusCode::FORBIDDEN,
-            ApiError::ModelNotFound { .. } | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::MalformedRequest => StatusCode::BAD_REQUEST,
-            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
-            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Overloaded { .. } | ApiError::Unavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
+        self.status_and_code().0
+    }
+
+    /// The envelope's `code` (a string or `null`, never a number).
+    pub fn code(&self) -> Option<&'static str> {
+        self.status_and_code().1
+    }
+
+    fn status_and_code(&self) -> (StatusCode, Option<&'static str>) {
+        use StatusCode as S;
+        let (status, code) = match self {
+            ApiError::InvalidRequest { .. } => (S::BAD_REQUEST, ""),
+            ApiError::InvalidValue { .. } => (S::BAD_REQUEST, "invalid_value"),
+            ApiError::UnsupportedParameter { .. } => (S::BAD_REQUEST, "unsupported_parameter"),
+            ApiError::ContextLengthExceeded { .. } => (S::BAD_REQUEST, "context_length_exceeded"),
+            ApiError::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "request_too_large"),
+            ApiError::MissingApiKey | ApiError::InvalidApiKey { .. } => {
+                (S::UNAUTHORIZED, "invalid_api_key")
             }
-            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+            ApiError::PermissionDenied { .. } => (S::FORBIDDEN, "insufficient_permissions"),
+            ApiError::ModelNotFound { .. } => (S::NOT_FOUND, "model_not_found"),
+            ApiError::NotFound { .. } => (S::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::MalformedRequest => (S::BAD_REQUEST, "malformed_request"),
+            ApiError::HeadersTooLarge { .. } => (
+                S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request_header_fields_too_large",
+            ),
+            ApiError::UriTooLong => (S::URI_TOO_LONG, "uri_too_long"),
+            ApiError::RequestTimeout { .. } => (S::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limit_exceeded"),
+            ApiError::Overloaded { .. } => (S::SERVICE_UNAVAILABLE, "server_is_overloaded"),
+            ApiError::Unavailable { code, .. } => (S::SERVICE_UNAVAILABLE, *code),
+            ApiError::Internal { .. } => (S::INTERNAL_SERVER_ERROR, ""),
+        };
+        (status, (!code.is_empty()).then_some(code))
     }
 
     /// The envelope's `type`.
@@ -271,30 +287,6 @@ impl ApiError {
             ApiError::Internal { .. } => "server_error",
             // OpenAI reports bad keys and unknown models as invalid requests too.
             _ => "invalid_request_error",
-        }
-    }
-
-    /// The envelope's `code` (a string or `null`, never a number).
-    pub fn code(&self) -> Option<&'static str> {
-        match self {
-            ApiError::InvalidRequest { .. } => None,
-            ApiError::InvalidValue { .. } => Some("invalid_value"),
-            ApiError::UnsupportedParameter { .. } => Some("unsupported_parameter"),
-            ApiError::ContextLengthExceeded { .. } => Some("context_length_exceeded"),
-            ApiError::BodyTooLarge { .. } => Some("request_too_large"),
-            ApiError::MissingApiKey | ApiError::InvalidApiKey { .. } => Some("invalid_api_key"),
-            ApiError::PermissionDenied { .. } => Some("insufficient_permissions"),
-            ApiError::ModelNotFound { .. } => Some("model_not_found"),
-            ApiError::NotFound { .. } => Some("not_found"),
-            ApiError::MethodNotAllowed => Some("method_not_allowed"),
-            ApiError::MalformedRequest => Some("malformed_request"),
-            ApiError::HeadersTooLarge { .. } => Some("request_header_fields_too_large"),
-            ApiError::UriTooLong => Some("uri_too_long"),
-            ApiError::RequestTimeout { .. } => Some("request_timeout"),
-            ApiError::RateLimited { .. } => Some("rate_limit_exceeded"),
-            ApiError::Overloaded { .. } => Some("server_is_overloaded"),
-            ApiError::Unavailable { code, .. } => Some(code),
-            ApiError::Internal { .. } => None,
         }
     }
 

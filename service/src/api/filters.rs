@@ -14,6 +14,7 @@ use super::handlers::audit::AuditRoute;
 use super::handlers::{audit, generate, ops};
 use super::request_id::request_id;
 use super::state::AppState;
+use super::validation::Endpoint;
 
 fn with_state(
     state: Arc<AppState>,
@@ -28,27 +29,20 @@ fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
 
 type Route = BoxedFilter<(Response,)>;
 
-/// POST /v1/chat/completions
-fn chat(state: Arc<AppState>) -> Route {
-    warp::path!("v1" / "chat" / "completions")
-        .and(warp::post())
+/// POST /v1/chat/completions and POST /v1/completions: one handler, told which.
+fn generation(state: Arc<AppState>, endpoint: Endpoint) -> Route {
+    let path = match endpoint {
+        Endpoint::Chat => warp::path!("v1" / "chat" / "completions").boxed(),
+        Endpoint::Completion => warp::path!("v1" / "completions").boxed(),
+    };
+    path.and(warp::post())
         .and(with_state(state))
+        .map(move |state| (state, endpoint))
+        .untuple_one()
         .and(request_id())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .then(generate::chat)
-        .boxed()
-}
-
-/// POST /v1/completions
-fn completions(state: Arc<AppState>) -> Route {
-    warp::path!("v1" / "completions")
-        .and(warp::post())
-        .and(with_state(state))
-        .and(request_id())
-        .and(warp::header::headers_cloned())
-        .and(warp::body::stream())
-        .then(generate::completions)
+        .then(generate::answer)
         .boxed()
 }
 
@@ -125,8 +119,8 @@ fn audit_routes(state: Arc<AppState>) -> Route {
 pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    chat(state.clone())
-        .or(completions(state.clone()))
+    generation(state.clone(), Endpoint::Chat)
+        .or(generation(state.clone(), Endpoint::Completion))
         .unify()
         .or(models(state.clone()))
         .unify()

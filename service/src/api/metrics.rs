@@ -211,193 +211,61 @@ impl Metrics {
     }
 
     /// Prometheus text.
+    #[rustfmt::skip] // Tables of metrics, one row a line.
     pub fn render(&self, scheduler: &SchedulerStats, ledger: &LedgerFigures) -> String {
+        const GAUGE: &str = "gauge";
+        const COUNTER: &str = "counter";
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut scalars = vec![
+            ("sworn:num_requests_running", GAUGE, "Sequences in the running batch.", scheduler.running.load(Ordering::Relaxed) as u64),
+            ("sworn:num_requests_waiting", GAUGE, "Requests waiting in the queue.", scheduler.waiting.load(Ordering::Relaxed) as u64),
+            ("sworn:prompt_tokens_total", COUNTER, "Prompt tokens processed.", load(&self.prompt_tokens)),
+            ("sworn:generation_tokens_total", COUNTER, "Tokens generated.", load(&self.generation_tokens)),
+            ("sworn:request_dropped_total", COUNTER, "Requests whose client disconnected before the end.", load(&scheduler.dropped)),
+            ("sworn:request_queue_full_total", COUNTER, "Requests refused with 503 because the queue was full.", load(&scheduler.rejected)),
+            ("sworn:ledger_entries", GAUGE, "Durable entries in the log.", ledger.entries),
+            ("sworn:ledger_checkpoint_size", GAUGE, "Tree size of the latest signed checkpoint.", ledger.checkpoint_size),
+            ("sworn:ledger_checkpoint_lag_entries", GAUGE, "Durable entries not yet covered by a checkpoint.", ledger.entries.saturating_sub(ledger.checkpoint_size)),
+            ("sworn:anchor_enabled", GAUGE, "1 when checkpoints are anchored on chain.", u64::from(ledger.anchor.is_some())),
+            ("sworn:anchor_records", GAUGE, "Anchor records in the ledger (seqs anchored or being anchored).", ledger.anchors),
+        ];
+        if let Some(anchor) = &ledger.anchor {
+            scalars.extend([
+                ("sworn:anchor_finalized_seq", GAUGE, "Newest seq whose anchor is final and still on chain.", anchor.finalized_seq),
+                ("sworn:anchor_finalized_tree_size", GAUGE, "Tree size covered by the newest finalized anchor.", anchor.finalized_tree_size),
+                ("sworn:anchor_lag_entries", GAUGE, "Durable entries not yet covered by a finalized anchor.", ledger.entries.saturating_sub(anchor.finalized_tree_size)),
+                ("sworn:anchor_state", GAUGE, "Newest anchor: 0 none, 1 submitted, 2 included, 3 finalized.", anchor.state),
+                ("sworn:anchor_rpc_healthy", GAUGE, "1 when the last chain RPC exchange succeeded.", u64::from(anchor.rpc_healthy)),
+                ("sworn:anchor_consecutive_failures", GAUGE, "Failed anchoring passes in a row.", anchor.consecutive_failures),
+                ("sworn:anchor_resubmissions_total", COUNTER, "Anchor transactions resubmitted (dropped, reorged out, or lost after finality).", anchor.resubmissions),
+                ("sworn:anchor_reorgs_total", COUNTER, "Reorgs that moved or dropped an anchor before it was final.", anchor.reorgs),
+                ("sworn:anchor_deep_reorgs_total", COUNTER, "Reorgs deeper than finality that removed finalized anchors (re-anchored).", anchor.deep_reorgs),
+            ]);
+        }
         let mut out = String::with_capacity(8192);
-        let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        };
-        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        };
-        gauge(
-            &mut out,
-            "sworn:num_requests_running",
-            "Sequences in the running batch.",
-            scheduler.running.load(Ordering::Relaxed) as u64,
-        );
-        gauge(
-            &mut out,
-            "sworn:num_requests_waiting",
-            "Requests waiting in the queue.",
-            scheduler.waiting.load(Ordering::Relaxed) as u64,
-        );
-        counter(
-            &mut out,
-            "sworn:prompt_tokens_total",
-            "Prompt tokens processed.",
-            self.prompt_tokens.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "sworn:generation_tokens_total",
-            "Tokens generated.",
-            self.generation_tokens.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "sworn:request_dropped_total",
-            "Requests whose client disconnected before the end.",
-            scheduler.dropped.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "sworn:request_queue_full_total",
-            "Requests refused with 503 because the queue was full.",
-            scheduler.rejected.load(Ordering::Relaxed),
-        );
-        let labelled = |out: &mut String,
-                        name: &str,
-                        help: &str,
-                        label: &str,
-                        map: &Mutex<BTreeMap<&'static str, u64>>| {
+        for (name, kind, help, value) in scalars {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+        let labelled = [
+            ("sworn:request_success_total", "Requests answered and sworn, by finish reason.", "finished_reason", &self.success),
+            ("sworn:request_failure_total", "Requests refused or failed, by error type.", "error_type", &self.failure),
+        ];
+        for (name, help, label, map) in labelled {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            let map = map
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let map = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             for (value, count) in map.iter() {
                 let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {count}");
             }
-        };
-        labelled(
-            &mut out,
-            "sworn:request_success_total",
-            "Requests answered and sworn, by finish reason.",
-            "finished_reason",
-            &self.success,
-        );
-        labelled(
-            &mut out,
-            "sworn:request_failure_total",
-            "Requests refused or failed, by error type.",
-            "error_type",
-            &self.failure,
-        );
-        self.ttft.render(
-            &mut out,
-            "sworn:time_to_first_token_seconds",
-            "Time to first token.",
-        );
-        self.inter_token.render(
-            &mut out,
-            "sworn:inter_token_latency_seconds",
-            "Time between streamed text pieces.",
-        );
-        self.e2e.render(
-            &mut out,
-            "sworn:e2e_request_latency_seconds",
-            "Request latency, arrival to answer.",
-        );
-        self.queue.render(
-            &mut out,
-            "sworn:request_queue_time_seconds",
-            "Time spent waiting in the queue.",
-        );
-        self.append.render(
-            &mut out,
-            "sworn:ledger_append_seconds",
-            "Swearing latency: commit, sign and durable append of a receipt.",
-        );
-        gauge(
-            &mut out,
-            "sworn:ledger_entries",
-            "Durable entries in the log.",
-            ledger.entries,
-        );
-        gauge(
-            &mut out,
-            "sworn:ledger_checkpoint_size",
-            "Tree size of the latest signed checkpoint.",
-            ledger.checkpoint_size,
-        );
-        gauge(
-            &mut out,
-            "sworn:ledger_checkpoint_lag_entries",
-            "Durable entries not yet covered by a checkpoint.",
-            ledger.entries.saturating_sub(ledger.checkpoint_size),
-        );
-        gauge(
-            &mut out,
-            "sworn:anchor_enabled",
-            "1 when checkpoints are anchored on chain.",
-            u64::from(ledger.anchor.is_some()),
-        );
-        gauge(
-            &mut out,
-            "sworn:anchor_records",
-            "Anchor records in the ledger (seqs anchored or being anchored).",
-            ledger.anchors,
-        );
-        if let Some(anchor) = &ledger.anchor {
-            gauge(
-                &mut out,
-                "sworn:anchor_finalized_seq",
-                "Newest seq whose anchor is final and still on chain.",
-                anchor.finalized_seq,
-            );
-            gauge(
-                &mut out,
-                "sworn:anchor_finalized_tree_size",
-                "Tree size covered by the newest finalized anchor.",
-                anchor.finalized_tree_size,
-            );
-            gauge(
-                &mut out,
-                "sworn:anchor_lag_entries",
-                "Durable entries not yet covered by a finalized anchor.",
-                ledger.entries.saturating_sub(anchor.finalized_tree_size),
-            );
-            gauge(
-                &mut out,
-                "sworn:anchor_state",
-                "Newest anchor: 0 none, 1 submitted, 2 included, 3 finalized.",
-                anchor.state,
-            );
-            gauge(
-                &mut out,
-                "sworn:anchor_rpc_healthy",
-                "1 when the last chain RPC exchange succeeded.",
-                u64::from(anchor.rpc_healthy),
-            );
-            gauge(
-                &mut out,
-                "sworn:anchor_consecutive_failures",
-                "Failed anchoring passes in a row.",
-                anchor.consecutive_failures,
-            );
-            counter(
-                &mut out,
-                "sworn:anchor_resubmissions_total",
-                "Anchor transactions resubmitted (dropped, reorged out, or lost after finality).",
-                anchor.resubmissions,
-            );
-            counter(
-                &mut out,
-                "sworn:anchor_reorgs_total",
-                "Reorgs that moved or dropped an anchor before it was final.",
-                anchor.reorgs,
-            );
-            counter(
-                &mut out,
-                "sworn:anchor_deep_reorgs_total",
-                "Reorgs deeper than finality that removed finalized anchors (re-anchored).",
-                anchor.deep_reorgs,
-            );
+        }
+        let histograms = [
+            (&self.ttft, "sworn:time_to_first_token_seconds", "Time to first token."),
+            (&self.inter_token, "sworn:inter_token_latency_seconds", "Time between streamed text pieces."),
+            (&self.e2e, "sworn:e2e_request_latency_seconds", "Request latency, arrival to answer."),
+            (&self.queue, "sworn:request_queue_time_seconds", "Time spent waiting in the queue."),
+            (&self.append, "sworn:ledger_append_seconds", "Swearing latency: commit, sign and durable append of a receipt."),
+        ];
+        for (histogram, name, help) in histograms {
+            histogram.render(&mut out, name, help);
         }
         out
     }

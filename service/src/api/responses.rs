@@ -76,8 +76,7 @@ fn completion_finish(reason: FinishReason) -> CompletionFinishReason {
 }
 
 /// Adds `"sworn"` to a serialised OpenAI object.
-fn with_receipt(object: Value, receipt: Option<&ReceiptJson>) -> Value {
-    let mut object = object;
+fn with_receipt(mut object: Value, receipt: Option<&ReceiptJson>) -> Value {
     if let (Value::Object(map), Some(receipt)) = (&mut object, receipt) {
         map.insert(
             "sworn".to_string(),

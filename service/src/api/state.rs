@@ -12,6 +12,8 @@ use super::auth::Auth;
 use super::metrics::{AnchorFigures, LedgerFigures, Metrics};
 use super::rate_limit::RateLimiter;
 use super::validation::Limits;
+use crate::engine::runner::Engine;
+use crate::scheduler::engine_adapter::EnginePromptEncoder;
 use crate::scheduler::{PromptEncoder, Scheduler};
 pub use crate::swear::SwearMode;
 use crate::swear::{InFlight, SwearContext};
@@ -29,6 +31,28 @@ pub struct ServedModel {
     pub encoder: Arc<dyn PromptEncoder>,
     /// Unix time it was loaded.
     pub created: u64,
+}
+
+impl ServedModel {
+    /// The loaded `engine` served as `id`: what its receipts record, with the libtorch
+    /// the process loaded, and its own template and tokeniser.
+    pub fn of_engine(id: &str, engine: &Engine, libtorch: String) -> ServedModel {
+        let info = engine.info();
+        ServedModel {
+            id: id.to_string(),
+            info: ModelInfo {
+                id: id.to_string(),
+                sha256: info.sha256.clone(),
+                dtype: info.dtype.clone(),
+                device: info.device.clone(),
+                engine: format!("sworn {}", env!("CARGO_PKG_VERSION")),
+                libtorch,
+            },
+            context_length: info.max_ctx,
+            encoder: Arc::new(EnginePromptEncoder::new(engine)),
+            created: u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0),
+        }
+    }
 }
 
 impl std::fmt::Debug for ServedModel {

@@ -1,8 +1,6 @@
 //! Chat and completions through the real `async-openai` client: streaming and not, usage,
 //! seeds, stop strings, `max_tokens`; every receipt verified with the ledger's own code.
 
-use std::sync::Arc;
-
 use async_openai::types::chat::{
     CreateChatCompletionRequest, CreateChatCompletionResponse, CreateChatCompletionStreamResponse,
 };
@@ -13,16 +11,13 @@ use sworn_ledger::commitment::{Domain, opens};
 use sworn_ledger::entry::{Receipt, ReceiptJson};
 use sworn_ledger::receipt::ParamValue;
 
-use crate::support::{Options, TestServer, bearer, model_info, raw};
-use crate::toy::{TOY_CONTEXT, ToyEncoder, ToyGenerator};
+use crate::support::{Options, TestServer, bearer, raw, toy_model};
+use crate::toy::ToyGenerator;
 
 pub async fn toy_server(options: Options) -> TestServer {
     TestServer::start(
         ToyGenerator { max_batch: 8 },
-        Arc::new(ToyEncoder),
-        "toy",
-        model_info(&"ab".repeat(32)),
-        TOY_CONTEXT,
+        toy_model(&"ab".repeat(32)),
         options,
     )
     .await

@@ -1,14 +1,13 @@
 //! The bad-input suite: each hostile or mistaken request gets its documented status and an
 //! OpenAI envelope (code a string or null), never a 5xx, and the server keeps serving.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::answers::toy_server;
-use crate::support::{Options, Raw, TestServer, bearer, model_info, raw};
-use crate::toy::{TOY_CONTEXT, ToyEncoder};
+use crate::support::{Options, Raw, TestServer, bearer, raw, toy_model};
+use crate::toy::TOY_CONTEXT;
 
 /// (case, body, status, code, param)
 type Case = (
@@ -444,10 +443,7 @@ impl sworn_service::scheduler::Generator for SlowToy {
 pub async fn slow_server(queue_capacity: usize, max_batch: usize) -> TestServer {
     TestServer::start(
         SlowToy(crate::toy::ToyGenerator { max_batch }),
-        Arc::new(ToyEncoder),
-        "toy",
-        model_info(&"cd".repeat(32)),
-        TOY_CONTEXT,
+        toy_model(&"cd".repeat(32)),
         Options {
             queue_capacity,
             ..Options::default()

@@ -5,7 +5,6 @@
 //! Every wait is on the server's answer or on it closing the socket, bounded by
 //! [`PATIENCE`]; nothing sleeps to synchronise.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -15,8 +14,8 @@ use tokio::net::TcpStream;
 
 use crate::answers::toy_server;
 use crate::bad_input::{SlowToy, assert_envelope};
-use crate::support::{Options, Raw, TestServer, bearer, model_info, parse_response, raw};
-use crate::toy::{TOY_CONTEXT, ToyEncoder, ToyGenerator};
+use crate::support::{Options, Raw, TestServer, bearer, parse_response, raw, toy_model};
+use crate::toy::ToyGenerator;
 
 /// Longest any test here waits for one answer or one closure: far past every bound the
 /// tests configure, far below the defaults a missing bound would fall back to (none).
@@ -469,10 +468,7 @@ async fn an_answer_streams_past_every_timeout() {
     // 10 ms a token: 80 tokens outlast each bound below several times over.
     let server = TestServer::start(
         SlowToy(ToyGenerator { max_batch: 4 }),
-        Arc::new(ToyEncoder),
-        "toy",
-        model_info(&"cd".repeat(32)),
-        TOY_CONTEXT,
+        toy_model(&"cd".repeat(32)),
         Options {
             limits: limits(200, 200, 200, 32),
             ..Options::default()

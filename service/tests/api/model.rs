@@ -3,16 +3,15 @@
 //! produce exactly what the engine produces on its own, and swear it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use async_openai::types::completions::CreateCompletionRequest;
 use futures::StreamExt;
 use futures::future::join_all;
 use serde_json::{Value, json};
-use sworn_ledger::receipt::ModelInfo;
+use sworn_service::api::state::ServedModel;
 use sworn_service::engine::runner::{DeviceChoice, DtypeChoice, Engine, EngineOptions};
 use sworn_service::engine::sampling::SamplingParams;
-use sworn_service::scheduler::engine_adapter::{EngineGenerator, EnginePromptEncoder};
+use sworn_service::scheduler::engine_adapter::EngineGenerator;
 
 use crate::answers::verify_sworn;
 use crate::support::{Options, TestServer};
@@ -47,25 +46,8 @@ fn load(path: &Path, slots: usize) -> Engine {
 
 async fn engine_server(path: &Path, id: &str) -> TestServer {
     let engine = load(path, 4);
-    let info = engine.info().clone();
-    let context = info.max_ctx;
-    let encoder = Arc::new(EnginePromptEncoder::new(&engine));
-    TestServer::start(
-        EngineGenerator::new(engine),
-        encoder,
-        id,
-        ModelInfo {
-            id: id.to_string(),
-            sha256: info.sha256,
-            dtype: info.dtype,
-            device: info.device,
-            engine: format!("sworn {}", env!("CARGO_PKG_VERSION")),
-            libtorch: "test".into(),
-        },
-        context,
-        Options::default(),
-    )
-    .await
+    let model = ServedModel::of_engine(id, &engine, "test".into());
+    TestServer::start(EngineGenerator::new(engine), model, Options::default()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

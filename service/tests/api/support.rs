@@ -15,7 +15,7 @@ use sworn_service::api::auth::Auth;
 use sworn_service::api::state::{AppState, AppStateParts, ServedModel, SwearMode};
 use sworn_service::api::validation::Limits;
 use sworn_service::api_keys::{KeysFile, NewKey, Role, add_key};
-use sworn_service::scheduler::{Generator, PromptEncoder, Scheduler};
+use sworn_service::scheduler::{Generator, Scheduler};
 use sworn_service::server::{ConnectionLimits, ListenOptions, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -62,26 +62,31 @@ pub struct TestServer {
     _dir: tempfile::TempDir,
 }
 
-pub fn model_info(sha: &str) -> ModelInfo {
-    ModelInfo {
+/// The toy model served as `toy`, its weights hash `sha`.
+pub fn toy_model(sha: &str) -> ServedModel {
+    ServedModel {
         id: "toy".into(),
-        sha256: sha.to_string(),
-        dtype: "f32".into(),
-        device: "cpu".into(),
-        engine: format!("sworn {}", env!("CARGO_PKG_VERSION")),
-        libtorch: "none".into(),
+        info: ModelInfo {
+            id: "toy".into(),
+            sha256: sha.to_string(),
+            dtype: "f32".into(),
+            device: "cpu".into(),
+            engine: format!("sworn {}", env!("CARGO_PKG_VERSION")),
+            libtorch: "none".into(),
+        },
+        context_length: crate::toy::TOY_CONTEXT,
+        encoder: Arc::new(crate::toy::ToyEncoder),
+        created: 0,
     }
 }
 
 impl TestServer {
     pub async fn start<G: Generator>(
         generator: G,
-        encoder: Arc<dyn PromptEncoder>,
-        model_id: &str,
-        info: ModelInfo,
-        context_length: usize,
+        model: ServedModel,
         options: Options,
     ) -> TestServer {
+        let model_id = model.id.clone();
         let dir = tempfile::tempdir().unwrap();
         let key = LogKey::generate_to_file(&dir.path().join("log.key")).unwrap();
         let mut config = LedgerConfig::new(dir.path().join("ledger"), ORIGIN, key);
@@ -99,13 +104,7 @@ impl TestServer {
         let auth = Auth::from_file(&KeysFile::load(&keys_path).unwrap());
         let (scheduler, _engine) = Scheduler::start(generator, options.queue_capacity).unwrap();
         let state = AppState::new(AppStateParts {
-            model: ServedModel {
-                id: model_id.to_string(),
-                info,
-                context_length,
-                encoder,
-                created: 0,
-            },
+            model,
             limits: Limits {
                 max_tokens_limit: 256,
                 default_max_tokens: 32,
@@ -137,7 +136,7 @@ impl TestServer {
             admin_key,
             state,
             ledger,
-            model_id: model_id.to_string(),
+            model_id,
             server: Some(server),
             _dir: dir,
         }

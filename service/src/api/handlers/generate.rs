@@ -24,35 +24,8 @@ use crate::scheduler::request::GenerationRequest;
 use crate::scheduler::{GeneratorError, SubmitError};
 use crate::swear::{self, Charge, Outgoing, SwornRequest};
 
-/// `POST /v1/chat/completions`.
-pub async fn chat<S, B>(
-    state: Arc<AppState>,
-    request_id: RequestId,
-    headers: HeaderMap,
-    body: S,
-) -> Response
-where
-    S: Stream<Item = Result<B, warp::Error>> + Send,
-    B: Buf,
-{
-    answer(state, Endpoint::Chat, request_id, headers, body).await
-}
-
-/// `POST /v1/completions`.
-pub async fn completions<S, B>(
-    state: Arc<AppState>,
-    request_id: RequestId,
-    headers: HeaderMap,
-    body: S,
-) -> Response
-where
-    S: Stream<Item = Result<B, warp::Error>> + Send,
-    B: Buf,
-{
-    answer(state, Endpoint::Completion, request_id, headers, body).await
-}
-
-async fn answer<S, B>(
+/// `POST /v1/chat/completions` or `POST /v1/completions`, as `endpoint` says.
+pub async fn answer<S, B>(
     state: Arc<AppState>,
     endpoint: Endpoint,
     request_id: RequestId,
