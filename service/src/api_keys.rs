@@ -171,31 +171,29 @@ impl KeysFile {
         let mut ids = HashSet::new();
         let mut hashes = HashSet::new();
         for entry in &self.key {
-            let bad = |reason: &str| KeysError::Entry {
-                path: path.to_path_buf(),
-                id: entry.id.chars().take(MAX_KEY_ID_LEN).collect(),
-                reason: reason.to_string(),
-            };
-            if !valid_id(&entry.id) {
-                return Err(bad("id must be 1-64 characters of [A-Za-z0-9._-]"));
-            }
-            if !ids.insert(entry.id.as_str()) {
-                return Err(bad("duplicate id"));
-            }
             let hex_ok = entry.sha256.len() == 64
                 && entry
                     .sha256
                     .bytes()
                     .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-            if !hex_ok {
-                return Err(bad("sha256 must be 64 lowercase hex characters"));
-            }
-            if !hashes.insert(entry.sha256.as_str()) {
-                return Err(bad("duplicate sha256 (the same key twice)"));
-            }
-            if entry.requests_per_minute == 0 || entry.tokens_per_minute == 0 {
-                return Err(bad("limits must be at least 1 per minute"));
-            }
+            let reason = if !valid_id(&entry.id) {
+                "id must be 1-64 characters of [A-Za-z0-9._-]"
+            } else if !ids.insert(entry.id.as_str()) {
+                "duplicate id"
+            } else if !hex_ok {
+                "sha256 must be 64 lowercase hex characters"
+            } else if !hashes.insert(entry.sha256.as_str()) {
+                "duplicate sha256 (the same key twice)"
+            } else if entry.requests_per_minute == 0 || entry.tokens_per_minute == 0 {
+                "limits must be at least 1 per minute"
+            } else {
+                continue;
+            };
+            return Err(KeysError::Entry {
+                path: path.to_path_buf(),
+                id: entry.id.chars().take(MAX_KEY_ID_LEN).collect(),
+                reason: reason.to_string(),
+            });
         }
         Ok(())
     }
@@ -305,8 +303,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeysError> {
     out.write_all(bytes).map_err(io)?;
     out.sync_all().map_err(io)?;
     drop(out);
-    fs::rename(&tmp, path).map_err(io)?;
-    Ok(())
+    fs::rename(&tmp, path).map_err(io)
 }
 
 #[cfg(test)]
@@ -350,14 +347,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.toml");
         add_key(&path, &new("team-a", Role::User)).unwrap();
-        assert!(matches!(
-            add_key(&path, &new("team-a", Role::User)),
-            Err(KeysError::Entry { .. })
-        ));
-        assert!(matches!(
-            add_key(&path, &new("has space", Role::User)),
-            Err(KeysError::Entry { .. })
-        ));
+        for id in ["team-a", "has space"] {
+            let refused = add_key(&path, &new(id, Role::User));
+            assert!(matches!(refused, Err(KeysError::Entry { .. })), "{id}");
+        }
         // A refused add leaves the file as it was.
         assert_eq!(KeysFile::load(&path).unwrap().key.len(), 1);
     }

@@ -1,7 +1,7 @@
 //! Bearer-key authentication: the presented key is hashed and compared, in constant time,
 //! with every configured hash, so neither the match nor its position leaks through timing.
 
-use subtle::{Choice, ConstantTimeEq};
+use subtle::ConstantTimeEq;
 
 use super::errors::{ApiError, redact_key};
 use crate::api_keys::{KeysFile, Role, key_digest};
@@ -39,15 +39,13 @@ impl Auth {
             .iter()
             .filter_map(|entry| {
                 let digest: [u8; 32] = hex::decode(&entry.sha256).ok()?.try_into().ok()?;
-                Some((
-                    digest,
-                    Tenant {
-                        id: entry.id.clone(),
-                        role: entry.role,
-                        requests_per_minute: Some(entry.requests_per_minute),
-                        tokens_per_minute: Some(entry.tokens_per_minute),
-                    },
-                ))
+                let tenant = Tenant {
+                    id: entry.id.clone(),
+                    role: entry.role,
+                    requests_per_minute: Some(entry.requests_per_minute),
+                    tokens_per_minute: Some(entry.tokens_per_minute),
+                };
+                Some((digest, tenant))
             })
             .collect();
         Auth::Keys(entries)
@@ -55,16 +53,13 @@ impl Auth {
 
     /// Checks an `Authorization` header value.
     pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Tenant, ApiError> {
-        let entries = match self {
-            Auth::Disabled => {
-                return Ok(Tenant {
-                    id: INSECURE_TENANT.to_string(),
-                    role: Role::Admin,
-                    requests_per_minute: None,
-                    tokens_per_minute: None,
-                });
-            }
-            Auth::Keys(entries) => entries,
+        let Auth::Keys(entries) = self else {
+            return Ok(Tenant {
+                id: INSECURE_TENANT.to_string(),
+                role: Role::Admin,
+                requests_per_minute: None,
+                tokens_per_minute: None,
+            });
         };
         let header = authorization.ok_or(ApiError::MissingApiKey)?;
         let text = std::str::from_utf8(header).map_err(|_| ApiError::InvalidApiKey {
@@ -72,14 +67,10 @@ impl Auth {
         })?;
         let key = bearer_token(text).ok_or(ApiError::MissingApiKey)?;
         let presented = key_digest(key);
-        let mut found: Option<&Tenant> = None;
-        for (digest, tenant) in entries {
-            // Compare against every entry; no early exit.
-            let equal: Choice = digest.ct_eq(&presented);
-            if bool::from(equal) && found.is_none() {
-                found = Some(tenant);
-            }
-        }
+        // Compare against every entry (`or` evaluates its argument): no early exit.
+        let found = entries.iter().fold(None, |found, (digest, tenant)| {
+            found.or(bool::from(digest.ct_eq(&presented)).then_some(tenant))
+        });
         found.cloned().ok_or_else(|| ApiError::InvalidApiKey {
             redacted: redact_key(key),
         })
@@ -110,22 +101,17 @@ mod tests {
     use crate::api_keys::KeyEntry;
 
     fn auth() -> Auth {
+        let entry = |id: &str, key, role| KeyEntry {
+            id: id.into(),
+            sha256: hex::encode(key_digest(key)),
+            role,
+            requests_per_minute: 5,
+            tokens_per_minute: 50,
+        };
         Auth::from_file(&KeysFile {
             key: vec![
-                KeyEntry {
-                    id: "team-a".into(),
-                    sha256: hex::encode(key_digest("sk-sworn-a")),
-                    role: Role::User,
-                    requests_per_minute: 5,
-                    tokens_per_minute: 50,
-                },
-                KeyEntry {
-                    id: "ops".into(),
-                    sha256: hex::encode(key_digest("sk-sworn-b")),
-                    role: Role::Admin,
-                    requests_per_minute: 5,
-                    tokens_per_minute: 50,
-                },
+                entry("team-a", "sk-sworn-a", Role::User),
+                entry("ops", "sk-sworn-b", Role::Admin),
             ],
         })
     }

@@ -51,8 +51,7 @@ impl TokenBucket {
         if n > self.capacity {
             return Err(60);
         }
-        let wait = (n - self.level) / self.per_second;
-        Err(wait.ceil().max(1.0) as u64)
+        Err(((n - self.level) / self.per_second).ceil().max(1.0) as u64)
     }
 
     /// Returns unused units (never above capacity).
@@ -196,12 +195,8 @@ mod tests {
     #[test]
     fn unlimited_tenants_are_never_limited() {
         let limiter = RateLimiter::new();
-        let t = Tenant {
-            id: "x".into(),
-            role: Role::Admin,
-            requests_per_minute: None,
-            tokens_per_minute: None,
-        };
+        let t = crate::api::auth::Auth::Disabled.authenticate(None).unwrap();
+        assert_eq!((t.requests_per_minute, t.tokens_per_minute), (None, None));
         for _ in 0..1000 {
             limiter.admit_request(&t).unwrap();
         }

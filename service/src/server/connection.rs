@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,14 +31,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep, timeout};
 
-use super::framing::{ConnIo, Returned, Slot, render, take};
+use super::framing::{ConnIo, Slot, render, take};
 use super::limits::{ConnShared, ConnectionLimits, MAX_HEADERS, REFUSAL_HOLD};
-use super::{Handler, ResponseBody, finish_response};
+use super::{BoxError, Handler, ResponseBody, finish_response};
 use crate::api::errors::ApiError;
-use crate::api::request_id::REQUEST_ID_HEADER;
-use crate::api::request_id::RequestId;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::api::request_id::{REQUEST_ID_HEADER, RequestId};
 
 /// Longest wait for one read (or write) while draining a closing connection.
 const LINGER_IDLE: Duration = Duration::from_secs(1);
@@ -74,7 +71,8 @@ pub(crate) async fn serve<T>(
         .header_read_timeout(ctx.limits.header_read_timeout)
         .max_headers(MAX_HEADERS);
     builder.http2().timer(TokioTimer::new());
-    let mut connection = Box::pin(builder.serve_connection(io, service(&ctx, &shared)));
+    let mut connection =
+        Box::pin(builder.serve_connection(io, service(ctx.clone(), shared.clone())));
     let keep_alive = ctx.limits.keep_alive_timeout;
     let mut idle = Box::pin(tokio::time::sleep(keep_alive));
     let mut stop = ctx.stop.clone();
@@ -111,27 +109,22 @@ pub(crate) async fn serve<T>(
         tracing::debug!(%peer, "connection with nothing in flight closed (room for another, or shutdown)");
         return;
     };
-    let Some(Returned {
-        mut stream,
-        unwritten,
-    }) = take(&slot)
-    else {
+    let Some(returned) = take(&slot) else {
         return;
     };
+    let mut stream = returned.stream;
     let mut drain = shared.should_linger();
-    if !unwritten.is_empty() {
-        let _ = timeout(LINGER_IDLE, stream.write_all(&unwritten)).await;
+    if !returned.unwritten.is_empty() {
+        let _ = timeout(LINGER_IDLE, stream.write_all(&returned.unwritten)).await;
     }
     if let Err(err) = result {
-        if is_header_timeout(&err) && shared.mid_head() {
+        let timed_out = err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout);
+        if timed_out && shared.mid_head() {
             let request_id = RequestId::generate();
             tracing::debug!(%peer, %request_id, "request head not received in time");
-            let late = ApiError::RequestTimeout {
-                message: format!(
-                    "The request head was not received within {}.",
-                    describe(ctx.limits.header_read_timeout)
-                ),
-            };
+            let late = not_received("head", ctx.limits.header_read_timeout);
             let _ = timeout(LINGER_IDLE, stream.write_all(&render(&late, &request_id))).await;
             drain = true;
         } else {
@@ -143,25 +136,18 @@ pub(crate) async fn serve<T>(
     }
 }
 
-fn is_header_timeout(err: &BoxError) -> bool {
-    err.downcast_ref::<hyper::Error>()
-        .is_some_and(hyper::Error::is_timeout)
-}
-
 /// The per-request service: the routes (or the loading answer) behind a timed body, with the
 /// connection's bookkeeping around them.
 fn service(
-    ctx: &Arc<ConnContext>,
-    shared: &Arc<ConnShared>,
+    ctx: Arc<ConnContext>,
+    shared: Arc<ConnShared>,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
     Response = hyper::Response<ConnBody>,
     Error = Infallible,
-    Future = impl Future<Output = Result<hyper::Response<ConnBody>, Infallible>> + Send + 'static,
+    Future: Send + 'static,
 > + Send
 + 'static {
-    let ctx = ctx.clone();
-    let shared = shared.clone();
     hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         shared.request_started();
         let in_flight = InFlight(shared.clone());
@@ -169,47 +155,50 @@ fn service(
         // the routes are in.
         let handler = ctx.routes.get().unwrap_or(&ctx.loading).clone();
         let http1 = request.version() < hyper::Version::HTTP_2;
-        let (parts, body) = request.into_parts();
-        let progress = Arc::new(BodyProgress::new(body.is_end_stream()));
-        let body = TimedBody::new(body, ctx.limits.body_read_timeout, progress.clone());
-        let body_read_timeout = ctx.limits.body_read_timeout;
-        let shared = shared.clone();
+        let (parts, inner) = request.into_parts();
+        let progress = Arc::new(BodyProgress::new(inner.is_end_stream()));
+        let limit = ctx.limits.body_read_timeout;
+        let body = TimedBody {
+            inner,
+            deadline: Instant::now() + limit,
+            limit,
+            sleep: None,
+            progress: progress.clone(),
+        };
         async move {
             let mut response = (handler.0)(hyper::Request::from_parts(parts, body)).await;
-            if progress.timed_out() && response.status().is_client_error() {
-                response = body_timeout_answer(&response, body_read_timeout);
+            if progress.is(TIMED_OUT) && response.status().is_client_error() {
+                // 408 in place of the route's answer to a body that never completed, keeping
+                // the route's request id.
+                let id = response.headers().get(REQUEST_ID_HEADER).cloned();
+                response = not_received("body", limit).into_response(&RequestId::generate());
+                if let Some(id) = id {
+                    response.headers_mut().insert(REQUEST_ID_HEADER, id);
+                }
             }
-            if http1 && !progress.finished() {
+            if http1 && !progress.is(FINISHED) {
                 // The rest of the body may still be on its way: the connection cannot carry
                 // another request, and the client must not try.
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
-                shared.set_linger();
+                in_flight.0.set_linger();
             }
-            let response = finish_response(response).map(|inner| ConnBody {
+            Ok::<_, Infallible>(finish_response(response).map(|inner| ConnBody {
                 inner,
                 _in_flight: in_flight,
-            });
-            Ok::<_, Infallible>(response)
+            }))
         }
     })
 }
 
-/// 408 `request_timeout` in place of the route's answer to a body that never completed,
-/// keeping the route's request id.
-fn body_timeout_answer(answered: &warp::reply::Response, limit: Duration) -> warp::reply::Response {
-    let late = ApiError::RequestTimeout {
-        message: format!(
-            "The request body was not received within {}.",
-            describe(limit)
-        ),
-    };
-    let mut response = late.into_response(&RequestId::generate());
-    if let Some(id) = answered.headers().get(REQUEST_ID_HEADER) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, id.clone());
-    }
-    response
+/// 408 `request_timeout`: the request's `part` (head or body) did not arrive within `limit`.
+fn not_received(part: &str, limit: Duration) -> ApiError {
+    let message = format!(
+        "The request {part} was not received within {}.",
+        describe(limit)
+    );
+    ApiError::RequestTimeout { message }
 }
 
 /// `10s`, or `250ms` below a whole second.
@@ -271,12 +260,8 @@ impl BodyProgress {
         BodyProgress(AtomicU8::new(if finished { FINISHED } else { READING }))
     }
 
-    fn finished(&self) -> bool {
-        self.0.load(Ordering::Relaxed) == FINISHED
-    }
-
-    fn timed_out(&self) -> bool {
-        self.0.load(Ordering::Relaxed) == TIMED_OUT
+    fn is(&self, state: u8) -> bool {
+        self.0.load(Ordering::Relaxed) == state
     }
 
     fn set(&self, state: u8) {
@@ -298,18 +283,6 @@ pub(crate) struct TimedBody {
     progress: Arc<BodyProgress>,
 }
 
-impl TimedBody {
-    fn new(inner: Incoming, limit: Duration, progress: Arc<BodyProgress>) -> TimedBody {
-        TimedBody {
-            inner,
-            deadline: Instant::now() + limit,
-            limit,
-            sleep: None,
-            progress,
-        }
-    }
-}
-
 impl Body for TimedBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -319,40 +292,33 @@ impl Body for TimedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if this.progress.timed_out() {
+        if this.progress.is(TIMED_OUT) {
             return Poll::Ready(None);
         }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(None) => {
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            // The end of the body, or its last frame (an error finishes nothing).
+            if frame
+                .as_ref()
+                .is_none_or(|frame| frame.is_ok() && this.inner.is_end_stream())
+            {
                 this.progress.set(FINISHED);
-                Poll::Ready(None)
             }
-            Poll::Ready(Some(Ok(frame))) => {
-                if this.inner.is_end_stream() {
-                    this.progress.set(FINISHED);
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(Box::new(err)))),
-            Poll::Pending if this.progress.finished() => Poll::Pending,
-            Poll::Pending => {
-                let deadline = this.deadline;
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        this.progress.set(TIMED_OUT);
-                        Poll::Ready(Some(Err(Box::new(BodyTimeout(describe(this.limit))))))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
+        if this.progress.is(FINISHED) {
+            return Poll::Pending;
+        }
+        let deadline = this.deadline;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        ready!(sleep.as_mut().poll(cx));
+        this.progress.set(TIMED_OUT);
+        Poll::Ready(Some(Err(Box::new(BodyTimeout(describe(this.limit))))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.progress.timed_out() || self.inner.is_end_stream()
+        self.progress.is(TIMED_OUT) || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

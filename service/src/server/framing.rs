@@ -21,7 +21,7 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::limits::{ConnShared, MAX_HEADERS};
+use super::limits::{ConnShared, MAX_HEADERS, lock};
 use crate::api::errors::ApiError;
 use crate::api::request_id::RequestId;
 
@@ -44,18 +44,14 @@ pub(crate) type Slot<T> = Arc<Mutex<Option<Returned<T>>>>;
 
 /// Takes the socket back from a slot.
 pub(crate) fn take<T>(slot: &Slot<T>) -> Option<Returned<T>> {
-    // Only ever replaced whole: a panic elsewhere cannot leave it torn.
-    slot.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take()
+    lock(slot).take()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
-    /// Still reading the first bytes: they may be the HTTP/2 preface.
-    Unknown {
-        matched: usize,
-    },
+    /// Still reading the first bytes: they may be the HTTP/2 preface, of which this many
+    /// have matched so far.
+    Unknown(usize),
     Http1,
     Http2,
 }
@@ -78,20 +74,14 @@ impl<T> ConnIo<T> {
             inner: Some(stream),
             slot,
             shared,
-            protocol: Protocol::Unknown { matched: 0 },
+            protocol: Protocol::Unknown(0),
             replacement: Vec::new(),
             written: 0,
         }
     }
 
-    fn inner(&mut self) -> io::Result<&mut T> {
-        self.inner
-            .as_mut()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "connection closed"))
-    }
-
     fn learn_protocol(&mut self, read: &[u8]) {
-        let Protocol::Unknown { matched } = self.protocol else {
+        let Protocol::Unknown(matched) = self.protocol else {
             return;
         };
         let want = &H2_PREFACE[matched..];
@@ -101,9 +91,7 @@ impl<T> ConnIo<T> {
         } else if matched + n == H2_PREFACE.len() {
             Protocol::Http2
         } else {
-            Protocol::Unknown {
-                matched: matched + n,
-            }
+            Protocol::Unknown(matched + n)
         };
     }
 }
@@ -112,11 +100,8 @@ impl<T: AsyncWrite + Unpin> ConnIo<T> {
     /// Writes what is left of our replacement answer.
     fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.written < self.replacement.len() {
-            let Some(inner) = self.inner.as_mut() else {
-                return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
-            };
             let rest = &self.replacement[self.written..];
-            let n = ready!(Pin::new(inner).poll_write(cx, rest))?;
+            let n = ready!(Pin::new(connected(&mut self.inner)?).poll_write(cx, rest))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -126,17 +111,20 @@ impl<T: AsyncWrite + Unpin> ConnIo<T> {
     }
 }
 
+/// The socket, until [`ConnIo`] is dropped (which alone takes it).
+fn connected<T>(inner: &mut Option<T>) -> io::Result<&mut T> {
+    inner
+        .as_mut()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "connection closed"))
+}
+
 impl<T> Drop for ConnIo<T> {
     fn drop(&mut self) {
         if let Some(stream) = self.inner.take() {
             let unwritten = self
                 .replacement
                 .split_off(self.written.min(self.replacement.len()));
-            *self
-                .slot
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some(Returned { stream, unwritten });
+            *lock(&self.slot) = Some(Returned { stream, unwritten });
         }
     }
 }
@@ -149,7 +137,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for ConnIo<T> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        ready!(Pin::new(this.inner()?).poll_read(cx, buf))?;
+        ready!(Pin::new(connected(&mut this.inner)?).poll_read(cx, buf))?;
         let read = &buf.filled()[before..];
         if !read.is_empty() {
             this.shared.saw_request_bytes();
@@ -163,60 +151,52 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ConnIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &[u8],
+        mut buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(this.poll_replacement(cx))?;
-        let mut buf = buf;
-        if this.protocol != Protocol::Http2 {
-            if let Some((at, error)) = canned_answer(buf) {
-                if at == 0 {
-                    let request_id = RequestId::generate();
-                    tracing::debug!(%request_id, status = %error.status(), "malformed request answered with the envelope");
-                    this.replacement = render(&error, &request_id);
-                    this.written = 0;
-                    this.shared.set_linger();
-                    // Reported as written; the envelope goes out in its place.
-                    return match this.poll_replacement(cx) {
-                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                        _ => Poll::Ready(Ok(buf.len())),
-                    };
-                }
-                // The end of an earlier answer comes first; the canned one on the next call.
-                buf = &buf[..at];
+        let canned = match this.protocol {
+            Protocol::Http2 => None,
+            _ => canned_answer(buf),
+        };
+        if let Some((at, error)) = canned {
+            if at == 0 {
+                let request_id = RequestId::generate();
+                tracing::debug!(%request_id, status = %error.status(), "malformed request answered with the envelope");
+                this.replacement = render(&error, &request_id);
+                this.written = 0;
+                this.shared.set_linger();
+                // Reported as written; the envelope goes out in its place.
+                return match this.poll_replacement(cx) {
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    _ => Poll::Ready(Ok(buf.len())),
+                };
             }
+            // The end of an earlier answer comes first; the canned one on the next call.
+            buf = &buf[..at];
         }
-        let shared = this.shared.clone();
-        match Pin::new(this.inner()?).poll_write(cx, buf) {
-            Poll::Pending => {
-                shared.set_write_blocked(true);
-                Poll::Pending
-            }
-            ready => ready,
+        let written = Pin::new(connected(&mut this.inner)?).poll_write(cx, buf);
+        if written.is_pending() {
+            this.shared.set_write_blocked(true);
         }
+        written
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_replacement(cx))?;
-        let shared = this.shared.clone();
-        match Pin::new(this.inner()?).poll_flush(cx) {
-            Poll::Ready(Ok(())) => {
-                shared.set_write_blocked(false);
-                Poll::Ready(Ok(()))
-            }
-            Poll::Pending => {
-                shared.set_write_blocked(true);
-                Poll::Pending
-            }
-            err => err,
+        let flushed = Pin::new(connected(&mut this.inner)?).poll_flush(cx);
+        // Blocked while pending, unblocked once flushed; a failed flush changes nothing.
+        if !matches!(flushed, Poll::Ready(Err(_))) {
+            this.shared.set_write_blocked(flushed.is_pending());
         }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_replacement(cx))?;
-        Pin::new(this.inner()?).poll_shutdown(cx)
+        Pin::new(connected(&mut this.inner)?).poll_shutdown(cx)
     }
 
     // Not vectored: hyper then hands over each answer head as one contiguous buffer, which is
@@ -246,9 +226,9 @@ fn parse_canned(answer: &[u8]) -> Option<ApiError> {
     let head = text.strip_suffix("\r\n\r\n")?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next()?;
-    let rest = status_line
-        .strip_prefix("HTTP/1.1 ")
-        .or_else(|| status_line.strip_prefix("HTTP/1.0 "))?;
+    let rest = ["HTTP/1.1 ", "HTTP/1.0 "]
+        .iter()
+        .find_map(|version| status_line.strip_prefix(version))?;
     let error = match rest.get(..4)? {
         "400 " => ApiError::MalformedRequest,
         "431 " => ApiError::HeadersTooLarge {
@@ -257,14 +237,12 @@ fn parse_canned(answer: &[u8]) -> Option<ApiError> {
         "414 " => ApiError::UriTooLong,
         _ => return None,
     };
-    let mut length = false;
-    for line in lines {
-        if line == "content-length: 0" {
-            length = true;
-        } else if line != "connection: close" && !line.starts_with("date: ") {
-            return None;
-        }
-    }
+    // Only these lines, `content-length: 0` among them.
+    let length = lines.try_fold(false, |length, line| match line {
+        "content-length: 0" => Some(true),
+        "connection: close" => Some(length),
+        _ => line.starts_with("date: ").then_some(length),
+    })?;
     length.then_some(error)
 }
 
@@ -272,23 +250,17 @@ fn parse_canned(answer: &[u8]) -> Option<ApiError> {
 pub(crate) fn render(error: &ApiError, request_id: &RequestId) -> Vec<u8> {
     let status = error.status();
     let body = serde_json::to_vec(&error.envelope()).unwrap_or_default();
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {request_id}\r\n",
+    let retry_after = error.retry_after().map_or(String::new(), |seconds| {
+        format!("retry-after: {seconds}\r\n")
+    });
+    let date = http_date().map_or(String::new(), |date| format!("date: {date}\r\n"));
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {request_id}\r\n{retry_after}connection: close\r\n{date}\r\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
         body.len(),
     );
-    if let Some(seconds) = error.retry_after() {
-        head.push_str(&format!("retry-after: {seconds}\r\n"));
-    }
-    head.push_str("connection: close\r\n");
-    if let Some(date) = http_date() {
-        head.push_str(&format!("date: {date}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut answer = head.into_bytes();
-    answer.extend_from_slice(&body);
-    answer
+    [head.into_bytes(), body].concat()
 }
 
 /// The current time as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
@@ -307,37 +279,24 @@ mod tests {
 
     #[test]
     fn recognises_only_hypers_canned_answers() {
-        let canned = format!(
-            "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n{DATE}\r\n"
-        );
-        assert_eq!(
-            canned_answer(canned.as_bytes()),
-            Some((0, ApiError::MalformedRequest))
-        );
-        let large = format!(
-            "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n{DATE}\r\n"
-        );
-        assert!(matches!(
-            canned_answer(large.as_bytes()),
-            Some((0, ApiError::HeadersTooLarge { .. }))
-        ));
-        // After the end of an earlier answer.
-        let after =
-            format!("0\r\n\r\nHTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\n{DATE}\r\n");
-        assert_eq!(
-            canned_answer(after.as_bytes()),
-            Some((5, ApiError::UriTooLong))
-        );
-        // Answers of the routes are left alone: a body, or an id, or another status.
-        for ours in [
-            format!("HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\n{DATE}\r\n"),
-            format!(
-                "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nx-request-id: req-1\r\n{DATE}\r\n"
-            ),
-            format!("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n{DATE}\r\n"),
-            format!("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n{DATE}\r\n"),
-        ] {
-            assert_eq!(canned_answer(ours.as_bytes()), None, "{ours}");
+        let large = ApiError::HeadersTooLarge {
+            max_headers: MAX_HEADERS,
+        };
+        #[rustfmt::skip]
+        let cases = [
+            ("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n", Some((0, ApiError::MalformedRequest))),
+            ("HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n", Some((0, large))),
+            // After the end of an earlier answer.
+            ("0\r\n\r\nHTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\n", Some((5, ApiError::UriTooLong))),
+            // Answers of the routes are left alone: a body, or an id, or another status.
+            ("HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\n", None),
+            ("HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nx-request-id: req-1\r\n", None),
+            ("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n", None),
+            ("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n", None),
+        ];
+        for (answer, expected) in cases {
+            let answer = format!("{answer}{DATE}\r\n");
+            assert_eq!(canned_answer(answer.as_bytes()), expected, "{answer}");
         }
     }
 
@@ -368,7 +327,7 @@ mod tests {
         let shared = Arc::new(ConnShared::new(0));
         let mut io = ConnIo::new((), Arc::new(Mutex::new(None)), shared.clone());
         io.learn_protocol(b"PRI * HTTP");
-        assert!(matches!(io.protocol, Protocol::Unknown { .. }));
+        assert_eq!(io.protocol, Protocol::Unknown(10));
         io.learn_protocol(b"/2.0\r\n\r\nSM\r\n\r\n");
         assert_eq!(io.protocol, Protocol::Http2);
         let mut io = ConnIo::new((), Arc::new(Mutex::new(None)), shared);

@@ -114,6 +114,14 @@ fn set_nofile_limit(limit: &libc::rlimit) -> bool {
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, limit) == 0 }
 }
 
+/// Locks `mutex` even if poisoned: every lock here guards plain fields, a map only inserted
+/// into and removed from, or a value replaced whole, which a panic elsewhere cannot leave torn.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// What one connection is doing, shared by its task, its IO wrapper, its service and the
 /// connection table.
 #[derive(Debug)]
@@ -156,22 +164,15 @@ impl ConnShared {
         }
     }
 
-    fn activity(&self) -> MutexGuard<'_, Activity> {
-        // The guarded data is two plain fields: a panic elsewhere cannot leave them torn.
-        self.activity
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// A request head was parsed and handed to the routes.
     pub(crate) fn request_started(&self) {
-        self.activity().in_flight += 1;
+        lock(&self.activity).in_flight += 1;
         self.head_bytes.store(false, Ordering::Relaxed);
     }
 
     /// A request's answer was sent (or abandoned).
     pub(crate) fn request_ended(&self) {
-        let mut activity = self.activity();
+        let mut activity = lock(&self.activity);
         activity.in_flight = activity.in_flight.saturating_sub(1);
         if activity.in_flight == 0 {
             activity.idle_since = Instant::now();
@@ -182,15 +183,14 @@ impl ConnShared {
 
     /// How long the connection has had no request in flight; `None` while it has one.
     pub(crate) fn idle_for(&self) -> Option<Duration> {
-        let activity = self.activity();
-        (activity.in_flight == 0).then(|| activity.idle_since.elapsed())
+        self.idle_since().map(|since| since.elapsed())
     }
 
     /// Since when the connection has had no request in flight; `None` while it has one.
     /// Comparing these instants (not `idle_for`, whose readings are taken one after the
     /// other) ranks connections consistently.
     fn idle_since(&self) -> Option<Instant> {
-        let activity = self.activity();
+        let activity = lock(&self.activity);
         (activity.in_flight == 0).then_some(activity.idle_since)
     }
 
@@ -239,19 +239,12 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    fn live(&self) -> MutexGuard<'_, HashMap<u64, Arc<ConnShared>>> {
-        // Inserts and removes only: a panic elsewhere cannot leave the map torn.
-        self.live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Enters a connection holding `permit`; it leaves the table when the returned place is
     /// dropped, and then releases the permit.
     pub(crate) fn admit(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Place {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(ConnShared::new(id));
-        self.live().insert(id, shared.clone());
+        lock(&self.live).insert(id, shared.clone());
         Place {
             registry: self.clone(),
             shared,
@@ -262,22 +255,19 @@ impl Registry {
     /// Asks the connection idle longest with nothing in flight to close. Returns whether
     /// one was asked.
     pub(crate) fn evict_one(&self) -> bool {
-        let victim = self
-            .live()
+        let Some((_, victim)) = lock(&self.live)
             .values()
-            .filter(|c| !c.evicting.load(Ordering::Relaxed))
-            .filter(|c| !c.write_blocked.load(Ordering::Relaxed))
+            .filter(|c| {
+                !c.evicting.load(Ordering::Relaxed) && !c.write_blocked.load(Ordering::Relaxed)
+            })
             .filter_map(|c| c.idle_since().map(|since| (since, c.clone())))
             .min_by_key(|(since, _)| *since)
-            .map(|(_, c)| c);
-        match victim {
-            Some(victim) => {
-                victim.evicting.store(true, Ordering::Relaxed);
-                victim.evict.notify_one();
-                true
-            }
-            None => false,
-        }
+        else {
+            return false;
+        };
+        victim.evicting.store(true, Ordering::Relaxed);
+        victim.evict.notify_one();
+        true
     }
 }
 
@@ -297,7 +287,7 @@ impl Place {
 
 impl Drop for Place {
     fn drop(&mut self) {
-        self.registry.live().remove(&self.shared.id);
+        lock(&self.registry.live).remove(&self.shared.id);
     }
 }
 
@@ -332,7 +322,7 @@ mod tests {
         assert!(!busy.shared().evicting.load(Ordering::Relaxed));
         drop((busy, older, newer));
         assert_eq!(permits.available_permits(), 3);
-        assert!(registry.live().is_empty());
+        assert!(lock(&registry.live).is_empty());
     }
 
     #[test]

@@ -168,10 +168,10 @@ impl Handler {
         Handler(Arc::new(move |request| {
             let mut service = service.clone();
             Box::pin(async move {
-                match service.call(request).await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                }
+                service
+                    .call(request)
+                    .await
+                    .unwrap_or_else(|never| match never {})
             })
         }))
     }
@@ -196,23 +196,23 @@ impl Handler {
     }
 }
 
-type ResponseBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Converts warp's response, swapping in a [`StreamedBody`] parked by a handler.
 fn finish_response(response: warp::reply::Response) -> hyper::Response<ResponseBody> {
     let (mut parts, body) = response.into_parts();
-    if let Some(stream) = parts
+    let body = match parts
         .extensions
         .remove::<StreamedBody>()
         .and_then(|s| s.take())
     {
-        let frames = stream
-            .map_ok(Frame::data)
-            .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) });
-        return hyper::Response::from_parts(parts, BodyExt::boxed_unsync(StreamBody::new(frames)));
-    }
-    let body = body.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) });
-    hyper::Response::from_parts(parts, BodyExt::boxed_unsync(body))
+        Some(stream) => {
+            StreamBody::new(stream.map_ok(Frame::data).map_err(BoxError::from)).boxed_unsync()
+        }
+        None => body.map_err(BoxError::from).boxed_unsync(),
+    };
+    hyper::Response::from_parts(parts, body)
 }
 
 impl Server {
@@ -251,52 +251,36 @@ impl Server {
     /// under `limits`.
     pub async fn start_loading_with(
         options: ListenOptions,
-        limits: ConnectionLimits,
+        mut limits: ConnectionLimits,
     ) -> Result<Server, ServerError> {
+        let addr = options.addr;
         let acceptor = match &options.tls {
             Some((cert, key)) => Some(TlsAcceptor::from(load_tls(cert, key)?)),
-            None if !options.addr.ip().is_loopback() && !options.allow_plain_http => {
-                return Err(ServerError::PlainHttpNotAllowed { addr: options.addr });
+            None if !addr.ip().is_loopback() && !options.allow_plain_http => {
+                return Err(ServerError::PlainHttpNotAllowed { addr });
             }
             None => None,
         };
-        let listener =
-            TcpListener::bind(options.addr)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: options.addr,
-                    source,
-                })?;
-        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
-            addr: options.addr,
-            source,
-        })?;
+        let bind_error = |source| ServerError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
         let (stop, stopped) = oneshot::channel();
         let tls = acceptor.is_some();
         let routes = Arc::new(OnceLock::new());
         let (stop_connections, stop_rx) = watch::channel(false);
-        let limits = ConnectionLimits {
-            max_connections: limits.max_connections.clamp(1, MAX_CONNECTIONS_CAP),
-            ..limits
-        };
+        limits.max_connections = limits.max_connections.clamp(1, MAX_CONNECTIONS_CAP);
         let ctx = Arc::new(ConnContext {
             routes: routes.clone(),
             loading: Handler::loading(),
             limits,
             stop: stop_rx,
         });
-        let task = tokio::spawn(accept_loop(
-            listener,
-            acceptor,
-            ctx,
-            stop_connections,
-            stopped,
-        ));
+        let accepting = accept_loop(listener, acceptor, ctx, stop_connections, stopped);
         Ok(Server {
             local_addr,
             tls,
             stop: Some(stop),
-            task,
+            task: tokio::spawn(accepting),
             routes,
         })
     }
@@ -363,15 +347,13 @@ async fn accept_loop(
                     "every connection is busy with a request: refusing new connections with 503"
                 );
             }
-            match refusals.clone().try_acquire_owned() {
-                Ok(slot) => {
-                    let acceptor = acceptor.clone();
-                    tokio::spawn(async move {
-                        let _slot = slot;
-                        refuse(stream, acceptor, max_connections).await;
-                    });
-                }
-                Err(_) => drop(stream),
+            // Past the refusal slots too, the connection is dropped without an answer.
+            if let Ok(slot) = refusals.clone().try_acquire_owned() {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    refuse(stream, acceptor, max_connections).await;
+                });
             }
             continue;
         };

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Serialize;
 use serde_json::{Value, json};
-use sworn_ledger::merkle::Hash;
+use sworn_ledger::merkle::{Hash, InclusionProof};
 use sworn_ledger::store::StoreError;
 use warp::Reply;
 use warp::http::HeaderMap;
@@ -70,13 +70,10 @@ pub async fn audit(
         answer(&state, route, &tenant, &query, &request_id).await
     }
     .await;
-    let mut response = match result {
-        Ok(response) => response,
-        Err(err) => {
-            state.metrics.record_failure(err.metric_label());
-            err.into_response(&request_id)
-        }
-    };
+    let mut response = result.unwrap_or_else(|err| {
+        state.metrics.record_failure(err.metric_label());
+        err.into_response(&request_id)
+    });
     request_id.stamp(&mut response);
     response
 }
@@ -96,10 +93,14 @@ fn store_error(err: StoreError, request_id: &RequestId) -> ApiError {
         },
         other => {
             tracing::error!(%request_id, error = %other, "ledger read failed");
-            ApiError::Internal {
-                request_id: request_id.to_string(),
-            }
+            internal(request_id)
         }
+    }
+}
+
+fn internal(request_id: &RequestId) -> ApiError {
+    ApiError::Internal {
+        request_id: request_id.to_string(),
     }
 }
 
@@ -145,14 +146,9 @@ async fn answer(
         AuditRoute::Inclusion => {
             let index = required(query, "index")?;
             let size = query.get("size").copied().unwrap_or_else(|| ledger.size());
-            let proof = ledger.inclusion_proof(index, size).map_err(fail)?;
-            let root = ledger.root(size).map_err(fail)?;
-            Ok(json_response(&json!({
-                "index": proof.index,
-                "tree_size": proof.tree_size,
-                "root_hash": root.to_hex(),
-                "hashes": hex_path(&proof.path),
-            })))
+            let mut proof = inclusion(&ledger.inclusion_proof(index, size).map_err(fail)?);
+            proof["root_hash"] = json!(ledger.root(size).map_err(fail)?.to_hex());
+            Ok(json_response(&proof))
         }
         AuditRoute::Consistency => {
             let old = required(query, "old")?;
@@ -233,13 +229,8 @@ async fn receipt(
         Some(_) => None,
         None => {
             let event = ledger.erasure_of(index).map_err(fail)?;
-            let entry = match event {
-                Some(at) => ledger.entry(at).map_err(fail)?,
-                None => None,
-            };
-            Some(entry.ok_or_else(|| ApiError::Internal {
-                request_id: request_id.to_string(),
-            })?)
+            let entry = event.map(|at| ledger.entry(at)).transpose().map_err(fail)?;
+            Some(entry.flatten().ok_or_else(|| internal(request_id))?)
         }
     };
     let needed = erasure.as_ref().map_or(index, |e| e.index.max(index));
@@ -251,24 +242,15 @@ async fn receipt(
         let sealer = ledger.clone();
         let sealed = tokio::task::spawn_blocking(move || sealer.seal_now())
             .await
-            .map_err(|_| ApiError::Internal {
-                request_id: request_id.to_string(),
-            })?
+            .map_err(|_| internal(request_id))?
             .map_err(fail)?;
         checkpoint = sealed.or(ledger.latest_checkpoint().map_err(fail)?);
     }
-    let checkpoint = checkpoint.ok_or_else(|| ApiError::Internal {
-        request_id: request_id.to_string(),
-    })?;
+    let checkpoint = checkpoint.ok_or_else(|| internal(request_id))?;
     let size = checkpoint.checkpoint.size;
-    let proof = ledger.inclusion_proof(index, size).map_err(fail)?;
     let mut bundle = json!({
         "receipt": receipt.to_json(),
-        "inclusion": {
-            "index": proof.index,
-            "tree_size": proof.tree_size,
-            "hashes": hex_path(&proof.path),
-        },
+        "inclusion": inclusion(&ledger.inclusion_proof(index, size).map_err(fail)?),
         "checkpoint": {
             "size": size,
             "root_hash": checkpoint.checkpoint.root.to_hex(),
@@ -276,7 +258,6 @@ async fn receipt(
         },
     });
     if let Some(entry) = erasure {
-        let proof = ledger.inclusion_proof(entry.index, size).map_err(fail)?;
         bundle["erasure"] = json!({
             "entry": {
                 "index": entry.index,
@@ -284,11 +265,7 @@ async fn receipt(
                 "body": String::from_utf8_lossy(&entry.body),
                 "signature": BASE64.encode(entry.signature.to_bytes()),
             },
-            "inclusion": {
-                "index": proof.index,
-                "tree_size": proof.tree_size,
-                "hashes": hex_path(&proof.path),
-            },
+            "inclusion": inclusion(&ledger.inclusion_proof(entry.index, size).map_err(fail)?),
         });
     }
     Ok(json_response(&bundle))
@@ -309,7 +286,7 @@ fn export(ledger: sworn_ledger::store::Ledger, request_id: RequestId) -> Respons
     });
     let body =
         tokio_stream::wrappers::ReceiverStream::new(rx).map(|chunk| chunk.map(bytes::Bytes::from));
-    let mut response = Response::new(warp::reply::Response::default().into_body());
+    let mut response = Response::default();
     response.headers_mut().insert(
         "content-type",
         warp::http::HeaderValue::from_static("application/x-ndjson"),
@@ -340,6 +317,11 @@ impl std::io::Write for ChannelWriter {
 
 fn hex_path(path: &[Hash]) -> Vec<String> {
     path.iter().map(Hash::to_hex).collect()
+}
+
+/// An inclusion proof as the audit routes show it.
+fn inclusion(proof: &InclusionProof) -> Value {
+    json!({ "index": proof.index, "tree_size": proof.tree_size, "hashes": hex_path(&proof.path) })
 }
 
 fn required(query: &HashMap<String, u64>, name: &str) -> Result<u64, ApiError> {
