@@ -306,8 +306,7 @@ impl HfConfig {
             qkv_bias,
             o_bias,
         };
-        config.validate()?;
-        Ok(config)
+        config.validate().map(|()| config)
     }
 }
 
@@ -389,8 +388,7 @@ impl ModelConfig {
             qkv_bias: architecture == Architecture::Qwen2,
             o_bias: false,
         };
-        config.validate()?;
-        Ok(config)
+        config.validate().map(|()| config)
     }
 
     /// Checks every size against its cap and the divisibility the forward pass needs.

@@ -83,42 +83,14 @@ pub enum GgmlType {
 }
 
 /// Every known type, for lookups by id.
-const ALL: [GgmlType; 34] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q8_1,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-    GgmlType::Q8_K,
-    GgmlType::IQ2_XXS,
-    GgmlType::IQ2_XS,
-    GgmlType::IQ3_XXS,
-    GgmlType::IQ1_S,
-    GgmlType::IQ4_NL,
-    GgmlType::IQ3_S,
-    GgmlType::IQ2_S,
-    GgmlType::IQ4_XS,
-    GgmlType::I8,
-    GgmlType::I16,
-    GgmlType::I32,
-    GgmlType::I64,
-    GgmlType::F64,
-    GgmlType::IQ1_M,
-    GgmlType::BF16,
-    GgmlType::TQ1_0,
-    GgmlType::TQ2_0,
-    GgmlType::MXFP4,
-    GgmlType::NVFP4,
-    GgmlType::Q1_0,
-];
+const ALL: [GgmlType; 34] = {
+    use GgmlType::*;
+    [
+        F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ2_XXS,
+        IQ2_XS, IQ3_XXS, IQ1_S, IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, I8, I16, I32, I64, F64, IQ1_M, BF16,
+        TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0,
+    ]
+};
 
 impl GgmlType {
     /// The type with this on-disk id, or `None` for ids ggml does not (or no longer) define.
@@ -179,10 +151,10 @@ impl GgmlType {
     /// a whole number of blocks or the size overflows `u64`.
     pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
         let (elems, bytes) = self.geometry();
-        if !n_elements.is_multiple_of(elems) {
-            return None;
-        }
-        (n_elements / elems).checked_mul(bytes)
+        n_elements
+            .is_multiple_of(elems)
+            .then(|| n_elements / elems)?
+            .checked_mul(bytes)
     }
 }
 

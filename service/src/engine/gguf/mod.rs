@@ -36,15 +36,20 @@ enum Backing {
     Owned(Vec<u8>),
 }
 
+impl Backing {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Backing::Mapped(map) => map,
+            Backing::Owned(bytes) => bytes,
+        }
+    }
+}
+
 /// An opened, validated GGUF file.
 #[derive(Debug)]
 pub struct GgufFile {
     backing: Backing,
-    version: u32,
-    metadata: BTreeMap<String, GgufValue>,
-    tensors: Vec<TensorInfo>,
-    alignment: u64,
-    data_start: u64,
+    header: parse::Header,
 }
 
 impl GgufFile {
@@ -69,125 +74,100 @@ impl GgufFile {
     }
 
     fn from_backing(backing: Backing) -> Result<GgufFile, GgufError> {
-        let header = parse::parse_header(bytes_of(&backing))?;
-        Ok(GgufFile {
-            backing,
-            version: header.version,
-            metadata: header.metadata,
-            tensors: header.tensors,
-            alignment: header.alignment,
-            data_start: header.data_start,
-        })
+        let header = parse::parse_header(backing.bytes())?;
+        Ok(GgufFile { backing, header })
     }
 
     /// The format version (2 or 3).
     pub fn version(&self) -> u32 {
-        self.version
+        self.header.version
     }
 
     /// The data alignment (`general.alignment`, default 32).
     pub fn alignment(&self) -> u64 {
-        self.alignment
+        self.header.alignment
     }
 
     /// Byte offset of the tensor data section.
     pub fn data_start(&self) -> u64 {
-        self.data_start
+        self.header.data_start
     }
 
     /// All metadata, by key.
     pub fn metadata(&self) -> &BTreeMap<String, GgufValue> {
-        &self.metadata
+        &self.header.metadata
     }
 
     /// The value under `key`, if any.
     pub fn get(&self, key: &str) -> Option<&GgufValue> {
-        self.metadata.get(key)
+        self.header.metadata.get(key)
     }
 
-    fn require(&self, key: &str) -> Result<&GgufValue, GgufError> {
-        self.metadata
+    /// The value under `key`, read by `get` (`expected` names the type in the error).
+    fn typed<'a, T>(
+        &'a self,
+        key: &str,
+        expected: &'static str,
+        get: impl FnOnce(&'a GgufValue) -> Option<T>,
+    ) -> Result<T, GgufError> {
+        let v = self
             .get(key)
-            .ok_or_else(|| GgufError::MissingKey { key: key.into() })
-    }
-
-    fn integer(&self, key: &str, expected: &'static str) -> Result<i128, GgufError> {
-        let v = self.require(key)?;
-        v.as_i128().ok_or_else(|| GgufError::WrongType {
+            .ok_or_else(|| GgufError::MissingKey { key: key.into() })?;
+        get(v).ok_or_else(|| GgufError::WrongType {
             key: key.into(),
             expected,
             found: v.value_type(),
         })
     }
 
+    /// An integer value (of any stored width) that fits in `T`, named `expected`.
+    fn integer<T: TryFrom<i128>>(&self, key: &str, expected: &'static str) -> Result<T, GgufError> {
+        let value = self.typed(key, expected, GgufValue::as_i128)?;
+        T::try_from(value).map_err(|_| GgufError::OutOfRange {
+            key: key.into(),
+            value,
+            expected,
+        })
+    }
+
     /// An integer value (of any stored width) that fits in `u32`.
     pub fn get_u32(&self, key: &str) -> Result<u32, GgufError> {
-        let v = self.integer(key, "u32")?;
-        u32::try_from(v).map_err(|_| GgufError::OutOfRange {
-            key: key.into(),
-            value: v,
-            expected: "u32",
-        })
+        self.integer(key, "u32")
     }
 
     /// An integer value (of any stored width) that fits in `u64`.
     pub fn get_u64(&self, key: &str) -> Result<u64, GgufError> {
-        let v = self.integer(key, "u64")?;
-        u64::try_from(v).map_err(|_| GgufError::OutOfRange {
-            key: key.into(),
-            value: v,
-            expected: "u64",
-        })
+        self.integer(key, "u64")
     }
 
     /// A float value (stored as f32, or f64 narrowed).
     pub fn get_f32(&self, key: &str) -> Result<f32, GgufError> {
-        let v = self.require(key)?;
-        v.as_f32().ok_or_else(|| GgufError::WrongType {
-            key: key.into(),
-            expected: "f32",
-            found: v.value_type(),
-        })
+        self.typed(key, "f32", GgufValue::as_f32)
     }
 
     /// A string value.
     pub fn get_str(&self, key: &str) -> Result<&str, GgufError> {
-        let v = self.require(key)?;
-        v.as_str().ok_or_else(|| GgufError::WrongType {
-            key: key.into(),
-            expected: "string",
-            found: v.value_type(),
-        })
+        self.typed(key, "string", GgufValue::as_str)
     }
 
     /// A boolean value.
     pub fn get_bool(&self, key: &str) -> Result<bool, GgufError> {
-        let v = self.require(key)?;
-        v.as_bool().ok_or_else(|| GgufError::WrongType {
-            key: key.into(),
-            expected: "bool",
-            found: v.value_type(),
-        })
+        self.typed(key, "bool", GgufValue::as_bool)
     }
 
     /// An array value.
     pub fn get_array(&self, key: &str) -> Result<&[GgufValue], GgufError> {
-        let v = self.require(key)?;
-        v.as_array().ok_or_else(|| GgufError::WrongType {
-            key: key.into(),
-            expected: "array",
-            found: v.value_type(),
-        })
+        self.typed(key, "array", GgufValue::as_array)
     }
 
     /// The tensor directory, in file order.
     pub fn tensors(&self) -> &[TensorInfo] {
-        &self.tensors
+        &self.header.tensors
     }
 
     /// The directory entry for `name`.
     pub fn tensor(&self, name: &str) -> Result<&TensorInfo, GgufError> {
-        self.tensors
+        self.tensors()
             .iter()
             .find(|t| t.name == name)
             .ok_or_else(|| GgufError::MissingTensor {
@@ -197,18 +177,16 @@ impl GgufFile {
 
     /// The raw bytes of tensor `name`, as stored.
     pub fn tensor_bytes(&self, name: &str) -> Result<&[u8], GgufError> {
-        let info = self.tensor(name)?;
-        Ok(self.bytes_of(info))
+        self.tensor(name).map(|info| self.bytes_of(info))
     }
 
     /// The bytes of a directory entry of this file (validated at open, so in bounds).
     pub fn bytes_of(&self, info: &TensorInfo) -> &[u8] {
-        let all = bytes_of(&self.backing);
         // Offsets were checked against this very buffer when the file was opened; the
         // `get` keeps a `TensorInfo` from another file from panicking.
         let start = usize::try_from(info.offset).unwrap_or(usize::MAX);
         let end = usize::try_from(info.offset.saturating_add(info.n_bytes)).unwrap_or(usize::MAX);
-        all.get(start..end).unwrap_or(&[])
+        self.backing.bytes().get(start..end).unwrap_or(&[])
     }
 
     /// Tensor `name` as f32 values, in GGUF element order (`shape[0]` fastest).
@@ -221,12 +199,5 @@ impl GgufFile {
                 source,
             }
         })
-    }
-}
-
-fn bytes_of(backing: &Backing) -> &[u8] {
-    match backing {
-        Backing::Mapped(map) => map,
-        Backing::Owned(bytes) => bytes,
     }
 }

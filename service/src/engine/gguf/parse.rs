@@ -49,6 +49,7 @@ const MIN_KV_BYTES: u64 = 8 + 4 + 1;
 const MIN_TENSOR_INFO_BYTES: u64 = 8 + 4 + 4 + 8;
 
 /// What the header parser found.
+#[derive(Debug)]
 pub(crate) struct Header {
     pub version: u32,
     pub metadata: BTreeMap<String, GgufValue>,
@@ -83,9 +84,8 @@ impl<'a> Cursor<'a> {
     }
 
     fn array<const N: usize>(&mut self, what: &dyn Fn() -> String) -> Result<[u8; N], GgufError> {
-        let slice = self.take(N as u64, what)?;
         let mut out = [0u8; N];
-        out.copy_from_slice(slice);
+        out.copy_from_slice(self.take(N as u64, what)?);
         Ok(out)
     }
 
@@ -125,10 +125,11 @@ impl<'a> Cursor<'a> {
     }
 
     fn string(&mut self, what: &dyn Fn() -> String) -> Result<String, GgufError> {
-        let len = self.u64(&|| format!("length of {}", what()))?;
+        let len_what = || format!("length of {}", what());
+        let len = self.u64(&len_what)?;
         if len > MAX_STRING_LEN {
             return Err(GgufError::LimitExceeded {
-                what: format!("length of {}", what()),
+                what: len_what(),
                 value: len,
                 limit: MAX_STRING_LEN,
             });
@@ -188,7 +189,7 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<Header, GgufError> {
                 found: v.value_type(),
             })?;
             let value = u64::try_from(value).unwrap_or(0);
-            if value == 0 || !value.is_power_of_two() || value > MAX_ALIGNMENT {
+            if !value.is_power_of_two() || value > MAX_ALIGNMENT {
                 return Err(GgufError::BadAlignment {
                     value,
                     limit: MAX_ALIGNMENT,
@@ -201,13 +202,11 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<Header, GgufError> {
     let mut raw = Vec::with_capacity(tensor_count as usize);
     let mut seen = std::collections::HashSet::new();
     for i in 0..tensor_count {
-        raw.push(read_tensor_info(&mut c, i)?);
-        let name = &raw[raw.len() - 1].0;
-        if !seen.insert(name.clone()) {
-            return Err(GgufError::DuplicateTensor {
-                tensor: name.clone(),
-            });
+        let tensor = read_tensor_info(&mut c, i)?;
+        if !seen.insert(tensor.0.clone()) {
+            return Err(GgufError::DuplicateTensor { tensor: tensor.0 });
         }
+        raw.push(tensor);
     }
 
     let header_end = c.pos as u64;
@@ -236,11 +235,16 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<Header, GgufError> {
     })
 }
 
-fn read_value(c: &mut Cursor<'_>, key: &str, tag: u32, depth: u32) -> Result<GgufValue, GgufError> {
-    let ty = GgufValueType::from_tag(tag).ok_or_else(|| GgufError::UnknownValueType {
+/// The value type with this `tag`, for a value under `key`.
+fn value_type(key: &str, tag: u32) -> Result<GgufValueType, GgufError> {
+    GgufValueType::from_tag(tag).ok_or_else(|| GgufError::UnknownValueType {
         key: key.into(),
         tag,
-    })?;
+    })
+}
+
+fn read_value(c: &mut Cursor<'_>, key: &str, tag: u32, depth: u32) -> Result<GgufValue, GgufError> {
+    let ty = value_type(key, tag)?;
     let what = || format!("value of `{key}`");
     Ok(match ty {
         GgufValueType::U8 => GgufValue::U8(u8::from_le_bytes(c.array(&what)?)),
@@ -253,10 +257,7 @@ fn read_value(c: &mut Cursor<'_>, key: &str, tag: u32, depth: u32) -> Result<Ggu
         GgufValueType::U64 => GgufValue::U64(u64::from_le_bytes(c.array(&what)?)),
         GgufValueType::I64 => GgufValue::I64(i64::from_le_bytes(c.array(&what)?)),
         GgufValueType::F64 => GgufValue::F64(f64::from_le_bytes(c.array(&what)?)),
-        GgufValueType::Bool => {
-            let [b] = c.array(&what)?;
-            GgufValue::Bool(b != 0)
-        }
+        GgufValueType::Bool => GgufValue::Bool(c.array::<1>(&what)?[0] != 0),
         GgufValueType::String => GgufValue::String(c.string(&what)?),
         GgufValueType::Array => {
             if depth + 1 > MAX_ARRAY_NESTING {
@@ -266,11 +267,7 @@ fn read_value(c: &mut Cursor<'_>, key: &str, tag: u32, depth: u32) -> Result<Ggu
                 });
             }
             let elem_tag = c.u32(&|| format!("array element type of `{key}`"))?;
-            let elem_type =
-                GgufValueType::from_tag(elem_tag).ok_or_else(|| GgufError::UnknownValueType {
-                    key: key.into(),
-                    tag: elem_tag,
-                })?;
+            let elem_type = value_type(key, elem_tag)?;
             let count = c.u64(&|| format!("array length of `{key}`"))?;
             c.check_count(
                 &|| format!("array length of `{key}`"),
@@ -321,45 +318,31 @@ fn place_tensor(
     data_start: u64,
     file_len: u64,
 ) -> Result<TensorInfo, GgufError> {
-    let bad = |shape: &[u64], reason: String| GgufError::BadShape {
+    let bad = |reason: String| GgufError::BadShape {
         tensor: name.clone(),
-        shape: shape.to_vec(),
+        shape: shape.clone(),
         reason,
     };
     let mut n_elements: u64 = 1;
     for &d in &shape {
         if d == 0 || d > MAX_DIM {
-            return Err(bad(
-                &shape,
-                format!("dimension {d} is outside 1..={MAX_DIM}"),
-            ));
+            return Err(bad(format!("dimension {d} is outside 1..={MAX_DIM}")));
         }
         n_elements = n_elements
             .checked_mul(d)
             .filter(|&n| n <= MAX_TENSOR_ELEMENTS)
-            .ok_or_else(|| {
-                bad(
-                    &shape,
-                    format!("element count exceeds {MAX_TENSOR_ELEMENTS}"),
-                )
-            })?;
+            .ok_or_else(|| bad(format!("element count exceeds {MAX_TENSOR_ELEMENTS}")))?;
     }
-    let row = shape.first().copied().unwrap_or(1);
-    if row % dtype.block_elems() != 0 {
-        return Err(bad(
-            &shape,
-            format!(
-                "rows of {row} are not whole {dtype} blocks of {}",
-                dtype.block_elems()
-            ),
-        ));
+    let (row, elems) = (shape.first().copied().unwrap_or(1), dtype.block_elems());
+    if row % elems != 0 {
+        let reason = format!("rows of {row} are not whole {dtype} blocks of {elems}");
+        return Err(bad(reason));
     }
     // Whole rows imply whole blocks, and n_elements <= 2^40 keeps the product in range.
     let n_bytes = dtype.bytes_for(n_elements).ok_or_else(|| {
-        bad(
-            &shape,
-            format!("byte size of {n_elements} {dtype} elements overflows"),
-        )
+        bad(format!(
+            "byte size of {n_elements} {dtype} elements overflows"
+        ))
     })?;
     if !rel_offset.is_multiple_of(alignment) {
         return Err(GgufError::MisalignedTensor {
@@ -392,13 +375,12 @@ fn check_no_overlap(tensors: &[TensorInfo]) -> Result<(), GgufError> {
     let mut by_offset: Vec<&TensorInfo> = tensors.iter().collect();
     by_offset.sort_by_key(|t| t.offset);
     for pair in by_offset.windows(2) {
-        if let [a, b] = pair {
-            if a.offset + a.n_bytes > b.offset {
-                return Err(GgufError::OverlappingTensors {
-                    first: a.name.clone(),
-                    second: b.name.clone(),
-                });
-            }
+        let (a, b) = (pair[0], pair[1]);
+        if a.offset + a.n_bytes > b.offset {
+            return Err(GgufError::OverlappingTensors {
+                first: a.name.clone(),
+                second: b.name.clone(),
+            });
         }
     }
     Ok(())

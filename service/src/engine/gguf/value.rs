@@ -37,22 +37,11 @@ impl GgufValueType {
     /// The type with this on-disk tag, or `None` for tags the format does not define.
     pub fn from_tag(tag: u32) -> Option<GgufValueType> {
         use GgufValueType::*;
-        Some(match tag {
-            0 => U8,
-            1 => I8,
-            2 => U16,
-            3 => I16,
-            4 => U32,
-            5 => I32,
-            6 => F32,
-            7 => Bool,
-            8 => String,
-            9 => Array,
-            10 => U64,
-            11 => I64,
-            12 => F64,
-            _ => return None,
-        })
+        // The variants are declared in tag order.
+        const BY_TAG: [GgufValueType; 13] = [
+            U8, I8, U16, I16, U32, I32, F32, Bool, String, Array, U64, I64, F64,
+        ];
+        BY_TAG.get(usize::try_from(tag).ok()?).copied()
     }
 
     /// The fewest bytes a value of this type takes on disk: used to check a count against

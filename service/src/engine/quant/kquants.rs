@@ -22,46 +22,50 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
     (f32::from(sc), f32::from(m))
 }
 
-/// `block_q4_K`: f16 `d`, f16 `dmin`, 12 bytes of scales, 128 bytes of nibbles.
-/// Each 32 bytes of `qs` hold two sub-blocks: low nibbles first, then high nibbles.
-pub(super) fn q4_k_blocks(blocks: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks.chunks_exact(144).zip(out.chunks_exact_mut(QK_K)) {
+/// `block_q4_K` (`qh_len` 0) and `block_q5_K` (`qh_len` 32): f16 `d`, f16 `dmin`, 12 bytes
+/// of scales, `qh_len` bytes of 5th bits, 128 bytes of nibbles. Each 32 bytes of `qs` hold
+/// two sub-blocks: low nibbles first, then high nibbles. In Q5_K sub-block `2p` takes bit
+/// `2p` of each `qh` byte as its 5th bit, `2p + 1` bit `2p + 1`.
+fn q45_k_blocks(blocks: &[u8], out: &mut [f32], qh_len: usize) {
+    for (b, y) in blocks
+        .chunks_exact(144 + qh_len)
+        .zip(out.chunks_exact_mut(QK_K))
+    {
         let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
         let scales = &b[4..16];
-        let qs = &b[16..144];
+        let (qh, qs) = b[16..].split_at(qh_len);
         for (pair, (q, y)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
             let (sc1, m1) = scale_min_k4(2 * pair, scales);
             let (sc2, m2) = scale_min_k4(2 * pair + 1, scales);
             let (d1, m1, d2, m2) = (d * sc1, dmin * m1, d * sc2, dmin * m2);
             for (l, &byte) in q.iter().enumerate() {
-                y[l] = d1 * f32::from(byte & 0x0F) - m1;
-                y[l + 32] = d2 * f32::from(byte >> 4) - m2;
-            }
-        }
-    }
-}
-
-/// `block_q5_K`: f16 `d`, f16 `dmin`, 12 bytes of scales, 32 bytes `qh`, 128 bytes `qs`.
-/// Sub-block `2p` takes bit `2p` of each `qh` byte as its 5th bit, `2p + 1` bit `2p + 1`.
-pub(super) fn q5_k_blocks(blocks: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks.chunks_exact(176).zip(out.chunks_exact_mut(QK_K)) {
-        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-        let scales = &b[4..16];
-        let qh = &b[16..48];
-        let qs = &b[48..176];
-        for (pair, (q, y)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
-            let (sc1, m1) = scale_min_k4(2 * pair, scales);
-            let (sc2, m2) = scale_min_k4(2 * pair + 1, scales);
-            let (d1, m1, d2, m2) = (d * sc1, dmin * m1, d * sc2, dmin * m2);
-            let (u1, u2) = (1u8 << (2 * pair), 1u8 << (2 * pair + 1));
-            for (l, (&byte, &h)) in q.iter().zip(qh).enumerate() {
-                let hi1 = if h & u1 != 0 { 16.0 } else { 0.0 };
-                let hi2 = if h & u2 != 0 { 16.0 } else { 0.0 };
+                // Adding 0.0 for Q4_K leaves each value exactly as it was.
+                let h = qh.get(l).copied().unwrap_or(0);
+                let hi1 = if h & (1 << (2 * pair)) != 0 {
+                    16.0
+                } else {
+                    0.0
+                };
+                let hi2 = if h & (2 << (2 * pair)) != 0 {
+                    16.0
+                } else {
+                    0.0
+                };
                 y[l] = d1 * (f32::from(byte & 0x0F) + hi1) - m1;
                 y[l + 32] = d2 * (f32::from(byte >> 4) + hi2) - m2;
             }
         }
     }
+}
+
+/// `block_q4_K`: see [`q45_k_blocks`].
+pub(super) fn q4_k_blocks(blocks: &[u8], out: &mut [f32]) {
+    q45_k_blocks(blocks, out, 0);
+}
+
+/// `block_q5_K`: see [`q45_k_blocks`].
+pub(super) fn q5_k_blocks(blocks: &[u8], out: &mut [f32]) {
+    q45_k_blocks(blocks, out, 32);
 }
 
 /// `block_q6_K`: 128 bytes `ql` (low 4 bits), 64 bytes `qh` (high 2 bits), 16 signed
@@ -75,44 +79,32 @@ pub(super) fn q6_k_blocks(blocks: &[u8], out: &mut [f32]) {
             let qh = &b[128 + 32 * half..128 + 32 * half + 32];
             let sc = &b[192 + 8 * half..192 + 8 * half + 8];
             let y = &mut y[128 * half..128 * half + 128];
+            // Quarter `k` takes the low (k < 2) or high nibbles of `ql[32 * (k % 2)..]` and
+            // bits `2k..2k + 2` of `qh`.
             for l in 0..32 {
-                let is = l / 16;
-                let q1 = i32::from((ql[l] & 0x0F) | ((qh[l] & 3) << 4)) - 32;
-                let q2 = i32::from((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                let q3 = i32::from((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                let q4 = i32::from((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                let s = |k: usize| d * f32::from(sc[is + k] as i8);
-                y[l] = s(0) * q1 as f32;
-                y[l + 32] = s(2) * q2 as f32;
-                y[l + 64] = s(4) * q3 as f32;
-                y[l + 96] = s(6) * q4 as f32;
+                for k in 0..4 {
+                    let lo = (ql[l + 32 * (k % 2)] >> (4 * (k / 2))) & 0x0F;
+                    let q = i32::from(lo | (((qh[l] >> (2 * k)) & 3) << 4)) - 32;
+                    y[l + 32 * k] = d * f32::from(sc[l / 16 + 2 * k] as i8) * q as f32;
+                }
             }
         }
     }
 }
 
 /// `block_q2_K`: 16 bytes of scales (low nibble scale, high nibble min), 64 bytes of 2-bit
-/// values, f16 `d`, f16 `dmin`. Each half of 128 elements reads 32 bytes of `qs` four
-/// times, at shifts 0, 2, 4 and 6, 16 elements per scale.
+/// values, f16 `d`, f16 `dmin`. Sub-block `is` (16 elements, one scale) reads 16 bytes of
+/// `qs` at shift `2 * (is / 2 % 4)`: each half of 128 elements reads its 32 bytes four
+/// times, at shifts 0, 2, 4 and 6.
 pub(super) fn q2_k_blocks(blocks: &[u8], out: &mut [f32]) {
     for (b, y) in blocks.chunks_exact(84).zip(out.chunks_exact_mut(QK_K)) {
-        let scales = &b[0..16];
         let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
-        let mut is = 0;
-        for half in 0..2 {
-            let q = &b[16 + 32 * half..16 + 32 * half + 32];
-            for shift_step in 0..4 {
-                let shift = 2 * shift_step;
-                for sub in 0..2 {
-                    let sc = scales[is];
-                    is += 1;
-                    let (dl, ml) = (d * f32::from(sc & 0x0F), dmin * f32::from(sc >> 4));
-                    let base = 128 * half + 32 * shift_step + 16 * sub;
-                    for l in 0..16 {
-                        let v = (q[16 * sub + l] >> shift) & 3;
-                        y[base + l] = dl * f32::from(v) - ml;
-                    }
-                }
+        for (is, (&sc, y)) in b[0..16].iter().zip(y.chunks_exact_mut(16)).enumerate() {
+            let (dl, ml) = (d * f32::from(sc & 0x0F), dmin * f32::from(sc >> 4));
+            let q = &b[16 + 32 * (is / 8) + 16 * (is % 2)..][..16];
+            let shift = 2 * (is / 2 % 4);
+            for (dst, &v) in y.iter_mut().zip(q) {
+                *dst = dl * f32::from((v >> shift) & 3) - ml;
             }
         }
     }

@@ -193,19 +193,13 @@ impl Engine {
         })?;
         let id = SeqId(self.next_id);
         self.next_id += 1;
-        let first = self.prefill_and_sample(slot, prompt, &params);
-        let token = match first {
-            Ok(token) => token,
-            Err(e) => {
-                let _ = self.kv.release(slot);
-                return Err(e);
-            }
-        };
+        let token = self
+            .prefill_and_sample(slot, prompt, &params)
+            .inspect_err(|_| drop(self.kv.release(slot)))?;
         let mut seq = Sequence::new(id, slot, params, prompt.len(), &self.tokenizer);
         let event = seq.accept(token, &self.tokenizer, prompt.len() >= max);
         self.sequences.push(seq);
-        let event = self.settle(id, event)?;
-        Ok(event)
+        self.settle(id, event)
     }
 
     /// Decodes one token for every running sequence. Events come in the order the
@@ -224,16 +218,15 @@ impl Engine {
         &mut self,
         include: impl Fn(SeqId) -> bool,
     ) -> Result<Vec<SeqEvent>, EngineError> {
-        let mut batch = Vec::new();
-        for seq in self
-            .sequences
-            .iter()
+        let batch: Vec<DecodeInput> = (self.sequences.iter())
             .filter(|s| s.finish.is_none() && include(s.id))
-        {
-            if let (Some(slot), Some(&token)) = (seq.slot, seq.tokens.last()) {
-                batch.push(DecodeInput { slot, token });
-            }
-        }
+            .filter_map(|s| {
+                Some(DecodeInput {
+                    slot: s.slot?,
+                    token: *s.tokens.last()?,
+                })
+            })
+            .collect();
         if batch.is_empty() {
             return Ok(Vec::new());
         }

@@ -41,13 +41,15 @@ impl Merges {
             .map(|i| if i == n { usize::MAX } else { i })
             .collect();
         let mut alive = vec![true; n];
-        // (rank, left position, left id, right id, merged id)
-        let mut heap = BinaryHeap::new();
-        for i in 0..n - 1 {
-            if let Some(&(rank, merged)) = self.rules.get(&(ids[i], ids[i + 1])) {
-                heap.push(Reverse((rank, i, ids[i], ids[i + 1], merged)));
-            }
-        }
+        // (rank, left position, left id, right id, merged id), for a pair that has a rule.
+        let entry = |pos: usize, l: u32, r: u32| {
+            self.rules
+                .get(&(l, r))
+                .map(|&(rank, m)| Reverse((rank, pos, l, r, m)))
+        };
+        let mut heap: BinaryHeap<_> = (0..n - 1)
+            .filter_map(|i| entry(i, ids[i], ids[i + 1]))
+            .collect();
         while let Some(Reverse((_, left, left_id, right_id, merged))) = heap.pop() {
             let right = next[left];
             if !alive[left] || right == usize::MAX || ids[left] != left_id || ids[right] != right_id
@@ -62,15 +64,11 @@ impl Merges {
             }
             let p = prev[left];
             if p != usize::MAX {
-                if let Some(&(rank, m)) = self.rules.get(&(ids[p], merged)) {
-                    heap.push(Reverse((rank, p, ids[p], merged, m)));
-                }
+                heap.extend(entry(p, ids[p], merged));
             }
             let nx = next[left];
             if nx != usize::MAX {
-                if let Some(&(rank, m)) = self.rules.get(&(merged, ids[nx])) {
-                    heap.push(Reverse((rank, left, merged, ids[nx], m)));
-                }
+                heap.extend(entry(left, merged, ids[nx]));
             }
         }
         word.clear();

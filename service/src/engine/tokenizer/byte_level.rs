@@ -51,6 +51,22 @@ pub(crate) fn decode_token(token: &str) -> Option<Vec<u8>> {
     token.chars().map(|c| table.get(&c).copied()).collect()
 }
 
+/// The id of each byte's spelling in `vocab` (`None` for bytes the vocabulary cannot
+/// spell); later duplicates win, as in the vocabulary map.
+pub(crate) fn byte_ids(vocab: &[String]) -> Box<[Option<u32>; 256]> {
+    let mut ids = Box::new([None; 256]);
+    let table = char_to_byte();
+    for (id, tok) in vocab.iter().enumerate() {
+        let mut chars = tok.chars();
+        if let (Some(c), None) = (chars.next(), chars.next()) {
+            if let Some(&b) = table.get(&c) {
+                ids[usize::from(b)] = Some(id as u32);
+            }
+        }
+    }
+    ids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,17 +37,12 @@ impl StreamDecoder {
         if self.skip_special && tokenizer.is_special(id) {
             return Ok(String::new());
         }
-        let bytes = tokenizer.token_bytes(id)?;
-        self.pending.extend_from_slice(bytes);
-        if self.strip_leading_space {
-            match self.pending.first() {
-                Some(b' ') => {
-                    self.pending.remove(0);
-                    self.strip_leading_space = false;
-                }
-                Some(_) => self.strip_leading_space = false,
-                None => {}
+        self.pending.extend_from_slice(tokenizer.token_bytes(id)?);
+        if self.strip_leading_space && !self.pending.is_empty() {
+            if self.pending[0] == b' ' {
+                self.pending.remove(0);
             }
+            self.strip_leading_space = false;
         }
         Ok(self.take_complete())
     }
@@ -62,30 +57,18 @@ impl StreamDecoder {
     fn take_complete(&mut self) -> String {
         let mut out = String::new();
         let mut consumed = 0;
-        loop {
-            let rest = &self.pending[consumed..];
-            match std::str::from_utf8(rest) {
-                Ok(s) => {
-                    out.push_str(s);
-                    consumed = self.pending.len();
-                    break;
-                }
-                Err(e) => {
-                    let valid = e.valid_up_to();
-                    // `valid` bytes were just checked to be UTF-8.
-                    out.push_str(&String::from_utf8_lossy(&rest[..valid]));
-                    match e.error_len() {
-                        Some(bad) => {
-                            out.push(char::REPLACEMENT_CHARACTER);
-                            consumed += valid + bad;
-                        }
-                        None => {
-                            // An unfinished character at the end: wait for more bytes.
-                            consumed += valid;
-                            break;
-                        }
-                    }
-                }
+        for chunk in self.pending.utf8_chunks() {
+            out.push_str(chunk.valid());
+            consumed += chunk.valid().len();
+            let bad = chunk.invalid();
+            let at_end = consumed + bad.len() == self.pending.len();
+            if at_end && std::str::from_utf8(bad).is_err_and(|e| e.error_len().is_none()) {
+                // An unfinished character at the end: wait for more bytes.
+                break;
+            }
+            if !bad.is_empty() {
+                out.push(char::REPLACEMENT_CHARACTER);
+                consumed += bad.len();
             }
         }
         self.pending.drain(..consumed);

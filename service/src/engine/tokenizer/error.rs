@@ -9,7 +9,7 @@ pub enum TokenizerError {
     #[error("tokenizer metadata: {source}")]
     Metadata {
         /// The lookup that failed.
-        #[source]
+        #[from]
         source: GgufError,
     },
     /// The vocabulary's model type is not one this engine implements.

@@ -32,44 +32,42 @@ mod token_type {
     pub(super) const BYTE: i128 = 6;
 }
 
-fn meta(source: GgufError) -> TokenizerError {
-    TokenizerError::Metadata { source }
-}
-
 /// An optional key: absent is `None`, present-but-wrong is an error.
-fn optional<'f, T>(
+fn optional<'f, T, E: Into<TokenizerError>>(
     file: &'f GgufFile,
     key: &str,
-    get: impl Fn(&'f GgufFile, &str) -> Result<T, GgufError>,
+    get: impl Fn(&'f GgufFile, &str) -> Result<T, E>,
 ) -> Result<Option<T>, TokenizerError> {
-    if file.get(key).is_none() {
-        return Ok(None);
-    }
-    get(file, key).map(Some).map_err(meta)
+    file.get(key)
+        .map(|_| get(file, key))
+        .transpose()
+        .map_err(Into::into)
 }
 
-fn string_array(file: &GgufFile, key: &str) -> Result<Vec<String>, TokenizerError> {
-    file.get_array(key)
-        .map_err(meta)?
+/// Each element of `values` (the array under `key`) read by `get`; `expected` names the
+/// element type in the error.
+fn elements<T>(
+    values: &[GgufValue],
+    key: &str,
+    expected: &'static str,
+    get: impl Fn(&GgufValue) -> Option<T>,
+) -> Result<Vec<T>, TokenizerError> {
+    let wrong = |i: usize, v: &GgufValue| GgufError::WrongType {
+        key: format!("{key}[{i}]"),
+        expected,
+        found: v.value_type(),
+    };
+    values
         .iter()
         .enumerate()
-        .map(|(i, v)| {
-            v.as_str().map(str::to_string).ok_or_else(|| {
-                meta(GgufError::WrongType {
-                    key: format!("{key}[{i}]"),
-                    expected: "string",
-                    found: v.value_type(),
-                })
-            })
-        })
+        .map(|(i, v)| get(v).ok_or_else(|| wrong(i, v).into()))
         .collect()
 }
 
-fn optional_strings(file: &GgufFile, key: &str) -> Result<Option<Vec<String>>, TokenizerError> {
-    if file.get(key).is_none() {
-        return Ok(None);
-    }
-    string_array(file, key).map(Some)
+fn string_array(file: &GgufFile, key: &str) -> Result<Vec<String>, TokenizerError> {
+    elements(file.get_array(key)?, key, "string", |v| {
+        v.as_str().map(str::to_string)
+    })
 }
 
 fn number_array<T>(
@@ -86,20 +84,7 @@ fn number_array<T>(
             reason: format!("`{key}` has {} entries for {n} tokens", values.len()),
         });
     }
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            get(v).ok_or_else(|| {
-                meta(GgufError::WrongType {
-                    key: format!("{key}[{i}]"),
-                    expected: "number",
-                    found: v.value_type(),
-                })
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+    elements(values, key, "number", get).map(Some)
 }
 
 /// Which implementation's reading of `tokenizer.ggml.pre` to follow where they differ.
@@ -148,15 +133,15 @@ pub(super) fn parts(
     file: &GgufFile,
     reference: PreTokenizerReference,
 ) -> Result<Parts, TokenizerError> {
-    let model_name = file
-        .get_str("tokenizer.ggml.model")
-        .map_err(meta)?
-        .to_string();
+    let model_name = file.get_str("tokenizer.ggml.model")?;
     let tokens = string_array(file, "tokenizer.ggml.tokens")?;
     let n = tokens.len();
     let types = number_array(file, "tokenizer.ggml.token_type", n, GgufValue::as_i128)?;
     let type_of = |id: usize| types.as_ref().map_or(1, |t| t[id]);
     let id_key = |key: &str| optional(file, key, GgufFile::get_u32);
+    let flag = |key: &str, default: bool| {
+        optional(file, key, GgufFile::get_bool).map(|v| v.unwrap_or(default))
+    };
 
     let bos_id = id_key("tokenizer.ggml.bos_token_id")?;
     let eos_id = id_key("tokenizer.ggml.eos_token_id")?;
@@ -170,41 +155,28 @@ pub(super) fn parts(
             eos_ids.push(id as u32);
         }
     }
-    let add_eos =
-        optional(file, "tokenizer.ggml.add_eos_token", GgufFile::get_bool)?.unwrap_or(false);
+    let add_eos = flag("tokenizer.ggml.add_eos_token", false)?;
 
     let mut byte_override = Vec::new();
-    let (model, merges, add_bos, byte_level_vocab) = match model_name.as_str() {
+    let (model, merges, add_bos, byte_level_vocab) = match model_name {
         "gpt2" => {
-            let merges = optional_strings(file, "tokenizer.ggml.merges")?.ok_or_else(|| {
-                meta(GgufError::MissingKey {
-                    key: "tokenizer.ggml.merges".into(),
-                })
-            })?;
-            let merges = split_merges(&merges)?;
+            let merges = split_merges(&string_array(file, "tokenizer.ggml.merges")?)?;
             let pre = optional(file, "tokenizer.ggml.pre", GgufFile::get_str)?;
-            let pre = pre_tokenizer(pre, reference)?;
-            let byte_ids = byte_ids_of(&tokens);
+            let model = Model::ByteLevel {
+                pre: pre_tokenizer(pre, reference)?,
+                add_prefix_space: false,
+                byte_ids: byte_level::byte_ids(&tokens),
+                ignore_merges: false,
+            };
             // transformers' GPT2Tokenizer adds no BOS unless the file says so.
-            let add_bos = optional(file, "tokenizer.ggml.add_bos_token", GgufFile::get_bool)?
-                .unwrap_or(false);
-            (
-                Model::ByteLevel {
-                    pre,
-                    add_prefix_space: false,
-                    byte_ids,
-                    ignore_merges: false,
-                },
-                merges,
-                add_bos,
-                true,
-            )
+            let add_bos = flag("tokenizer.ggml.add_bos_token", false)?;
+            (model, merges, add_bos, true)
         }
         "llama" => {
             let scores = number_array(file, "tokenizer.ggml.scores", n, GgufValue::as_f32)?;
-            let merges = match optional_strings(file, "tokenizer.ggml.merges")? {
+            let merges = match optional(file, "tokenizer.ggml.merges", string_array)? {
                 Some(m) => split_merges(&m)?,
-                None => merges_from_scores(&tokens, scores.as_deref(), &|id| type_of(id))?,
+                None => merges_from_scores(&tokens, scores.as_deref(), &type_of)?,
             };
             let mut byte_ids = Box::new([0u32; 256]);
             let mut found = 0;
@@ -218,20 +190,14 @@ pub(super) fn parts(
                     }
                 }
             }
-            let byte_ids = (found >= 256).then_some(byte_ids);
+            let model = Model::Metaspace {
+                prepend: Prepend::First,
+                byte_ids: (found >= 256).then_some(byte_ids),
+                unk_id,
+            };
             // Older files have no flag, and SentencePiece vocabularies start with BOS.
-            let add_bos =
-                optional(file, "tokenizer.ggml.add_bos_token", GgufFile::get_bool)?.unwrap_or(true);
-            (
-                Model::Metaspace {
-                    prepend: Prepend::First,
-                    byte_ids,
-                    unk_id,
-                },
-                merges,
-                add_bos,
-                false,
-            )
+            let add_bos = flag("tokenizer.ggml.add_bos_token", true)?;
+            (model, merges, add_bos, false)
         }
         other => {
             return Err(TokenizerError::UnsupportedModel {
@@ -241,24 +207,17 @@ pub(super) fn parts(
         }
     };
 
-    let spelled_in_bytes = |tok: &str| byte_level::decode_token(tok).is_some();
     let mut added = Vec::new();
     let mut extra_special = Vec::new();
     for (id, tok) in tokens.iter().enumerate() {
-        let kind = type_of(id);
-        // A byte-level "control" token spelled outside the byte alphabet is a converter
-        // mislabel; transformers skips it, and so do we.
-        let usable = !byte_level_vocab || spelled_in_bytes(tok);
-        match kind {
-            token_type::CONTROL if usable => added.push(AddedSpec {
+        match type_of(id) {
+            // A byte-level "control" token spelled outside the byte alphabet is a converter
+            // mislabel; transformers skips it, and so do we.
+            token_type::CONTROL if byte_level_vocab && byte_level::decode_token(tok).is_none() => {}
+            kind @ (token_type::CONTROL | token_type::USER_DEFINED) => added.push(AddedSpec {
                 content: tok.clone(),
                 id: id as u32,
-                special: true,
-            }),
-            token_type::USER_DEFINED => added.push(AddedSpec {
-                content: tok.clone(),
-                id: id as u32,
-                special: false,
+                special: kind == token_type::CONTROL,
             }),
             token_type::UNKNOWN => extra_special.push(id as u32),
             _ => {}
@@ -297,22 +256,6 @@ fn split_merges(merges: &[String]) -> Result<Vec<(String, String)>, TokenizerErr
         .collect()
 }
 
-/// The id of each byte's spelling (`None` for bytes the vocabulary cannot spell).
-fn byte_ids_of(tokens: &[String]) -> Box<[Option<u32>; 256]> {
-    let mut ids = Box::new([None; 256]);
-    let spelling = byte_level::byte_to_char();
-    for (id, tok) in tokens.iter().enumerate() {
-        let mut chars = tok.chars();
-        if let (Some(c), None) = (chars.next(), chars.next()) {
-            if let Some(b) = spelling.iter().position(|&s| s == c) {
-                // Later duplicates win, as in the vocabulary map.
-                ids[b] = Some(id as u32);
-            }
-        }
-    }
-    ids
-}
-
 /// Merges implied by a SentencePiece vocabulary: every split of a token into two tokens,
 /// best-scored merged token first; ties by longer left part, then longer right part, then
 /// file order (transformers' `generate_merges`).
@@ -321,10 +264,8 @@ fn merges_from_scores(
     scores: Option<&[f32]>,
     type_of: &dyn Fn(usize) -> i128,
 ) -> Result<Vec<(String, String)>, TokenizerError> {
-    let scores = scores.ok_or_else(|| {
-        meta(GgufError::MissingKey {
-            key: "tokenizer.ggml.scores".into(),
-        })
+    let scores = scores.ok_or_else(|| GgufError::MissingKey {
+        key: "tokenizer.ggml.scores".into(),
     })?;
     let index: std::collections::HashMap<&str, usize> = tokens
         .iter()

@@ -30,8 +30,20 @@ fn unsupported(component: &'static str, kind: impl Into<String>) -> TokenizerErr
     }
 }
 
+/// The string under `key`, if there is one.
+fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// The array under `key`; empty when there is none.
+fn array_at<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
 fn type_of(v: &Value) -> &str {
-    v.get("type").and_then(Value::as_str).unwrap_or("")
+    str_at(v, "type").unwrap_or("")
 }
 
 fn flag(v: &Value, key: &str, default: bool) -> bool {
@@ -45,11 +57,7 @@ pub(super) fn parts(json: &[u8]) -> Result<Parts, TokenizerError> {
         return Err(unsupported("model", type_of(model)));
     }
     for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
-        if model
-            .get(key)
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty())
-        {
+        if str_at(model, key).is_some_and(|s| !s.is_empty()) {
             return Err(unsupported("BPE option", key));
         }
     }
@@ -81,15 +89,9 @@ pub(super) fn parts(json: &[u8]) -> Result<Parts, TokenizerError> {
         )?;
     }
     let mut added = Vec::new();
-    for a in root
-        .get("added_tokens")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice)
-    {
-        let content = a
-            .get("content")
-            .and_then(Value::as_str)
-            .ok_or_else(|| json_err("added token without `content`"))?;
+    for a in array_at(&root, "added_tokens") {
+        let content =
+            str_at(a, "content").ok_or_else(|| json_err("added token without `content`"))?;
         let id = a
             .get("id")
             .and_then(Value::as_u64)
@@ -116,28 +118,17 @@ pub(super) fn parts(json: &[u8]) -> Result<Parts, TokenizerError> {
     let merges = merges_of(model)?;
     let normalizer = root.get("normalizer").filter(|v| !v.is_null());
     let pre = root.get("pre_tokenizer").filter(|v| !v.is_null());
-    let metaspace = find_metaspace(normalizer, pre)?;
-    let model_kind = match metaspace {
-        Some((prepend, split)) => {
-            if split {
-                return Err(unsupported("Metaspace option", "split: true"));
-            }
-            let byte_ids = if flag(model, "byte_fallback", false) {
-                Some(byte_token_ids(&vocab)?)
-            } else {
-                None
-            };
-            let unk_id = model
-                .get("unk_token")
-                .and_then(Value::as_str)
+    let model_kind = match find_metaspace(normalizer, pre)? {
+        Some((_, true)) => return Err(unsupported("Metaspace option", "split: true")),
+        Some((prepend, false)) => Model::Metaspace {
+            prepend,
+            byte_ids: flag(model, "byte_fallback", false)
+                .then(|| byte_token_ids(&vocab))
+                .transpose()?,
+            unk_id: str_at(model, "unk_token")
                 .and_then(|u| vocab.iter().position(|t| t == u))
-                .map(|i| i as u32);
-            Model::Metaspace {
-                prepend,
-                byte_ids,
-                unk_id,
-            }
-        }
+                .map(|i| i as u32),
+        },
         None => {
             if let Some(n) = normalizer {
                 return Err(unsupported("normalizer", type_of(n)));
@@ -154,11 +145,10 @@ pub(super) fn parts(json: &[u8]) -> Result<Parts, TokenizerError> {
                     "BPE without ByteLevel or Metaspace",
                 ));
             }
-            let byte_ids = byte_level_ids(&vocab);
             Model::ByteLevel {
                 pre: PreTokenizer::new(steps),
                 add_prefix_space,
-                byte_ids,
+                byte_ids: byte_level::byte_ids(&vocab),
                 ignore_merges: flag(model, "ignore_merges", false),
             }
         }
@@ -186,11 +176,8 @@ pub(super) fn parts(json: &[u8]) -> Result<Parts, TokenizerError> {
 }
 
 fn merges_of(model: &Value) -> Result<Vec<(String, String)>, TokenizerError> {
-    let list = model
-        .get("merges")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
-    list.iter()
+    array_at(model, "merges")
+        .iter()
         .enumerate()
         .map(|(index, m)| {
             let pair = match m {
@@ -221,18 +208,13 @@ fn find_metaspace(
     if let Some(n) = normalizer {
         // Llama 2: Sequence[Prepend("▁"), Replace(" ", "▁")], no pre-tokenizer.
         let items = match type_of(n) {
-            "Sequence" => n
-                .get("normalizers")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default(),
-            _ => vec![n.clone()],
+            "Sequence" => array_at(n, "normalizers"),
+            _ => std::slice::from_ref(n),
         };
-        let has = |t: &str| items.iter().any(|i| type_of(i) == t);
         let replaces_space = items.iter().any(|i| {
             type_of(i) == "Replace"
                 && i.pointer("/pattern/String").and_then(Value::as_str) == Some(" ")
-                && i.get("content").and_then(Value::as_str) == Some("\u{2581}")
+                && str_at(i, "content") == Some("\u{2581}")
         });
         if replaces_space
             && items
@@ -245,7 +227,7 @@ fn find_metaspace(
                     "a pre-tokenizer after a ▁ normalizer",
                 ));
             }
-            let prepend = if has("Prepend") {
+            let prepend = if items.iter().any(|i| type_of(i) == "Prepend") {
                 Prepend::Unconditional
             } else {
                 Prepend::Never
@@ -256,7 +238,7 @@ fn find_metaspace(
     }
     match pre {
         Some(p) if type_of(p) == "Metaspace" => {
-            if p.get("replacement").and_then(Value::as_str) != Some("\u{2581}") {
+            if str_at(p, "replacement") != Some("\u{2581}") {
                 return Err(unsupported(
                     "Metaspace replacement",
                     p.get("replacement")
@@ -264,7 +246,7 @@ fn find_metaspace(
                         .unwrap_or_default(),
                 ));
             }
-            let prepend = match p.get("prepend_scheme").and_then(Value::as_str) {
+            let prepend = match str_at(p, "prepend_scheme") {
                 Some("always") => Prepend::Always,
                 Some("first") => Prepend::First,
                 Some("never") => Prepend::Never,
@@ -286,11 +268,7 @@ fn collect_steps(
 ) -> Result<(), TokenizerError> {
     match type_of(p) {
         "Sequence" => {
-            for inner in p
-                .get("pretokenizers")
-                .and_then(Value::as_array)
-                .map_or(&[][..], Vec::as_slice)
-            {
+            for inner in array_at(p, "pretokenizers") {
                 collect_steps(inner, steps, add_prefix_space, byte_level)?;
             }
         }
@@ -305,7 +283,7 @@ fn collect_steps(
             if flag(p, "invert", false) {
                 return Err(unsupported("Split option", "invert: true"));
             }
-            let behavior = p.get("behavior").and_then(Value::as_str).unwrap_or("");
+            let behavior = str_at(p, "behavior").unwrap_or("");
             if behavior != "Isolated" {
                 return Err(unsupported("Split behavior", behavior));
             }
@@ -334,10 +312,9 @@ fn post_processor(
     };
     let template = match type_of(p) {
         "TemplateProcessing" => Some(p),
-        "Sequence" => p
-            .get("processors")
-            .and_then(Value::as_array)
-            .and_then(|ps| ps.iter().find(|x| type_of(x) == "TemplateProcessing")),
+        "Sequence" => array_at(p, "processors")
+            .iter()
+            .find(|x| type_of(x) == "TemplateProcessing"),
         // Offsets only; ids are untouched.
         "ByteLevel" => None,
         other => return Err(unsupported("post-processor", other)),
@@ -345,10 +322,7 @@ fn post_processor(
     let Some(t) = template else {
         return Ok((None, false, None));
     };
-    let single = t
-        .get("single")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
+    let single = array_at(t, "single");
     let id_of = |item: &Value| -> Result<Option<u32>, TokenizerError> {
         let Some(name) = item.pointer("/SpecialToken/id").and_then(Value::as_str) else {
             return Ok(None);
@@ -376,18 +350,6 @@ fn post_processor(
         eos = eos.or(id_of(item)?);
     }
     Ok((bos, bos.is_some(), eos))
-}
-
-/// The id of each byte's spelling (`None` for bytes the vocabulary cannot spell).
-fn byte_level_ids(vocab: &[String]) -> Box<[Option<u32>; 256]> {
-    let mut ids = Box::new([None; 256]);
-    for (b, c) in byte_level::byte_to_char().iter().enumerate() {
-        let mut buf = [0u8; 4];
-        let s: &str = c.encode_utf8(&mut buf);
-        // Search from the end so duplicates resolve as the vocabulary map does (last wins).
-        ids[b] = vocab.iter().rposition(|t| t == s).map(|id| id as u32);
-    }
-    ids
 }
 
 fn byte_token_ids(vocab: &[String]) -> Result<Box<[u32; 256]>, TokenizerError> {

@@ -94,19 +94,14 @@ impl Tokenizer {
                 reason: format!("{n} tokens"),
             });
         }
-        let mut token_to_id = HashMap::with_capacity(n);
-        for (id, tok) in parts.vocab.iter().enumerate() {
-            // Later duplicates win, as in the reference's `{token: index}` dictionaries.
-            token_to_id.insert(tok.clone(), id as u32);
-        }
-        let check_id = |id: u32, what: &str| -> Result<u32, TokenizerError> {
-            if (id as usize) < n {
-                Ok(id)
-            } else {
-                Err(TokenizerError::BadVocab {
+        // Later duplicates win, as in the reference's `{token: index}` dictionaries.
+        let token_to_id: HashMap<String, u32> = parts.vocab.iter().cloned().zip(0..).collect();
+        let check_id = |id: u32, what: &str| {
+            ((id as usize) < n)
+                .then_some(id)
+                .ok_or_else(|| TokenizerError::BadVocab {
                     reason: format!("{what} id {id} is outside the vocabulary of {n}"),
                 })
-            }
         };
         let bos_id = parts.bos_id.map(|id| check_id(id, "BOS")).transpose()?;
         let mut eos_ids = Vec::new();
@@ -119,16 +114,15 @@ impl Tokenizer {
 
         let mut merges = Merges::with_capacity(parts.merges.len());
         for (index, (a, b)) in parts.merges.iter().enumerate() {
-            let bad = |reason: String| TokenizerError::BadMerge {
-                index,
-                merge: format!("{a} {b}"),
-                reason,
-            };
             let lookup = |s: &str| {
                 token_to_id
                     .get(s)
                     .copied()
-                    .ok_or_else(|| bad(format!("`{s}` is not in the vocabulary")))
+                    .ok_or_else(|| TokenizerError::BadMerge {
+                        index,
+                        merge: format!("{a} {b}"),
+                        reason: format!("`{s}` is not in the vocabulary"),
+                    })
             };
             let (left, right) = (lookup(a)?, lookup(b)?);
             let merged = lookup(&format!("{a}{b}"))?;
@@ -272,11 +266,9 @@ impl Tokenizer {
         }
         let cacheable = piece.len() <= PIECE_CACHE_MAX_LEN;
         if cacheable {
-            if let Ok(cache) = self.cache.lock() {
-                if let Some(hit) = cache.get(piece) {
-                    ids.extend_from_slice(hit);
-                    return;
-                }
+            if let Some(hit) = self.cache.lock().ok().as_ref().and_then(|c| c.get(piece)) {
+                ids.extend_from_slice(hit);
+                return;
             }
         }
         let mut word: Vec<u32> = piece
@@ -370,13 +362,9 @@ fn default_token_bytes(model: &Model, token: &str) -> Vec<u8> {
         Model::ByteLevel { .. } => {
             byte_level::decode_token(token).unwrap_or_else(|| token.as_bytes().to_vec())
         }
-        Model::Metaspace { byte_ids, .. } => {
-            if byte_ids.is_some() {
-                if let Some(b) = parse_byte_token(token) {
-                    return vec![b];
-                }
-            }
-            token.replace('\u{2581}', " ").into_bytes()
-        }
+        Model::Metaspace { byte_ids, .. } => match parse_byte_token(token) {
+            Some(b) if byte_ids.is_some() => vec![b],
+            _ => token.replace('\u{2581}', " ").into_bytes(),
+        },
     }
 }

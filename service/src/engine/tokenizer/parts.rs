@@ -76,10 +76,7 @@ pub(crate) struct Parts {
 /// `<0x0A>` -> 0x0A.
 pub(crate) fn parse_byte_token(token: &str) -> Option<u8> {
     let hex = token.strip_prefix("<0x")?.strip_suffix('>')?;
-    if hex.len() != 2 {
-        return None;
-    }
-    u8::from_str_radix(hex, 16).ok()
+    u8::from_str_radix(hex, 16).ok().filter(|_| hex.len() == 2)
 }
 
 /// Token strings that end a turn in common chat formats; those present in a vocabulary

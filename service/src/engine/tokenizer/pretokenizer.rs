@@ -205,24 +205,15 @@ fn isolate<'a>(piece: &'a str, spans: &[(usize, usize)], out: &mut Vec<&'a str>)
     }
 }
 
+/// Pushes the spans of numeric characters in `piece` onto the empty `out`: each on its own
+/// when `individual`, else in runs.
 fn digit_spans(piece: &str, individual: bool, out: &mut Vec<(usize, usize)>) {
-    let mut run: Option<(usize, usize)> = None;
-    for (i, c) in piece.char_indices() {
-        if c.is_numeric() {
-            let end = i + c.len_utf8();
-            match (&mut run, individual) {
-                (Some((_, e)), false) if *e == i => *e = end,
-                _ => {
-                    if let Some(r) = run.take() {
-                        out.push(r);
-                    }
-                    run = Some((i, end));
-                }
-            }
+    for (i, c) in piece.char_indices().filter(|(_, c)| c.is_numeric()) {
+        let end = i + c.len_utf8();
+        match out.last_mut() {
+            Some((_, e)) if !individual && *e == i => *e = end,
+            _ => out.push((i, end)),
         }
-    }
-    if let Some(r) = run {
-        out.push(r);
     }
 }
 

@@ -20,22 +20,17 @@ use crate::engine::gguf::GgufFile;
 
 /// The HF name of a GGUF tensor, or `None` for tensors the engine does not use.
 pub fn hf_name(gguf_name: &str) -> Option<String> {
-    let fixed = match gguf_name {
-        "token_embd.weight" => Some("model.embed_tokens.weight"),
-        "output_norm.weight" => Some("model.norm.weight"),
-        "output.weight" => Some("lm_head.weight"),
-        _ => None,
-    };
-    if let Some(name) = fixed {
-        return Some(name.to_owned());
+    match gguf_name {
+        "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
+        "output_norm.weight" => return Some("model.norm.weight".into()),
+        "output.weight" => return Some("lm_head.weight".into()),
+        _ => {}
     }
-    let rest = gguf_name.strip_prefix("blk.")?;
-    let (layer, rest) = rest.split_once('.')?;
+    let (layer, rest) = gguf_name.strip_prefix("blk.")?.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
-    let (part, suffix) = rest.rsplit_once('.')?;
-    if suffix != "weight" && suffix != "bias" {
-        return None;
-    }
+    let (part, suffix) = rest
+        .rsplit_once('.')
+        .filter(|(_, s)| matches!(*s, "weight" | "bias"))?;
     let hf_part = match part {
         "attn_q" => "self_attn.q_proj",
         "attn_k" => "self_attn.k_proj",
@@ -116,21 +111,22 @@ mod tests {
 
     #[test]
     fn test_gguf_names_map_to_hf() {
-        assert_eq!(
-            hf_name("token_embd.weight").unwrap(),
-            "model.embed_tokens.weight"
-        );
-        assert_eq!(
-            hf_name("blk.12.attn_q.bias").unwrap(),
-            "model.layers.12.self_attn.q_proj.bias"
-        );
-        assert_eq!(
-            hf_name("blk.0.ffn_norm.weight").unwrap(),
-            "model.layers.0.post_attention_layernorm.weight"
-        );
-        assert!(hf_name("rope_freqs.weight").is_none());
-        assert!(hf_name("blk.x.attn_q.weight").is_none());
-        assert!(hf_name("blk.1.attn_q.scale").is_none());
+        for (gguf, hf) in [
+            ("token_embd.weight", Some("model.embed_tokens.weight")),
+            (
+                "blk.12.attn_q.bias",
+                Some("model.layers.12.self_attn.q_proj.bias"),
+            ),
+            (
+                "blk.0.ffn_norm.weight",
+                Some("model.layers.0.post_attention_layernorm.weight"),
+            ),
+            ("rope_freqs.weight", None),
+            ("blk.x.attn_q.weight", None),
+            ("blk.1.attn_q.scale", None),
+        ] {
+            assert_eq!(hf_name(gguf).as_deref(), hf, "{gguf}");
+        }
     }
 
     #[test]

@@ -121,11 +121,9 @@ impl WeightSet {
         name: &str,
         shape: &[i64],
     ) -> Result<Option<Tensor>, WeightError> {
-        if self.contains(name) {
-            self.take(name, shape).map(Some)
-        } else {
-            Ok(None)
-        }
+        self.contains(name)
+            .then(|| self.take(name, shape))
+            .transpose()
     }
 
     /// Names not yet taken, sorted (the model reports them as unused).
@@ -140,20 +138,13 @@ impl WeightSet {
 /// receipts. For one file this is that file's ordinary SHA-256 (what `sha256sum` prints).
 pub fn sha256_files(paths: &[PathBuf]) -> Result<String, WeightError> {
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
     for path in paths {
         let io = |source| WeightError::Io {
             path: path.clone(),
             source,
         };
         let mut file = std::fs::File::open(path).map_err(io)?;
-        loop {
-            let n = file.read(&mut buf).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
+        std::io::copy(&mut file, &mut hasher).map_err(io)?;
     }
     Ok(hex::encode(hasher.finalize()))
 }

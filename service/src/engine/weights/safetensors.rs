@@ -226,48 +226,32 @@ mod tests {
 
     #[test]
     fn test_safetensors_rejects_named_corruptions() {
-        let ok = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        // One tensor `a` of `dtype`, `shape` and `data_offsets`, over 8 data bytes.
+        let one = |dtype: &str, shape: &str, offsets: &str| {
+            let entry =
+                format!(r#"{{"dtype":"{dtype}","shape":{shape},"data_offsets":{offsets}}}"#);
+            image(&format!(r#"{{"a":{entry}}}"#), &[0; 8])
+        };
+        let ok = one("F32", "[2]", "[0,8]");
         let cases = [
             ("truncated length", vec![1u8, 2, 3]),
-            ("header past end", {
-                let mut v = image(ok, &[0; 8]);
-                v[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
-                v
-            }),
+            (
+                "header past end",
+                [&(1u64 << 40).to_le_bytes()[..], &ok[8..]].concat(),
+            ),
             ("bad json", image("{not json", &[])),
-            ("offsets past end", image(ok, &[0; 4])),
-            (
-                "size mismatch",
-                image(
-                    r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#,
-                    &[0; 8],
-                ),
-            ),
-            (
-                "reversed offsets",
-                image(
-                    r#"{"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}"#,
-                    &[0; 8],
-                ),
-            ),
-            (
-                "int dtype",
-                image(
-                    r#"{"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#,
-                    &[0; 8],
-                ),
-            ),
+            ("offsets past end", ok[..ok.len() - 4].to_vec()),
+            ("size mismatch", one("F32", "[3]", "[0,8]")),
+            ("reversed offsets", one("F32", "[0]", "[8,0]")),
+            ("int dtype", one("I64", "[1]", "[0,8]")),
             (
                 "overflowing shape",
-                image(
-                    r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#,
-                    &[0; 8],
-                ),
+                one("F32", "[4294967296,4294967296]", "[0,8]"),
             ),
         ];
         for (what, bytes) in cases {
             assert!(parse(&bytes).is_err(), "{what} accepted");
         }
-        assert!(parse(&image(ok, &[0; 8])).is_ok());
+        assert!(parse(&ok).is_ok());
     }
 }
