@@ -44,17 +44,27 @@ impl<S> Running<S> {
         if scan.stopped {
             return Some(FinishReason::Stop);
         }
-        if let Some(reason) = finish {
-            let rest = self.stop.flush();
-            self.emit(rest);
-            return Some(reason);
+        let length = (self.generated >= self.max_tokens).then_some(FinishReason::Length);
+        let reason = finish.or(length)?;
+        let rest = self.stop.flush();
+        self.emit(rest);
+        Some(reason)
+    }
+
+    /// Ends the sequence with `outcome` (releasing its slot), or keeps it in `batch`.
+    fn settle<G: Generator<Sequence = S>>(
+        self,
+        outcome: Option<FinishReason>,
+        generator: &mut G,
+        batch: &mut Vec<Running<S>>,
+    ) {
+        match outcome {
+            Some(reason) => {
+                self.finish(reason);
+                generator.release(self.sequence);
+            }
+            None => batch.push(self),
         }
-        if self.generated >= self.max_tokens {
-            let rest = self.stop.flush();
-            self.emit(rest);
-            return Some(FinishReason::Length);
-        }
-        None
     }
 
     fn emit(&self, text: String) {
@@ -93,22 +103,17 @@ pub(crate) fn run<G: Generator>(
         }
         // Admit.
         while queue_open && batch.len() < max_batch && !stopping.load(Ordering::SeqCst) {
-            let command = if batch.is_empty() {
-                match jobs.recv() {
-                    Ok(command) => command,
-                    Err(_) => {
-                        queue_open = false;
-                        break;
-                    }
-                }
+            let next = if batch.is_empty() {
+                jobs.recv().map_err(|_| TryRecvError::Disconnected)
             } else {
-                match jobs.try_recv() {
-                    Ok(command) => command,
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        queue_open = false;
-                        break;
-                    }
+                jobs.try_recv()
+            };
+            let command = match next {
+                Ok(command) => command,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    queue_open = false;
+                    break;
                 }
             };
             let Command::Run(job) = command else {
@@ -125,13 +130,8 @@ pub(crate) fn run<G: Generator>(
             match generator.start(&job.request) {
                 Ok((sequence, first)) => {
                     let mut running = Running::new(sequence, job);
-                    match running.accept(first) {
-                        Some(reason) => {
-                            running.finish(reason);
-                            generator.release(running.sequence);
-                        }
-                        None => batch.push(running),
-                    }
+                    let outcome = running.accept(first);
+                    running.settle(outcome, &mut generator, &mut batch);
                 }
                 Err(err) => {
                     tracing::error!(error = %err, "prefill failed");
@@ -163,22 +163,11 @@ pub(crate) fn run<G: Generator>(
             batch.iter_mut().map(|r| &mut r.sequence).collect();
         match generator.step(&mut sequences) {
             Ok(tokens) if tokens.len() == batch.len() => {
-                let outcomes: Vec<Option<FinishReason>> = batch
-                    .iter_mut()
-                    .zip(tokens)
-                    .map(|(running, token)| running.accept(token))
-                    .collect();
-                let mut still = Vec::with_capacity(batch.len());
-                for (running, outcome) in batch.drain(..).zip(outcomes) {
-                    match outcome {
-                        Some(reason) => {
-                            running.finish(reason);
-                            generator.release(running.sequence);
-                        }
-                        None => still.push(running),
-                    }
+                let stepped = std::mem::replace(&mut batch, Vec::with_capacity(max_batch));
+                for (mut running, token) in stepped.into_iter().zip(tokens) {
+                    let outcome = running.accept(token);
+                    running.settle(outcome, &mut generator, &mut batch);
                 }
-                batch = still;
             }
             Ok(tokens) => {
                 tracing::error!(

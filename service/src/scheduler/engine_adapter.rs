@@ -123,18 +123,16 @@ impl Generator for EngineGenerator {
     ) -> Result<Vec<Token>, GeneratorError> {
         let ids: Vec<SeqId> = sequences.iter().map(|s| s.id).collect();
         let mut events = self.engine.step_some(&ids).map_err(|e| model_error(&e))?;
-        let mut tokens = Vec::with_capacity(ids.len());
-        for id in &ids {
-            let at =
-                events
-                    .iter()
-                    .position(|e| e.id == *id)
-                    .ok_or_else(|| GeneratorError::Model {
-                        reason: format!("the engine skipped sequence {id:?} in a step"),
-                    })?;
-            tokens.push(token(events.swap_remove(at)));
-        }
-        Ok(tokens)
+        let skipped = |id| GeneratorError::Model {
+            reason: format!("the engine skipped sequence {id:?} in a step"),
+        };
+        (ids.iter())
+            .map(|&id| {
+                let at = events.iter().position(|e| e.id == id);
+                let at = at.ok_or_else(|| skipped(id))?;
+                Ok(token(events.swap_remove(at)))
+            })
+            .collect()
     }
 
     fn release(&mut self, sequence: EngineSequence) {
