@@ -11,16 +11,9 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use sworn_ledger::{ijson, jcs};
 
-/// serde_json (without `float_roundtrip`) may read a float's shortest spelling back one
-/// ulp off, so the round trip is asserted for documents without floats only.
-fn has_float(value: &Value) -> bool {
-    match value {
-        Value::Number(n) => n.is_f64(),
-        Value::Array(items) => items.iter().any(has_float),
-        Value::Object(members) => members.values().any(has_float),
-        _ => false,
-    }
-}
+#[path = "../common/json.rs"]
+mod json;
+use json::has_float;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(value) = ijson::parse(data) {

@@ -13,7 +13,6 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use serde_json::Value;
 use sworn_ledger::entry::Receipt;
 use sworn_ledger::keys::PinnedKey;
 use sworn_verifier::bundle::Bundle;
@@ -47,16 +46,9 @@ fn fixed() -> &'static Fixed {
     })
 }
 
-/// serde_json (without `float_roundtrip`) reads some long decimals one ulp away from the
-/// float that it writes back, so the write-back round trip is checked without floats.
-fn has_float(value: &Value) -> bool {
-    match value {
-        Value::Number(n) => n.is_f64(),
-        Value::Array(items) => items.iter().any(has_float),
-        Value::Object(members) => members.values().any(has_float),
-        _ => false,
-    }
-}
+#[path = "../common/json.rs"]
+mod json;
+use json::has_float;
 
 fuzz_target!(|data: &[u8]| {
     let f = fixed();
