@@ -5,7 +5,8 @@
 //!
 //! Run: `cargo bench -p sworn-benches --bench engine` (model path: `SWORN_BENCH_MODEL`,
 //! default `models/SmolLM2-135M-Instruct.Q4_1.gguf`; threads: `SWORN_BENCH_THREADS`,
-//! default all cores; dtype: `SWORN_BENCH_DTYPE=bf16`, default float32).
+//! default all cores; dtype: `SWORN_BENCH_DTYPE=bf16`, default float32; weights:
+//! `SWORN_BENCH_WEIGHTS=int4` keeps the file's 4-bit weights 4-bit, default dense).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -13,7 +14,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sworn_service::engine::kv_cache::KvSlots;
 use sworn_service::engine::model::{DecodeInput, LlamaModel, Logits};
-use sworn_service::engine::runner::{DeviceChoice, DtypeChoice, Engine, EngineOptions};
+use sworn_service::engine::runner::{
+    DeviceChoice, DtypeChoice, Engine, EngineOptions, WeightsChoice,
+};
 use sworn_service::engine::sampling::argmax;
 
 /// Context allocated per slot: room for the prompt plus a long decode run.
@@ -118,9 +121,14 @@ fn engine_benches(c: &mut Criterion) {
         Ok("bf16") => DtypeChoice::BFloat16,
         _ => DtypeChoice::Float32,
     };
+    let weights = match std::env::var("SWORN_BENCH_WEIGHTS").as_deref() {
+        Ok("int4") => WeightsChoice::Int4,
+        _ => WeightsChoice::Dense,
+    };
     let options = EngineOptions {
         device: DeviceChoice::Cpu,
         dtype,
+        weights,
         slots: BATCH,
         max_ctx: MAX_CTX,
     };

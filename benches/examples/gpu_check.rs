@@ -352,6 +352,7 @@ fn engine_steps(checkpoint: &Path, target: &str) -> Result<Value> {
         dtype: DtypeChoice::BFloat16,
         slots: BENCH_BATCHES.iter().copied().max().unwrap_or(1),
         max_ctx: MAX_CTX,
+        ..EngineOptions::default()
     };
     let mut engine = Engine::load(checkpoint, &options)?;
     let vocab = engine.config().vocab_size;

@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sworn_ledger::small_file::read_capped;
 
+use crate::engine::runner::WeightsChoice;
 use crate::server::ConnectionLimits;
 
 /// Largest config file read.
@@ -82,6 +83,10 @@ pub struct ServeArgs {
     /// Requests waiting for the engine before new ones get 503 [default: 256].
     #[arg(long, env = "SWORN_QUEUE_CAPACITY")]
     pub queue_capacity: Option<usize>,
+    /// Linear weights of a GGUF model: `auto`, `dense` (4-bit weights dequantised: the
+    /// exact mode) or `int4` (kept 4-bit, libtorch's int4 CPU kernel) [default: auto].
+    #[arg(long, env = "SWORN_WEIGHTS")]
+    pub weights: Option<String>,
     /// Sequences decoded together [default: 16].
     #[arg(long, env = "SWORN_MAX_BATCH")]
     pub max_batch: Option<usize>,
@@ -160,6 +165,8 @@ pub struct ServeConfig {
     pub anchor: Option<AnchorConfig>,
     /// Queue capacity.
     pub queue_capacity: usize,
+    /// Dense or 4-bit linear weights.
+    pub weights: WeightsChoice,
     /// Engine batch size.
     pub max_batch: usize,
     /// Body cap.
@@ -220,7 +227,7 @@ impl ServeArgs {
         }
         overlay!(
             options: model, model_id, listen, data_dir, log_key, origin, api_keys, tls_cert,
-                tls_key, rpc, contract, chain_key, queue_capacity, max_batch, max_body_bytes,
+                tls_key, rpc, contract, chain_key, queue_capacity, weights, max_batch, max_body_bytes,
                 max_tokens_limit, default_max_tokens, seal_every, seal_interval_ms,
                 shutdown_grace_s, client_stall_timeout_s, max_connections, header_read_timeout_s,
                 body_read_timeout_s, keep_alive_timeout_s;
@@ -322,6 +329,12 @@ impl ServeArgs {
             allow_plain_http: a.allow_plain_http,
             anchor,
             queue_capacity: positive("queue-capacity", a.queue_capacity, 256)?,
+            weights: match a.weights.as_deref() {
+                None => WeightsChoice::Auto,
+                Some(w) => w
+                    .parse()
+                    .map_err(|e| ConfigError::Invalid(format!("--weights {e}")))?,
+            },
             max_batch: positive("max-batch", a.max_batch, 16)?,
             max_body_bytes: positive("max-body-bytes", a.max_body_bytes, 4 * 1024 * 1024)?,
             max_tokens_limit: a.max_tokens_limit.unwrap_or(4096).max(1),

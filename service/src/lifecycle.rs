@@ -205,10 +205,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     );
 
     let model_path = config.model.clone();
-    let slots = config.max_batch;
+    let (slots, weights) = (config.max_batch, config.weights);
     let engine = tokio::task::spawn_blocking(move || {
         let options = EngineOptions {
             slots,
+            weights,
             ..EngineOptions::default()
         };
         Engine::load(&model_path, &options)

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use sworn_service::engine::chat_template::ChatMessage;
-use sworn_service::engine::runner::{DeviceChoice, DtypeChoice, Engine, EngineOptions};
+use sworn_service::engine::runner::{
+    DeviceChoice, DtypeChoice, Engine, EngineOptions, WeightsChoice,
+};
 use sworn_service::engine::sampling::{SamplingParams, SamplingRequest, applied_value};
 use sworn_service::scheduler::Scheduler;
 use sworn_service::scheduler::engine_adapter::EngineGenerator;
@@ -55,6 +57,10 @@ pub(crate) struct GenerateArgs {
     /// Compute dtype: `auto` (f32 on CPU, bf16 on CUDA), `f32` or `bf16`.
     #[arg(long, default_value = "auto")]
     dtype: String,
+    /// Linear weights: `auto`, `dense` (a GGUF's 4-bit weights dequantised to the compute
+    /// dtype: the exact mode) or `int4` (kept 4-bit, libtorch's int4 CPU kernel).
+    #[arg(long, default_value = "auto")]
+    weights: WeightsChoice,
     /// Context positions to allocate (prompt + generated).
     #[arg(long, default_value_t = 2048)]
     max_ctx: usize,
@@ -102,6 +108,7 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
     let options = EngineOptions {
         device,
         dtype,
+        weights: args.weights,
         slots: 1,
         max_ctx: args.max_ctx,
     };

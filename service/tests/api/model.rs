@@ -40,6 +40,7 @@ fn load(path: &Path, slots: usize) -> Engine {
         dtype: DtypeChoice::Auto,
         slots,
         max_ctx: MAX_CTX,
+        ..EngineOptions::default()
     };
     Engine::load(path, &options).unwrap()
 }

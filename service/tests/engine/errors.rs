@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use sworn_service::engine::model::{DecodeInput, Logits, ModelError};
-use sworn_service::engine::runner::{DeviceChoice, Engine, EngineError, EngineOptions};
+use sworn_service::engine::runner::{
+    DeviceChoice, Engine, EngineError, EngineOptions, WeightsChoice,
+};
 use sworn_service::engine::weights::WeightError;
 
 use crate::common::*;
@@ -156,4 +158,24 @@ fn model_rejects_bad_tokens_slots_and_batches() {
         model.decode(&mut kv, &[]),
         Err(ModelError::Empty { .. })
     ));
+}
+
+#[test]
+fn int4_weights_asked_of_a_model_without_four_bit_weights_is_a_clear_error() {
+    let options = EngineOptions {
+        device: DeviceChoice::Cpu,
+        weights: WeightsChoice::Int4,
+        max_ctx: 64,
+        ..Default::default()
+    };
+    let err = Engine::load(&fixtures().join("tiny-llama"), &options).unwrap_err();
+    assert!(matches!(err, EngineError::Int4Unavailable { .. }), "{err}");
+    assert!(err.to_string().contains("no Q4_0/Q4_1"), "{err}");
+    // `auto` loads the same model dense.
+    let auto = EngineOptions {
+        weights: WeightsChoice::Auto,
+        ..options
+    };
+    let engine = Engine::load(&fixtures().join("tiny-llama"), &auto).unwrap();
+    assert!(!engine.model().int4() && engine.info().dtype == "float32");
 }

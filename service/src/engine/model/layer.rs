@@ -8,8 +8,10 @@ use tch::Tensor;
 
 use super::attention::{AttentionPlan, attend};
 use super::error::ModelError;
+use super::linear::Linear;
 use crate::engine::config::ModelConfig;
 use crate::engine::weights::WeightSet;
+use crate::engine::weights::int4::LinearWeight;
 
 /// RMSNorm exactly as HF's `LlamaRMSNorm`: statistics in float32, then the weight.
 #[derive(Debug)]
@@ -37,12 +39,10 @@ impl RmsNorm {
 pub(crate) struct DecoderLayer {
     input_norm: RmsNorm,
     post_attention_norm: RmsNorm,
-    qkv: Tensor,
-    qkv_bias: Option<Tensor>,
-    o_proj: Tensor,
-    o_bias: Option<Tensor>,
-    gate_up: Tensor,
-    down: Tensor,
+    qkv: Linear,
+    o_proj: Linear,
+    gate_up: Linear,
+    down: Linear,
     heads: i64,
     kv_heads: i64,
     head_dim: i64,
@@ -51,12 +51,14 @@ pub(crate) struct DecoderLayer {
 
 impl DecoderLayer {
     /// Takes layer `index`'s tensors out of `weights` (HF names), checks their shapes,
-    /// fuses them and moves them to `device` in `kind`.
+    /// fuses them and moves them to `device` in `kind`; 4-bit weights stay 4-bit when
+    /// `int4`.
     pub(crate) fn load(
         weights: &mut WeightSet,
         config: &ModelConfig,
         index: usize,
         to_device: &dyn Fn(Tensor) -> Result<Tensor, tch::TchError>,
+        int4: bool,
     ) -> Result<Self, ModelError> {
         let p = format!("model.layers.{index}");
         let hidden = config.hidden_size as i64;
@@ -66,71 +68,63 @@ impl DecoderLayer {
             config.head_dim as i64,
         );
         let inter = config.intermediate_size as i64;
-        let q = weights.take(
-            &format!("{p}.self_attn.q_proj.weight"),
-            &[heads * head_dim, hidden],
-        )?;
-        let k = weights.take(
-            &format!("{p}.self_attn.k_proj.weight"),
-            &[kv_heads * head_dim, hidden],
-        )?;
-        let v = weights.take(
-            &format!("{p}.self_attn.v_proj.weight"),
-            &[kv_heads * head_dim, hidden],
-        )?;
-        let qkv = to_device(Tensor::f_cat(&[q, k, v], 0)?)?;
+        let (q_rows, kv_rows) = (heads * head_dim, kv_heads * head_dim);
+        let mut take =
+            |name: &str, shape: &[i64]| weights.take_linear(&format!("{p}.{name}"), shape);
+        let qkv = LinearWeight::cat(vec![
+            take("self_attn.q_proj.weight", &[q_rows, hidden])?,
+            take("self_attn.k_proj.weight", &[kv_rows, hidden])?,
+            take("self_attn.v_proj.weight", &[kv_rows, hidden])?,
+        ])?;
+        let o_proj = take("self_attn.o_proj.weight", &[hidden, q_rows])?;
+        let gate_up = LinearWeight::cat(vec![
+            take("mlp.gate_proj.weight", &[inter, hidden])?,
+            take("mlp.up_proj.weight", &[inter, hidden])?,
+        ])?;
+        let down = take("mlp.down_proj.weight", &[hidden, inter])?;
+        let mut bias = |name: &str, rows: i64| weights.take(&format!("{p}.{name}"), &[rows]);
         let qkv_bias = if config.qkv_bias {
-            let qb = weights.take(&format!("{p}.self_attn.q_proj.bias"), &[heads * head_dim])?;
-            let kb = weights.take(
-                &format!("{p}.self_attn.k_proj.bias"),
-                &[kv_heads * head_dim],
-            )?;
-            let vb = weights.take(
-                &format!("{p}.self_attn.v_proj.bias"),
-                &[kv_heads * head_dim],
-            )?;
-            Some(to_device(Tensor::f_cat(&[qb, kb, vb], 0)?)?)
+            let parts = [
+                bias("self_attn.q_proj.bias", q_rows)?,
+                bias("self_attn.k_proj.bias", kv_rows)?,
+                bias("self_attn.v_proj.bias", kv_rows)?,
+            ];
+            Some(Tensor::f_cat(&parts, 0)?)
         } else {
             None
         };
-        let o_proj = to_device(weights.take(
-            &format!("{p}.self_attn.o_proj.weight"),
-            &[hidden, heads * head_dim],
-        )?)?;
-        let o_bias = if config.o_bias {
-            Some(to_device(
-                weights.take(&format!("{p}.self_attn.o_proj.bias"), &[hidden])?,
-            )?)
-        } else {
-            None
-        };
-        let gate = weights.take(&format!("{p}.mlp.gate_proj.weight"), &[inter, hidden])?;
-        let up = weights.take(&format!("{p}.mlp.up_proj.weight"), &[inter, hidden])?;
-        let gate_up = to_device(Tensor::f_cat(&[gate, up], 0)?)?;
-        let down =
-            to_device(weights.take(&format!("{p}.mlp.down_proj.weight"), &[hidden, inter])?)?;
+        let o_bias = config
+            .o_bias
+            .then(|| bias("self_attn.o_proj.bias", hidden))
+            .transpose()?;
         let mut norm = |name: &str| -> Result<RmsNorm, ModelError> {
             Ok(RmsNorm::new(
-                to_device(weights.take(name, &[hidden])?)?,
+                to_device(weights.take(&format!("{p}.{name}"), &[hidden])?)?,
                 config.rms_norm_eps,
             ))
         };
-        let input_norm = norm(&format!("{p}.input_layernorm.weight"))?;
-        let post_attention_norm = norm(&format!("{p}.post_attention_layernorm.weight"))?;
+        let input_norm = norm("input_layernorm.weight")?;
+        let post_attention_norm = norm("post_attention_layernorm.weight")?;
+        let linear = |w, b| Linear::new(w, b, int4, to_device);
         Ok(Self {
             input_norm,
             post_attention_norm,
-            qkv,
-            qkv_bias,
-            o_proj,
-            o_bias,
-            gate_up,
-            down,
+            qkv: linear(qkv, qkv_bias)?,
+            o_proj: linear(o_proj, o_bias)?,
+            gate_up: linear(gate_up, None)?,
+            down: linear(down, None)?,
             heads,
             kv_heads,
             head_dim,
             intermediate: inter,
         })
+    }
+
+    /// Whether the block's projections hold 4-bit weights.
+    pub(crate) fn is_int4(&self) -> bool {
+        [&self.qkv, &self.o_proj, &self.gate_up, &self.down]
+            .iter()
+            .any(|l| l.is_int4())
     }
 
     /// `x` is `[batch, seq, hidden]`; `keys`/`values` are this layer's cache tensors.
@@ -144,7 +138,7 @@ impl DecoderLayer {
         let size = x.size();
         let (b, n) = (size[0], size[1]);
         let h = self.input_norm.forward(x)?;
-        let qkv = h.f_linear(&self.qkv, self.qkv_bias.as_ref())?;
+        let qkv = self.qkv.forward(&h)?;
         let q_width = self.heads * self.head_dim;
         let kv_width = self.kv_heads * self.head_dim;
         let split = |start: i64, width: i64, heads: i64| -> Result<Tensor, tch::TchError> {
@@ -158,16 +152,13 @@ impl DecoderLayer {
         let v = split(q_width + kv_width, kv_width, self.kv_heads)?;
         let attn = attend(plan, &qk, self.heads, &v, keys, values)?;
         let attn = attn.f_transpose(1, 2)?.f_reshape([b, n, q_width])?;
-        let attn = attn.f_linear(&self.o_proj, self.o_bias.as_ref())?;
+        let attn = self.o_proj.forward(&attn)?;
         let x = x.f_add(&attn)?;
         let h = self.post_attention_norm.forward(&x)?;
-        let gate_up = h.f_linear::<Tensor>(&self.gate_up, None)?;
+        let gate_up = self.gate_up.forward(&h)?;
         let gate = gate_up.f_narrow(-1, 0, self.intermediate)?;
         let up = gate_up.f_narrow(-1, self.intermediate, self.intermediate)?;
-        let mlp = gate
-            .f_silu()?
-            .f_mul(&up)?
-            .f_linear::<Tensor>(&self.down, None)?;
+        let mlp = self.down.forward(&gate.f_silu()?.f_mul(&up)?)?;
         x.f_add(&mlp)
     }
 }

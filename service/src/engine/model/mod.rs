@@ -12,6 +12,7 @@
 mod attention;
 mod error;
 mod layer;
+mod linear;
 mod rope;
 
 use tch::{Device, Kind, Tensor};
@@ -72,6 +73,8 @@ impl LlamaModel {
         };
         let (vocab, hidden) = (config.vocab_size as i64, config.hidden_size as i64);
         let embed = to_device(weights.take("model.embed_tokens.weight", &[vocab, hidden])?)?;
+        // libtorch's int4 kernel is the CPU's; elsewhere 4-bit weights load dense.
+        let int4 = device == Device::Cpu;
         let mut layers = Vec::with_capacity(config.num_layers);
         for index in 0..config.num_layers {
             layers.push(DecoderLayer::load(
@@ -79,6 +82,7 @@ impl LlamaModel {
                 &config,
                 index,
                 &to_device,
+                int4,
             )?);
         }
         let norm = RmsNorm::new(
@@ -124,6 +128,11 @@ impl LlamaModel {
     /// The compute dtype.
     pub fn kind(&self) -> Kind {
         self.kind
+    }
+
+    /// Whether the decoder blocks' projections hold 4-bit weights (int4 kernel).
+    pub fn int4(&self) -> bool {
+        self.layers.iter().any(DecoderLayer::is_int4)
     }
 
     /// Allocates a KV cache for this model: `slots` sequences of up to `max_ctx`

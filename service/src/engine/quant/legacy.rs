@@ -30,6 +30,27 @@ pub(super) fn q4_1_blocks(blocks: &[u8], out: &mut [f32]) {
     }
 }
 
+/// Splits `block_q4_0` (`with_min` false) or `block_q4_1` blocks into one 4-bit code per
+/// element (0..=15, element order) and each block's `d` and `m` (0 for Q4_0).
+pub(super) fn q4_split(
+    blocks: &[u8],
+    with_min: bool,
+    codes: &mut [u8],
+    d: &mut [f32],
+    m: &mut [f32],
+) {
+    let size = if with_min { 20 } else { 18 };
+    let blocks = blocks.chunks_exact(size).zip(codes.chunks_exact_mut(QK));
+    for ((b, y), (d, m)) in blocks.zip(d.iter_mut().zip(m.iter_mut())) {
+        *d = f16_at(b, 0);
+        *m = if with_min { f16_at(b, 2) } else { 0.0 };
+        for (j, &q) in b[size - 16..].iter().enumerate() {
+            y[j] = q & 0x0F;
+            y[j + 16] = q >> 4;
+        }
+    }
+}
+
 /// `block_q5_0`: f16 `d`, u32 `qh`, 16 bytes of nibbles; `x = (q - 16) * d`.
 pub(super) fn q5_0_blocks(blocks: &[u8], out: &mut [f32]) {
     for (b, y) in blocks.chunks_exact(22).zip(out.chunks_exact_mut(QK)) {

@@ -53,6 +53,59 @@ pub enum QuantError {
     },
 }
 
+/// A Q4_0 or Q4_1 tensor kept 4-bit: element `i` is `(codes[i] - 8) · d[b]` (Q4_0) or
+/// `codes[i] · d[b] + m[b]` (Q4_1), with `b = i / 32` its block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Q4Blocks {
+    /// One code per element, 0..=15, in element order.
+    pub codes: Vec<u8>,
+    /// Each block's scale.
+    pub d: Vec<f32>,
+    /// Each block's minimum (all 0 for Q4_0).
+    pub m: Vec<f32>,
+    /// Q4_0: codes are centred on 8 and there is no minimum.
+    pub centred: bool,
+}
+
+/// `n_elements` Q4_0 or Q4_1 values of `data`, split into codes and block parameters;
+/// `None` for any other type.
+pub fn q4_blocks(
+    dtype: GgmlType,
+    data: &[u8],
+    n_elements: u64,
+) -> Result<Option<Q4Blocks>, QuantError> {
+    let centred = match dtype {
+        GgmlType::Q4_0 => true,
+        GgmlType::Q4_1 => false,
+        _ => return Ok(None),
+    };
+    let len = usize::try_from(n_elements).map_err(|_| QuantError::TooLarge { n_elements })?;
+    let expected = dtype
+        .bytes_for(n_elements)
+        .ok_or(QuantError::PartialBlock {
+            dtype,
+            n_elements,
+            block_elems: dtype.block_elems(),
+        })?;
+    if expected != data.len() as u64 {
+        return Err(QuantError::LengthMismatch {
+            dtype,
+            n_elements,
+            expected,
+            found: data.len() as u64,
+        });
+    }
+    let blocks = len / 32;
+    let mut split = Q4Blocks {
+        codes: vec![0; len],
+        d: vec![0.0; blocks],
+        m: vec![0.0; blocks],
+        centred,
+    };
+    legacy::q4_split(data, !centred, &mut split.codes, &mut split.d, &mut split.m);
+    Ok(Some(split))
+}
+
 /// A routine that dequantises whole blocks: `out.len()` is `blocks * block_elems`.
 type BlockFn = fn(blocks: &[u8], out: &mut [f32]);
 

@@ -31,6 +31,12 @@ pub enum EngineError {
     /// The GGUF file is malformed.
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// `--weights int4` cannot be honoured.
+    #[error("--weights int4: {reason}")]
+    Int4Unavailable {
+        /// Why: the device, or a model with no 4-bit weights.
+        reason: String,
+    },
     /// The hyper-parameters are unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),

@@ -47,6 +47,48 @@ pub enum DtypeChoice {
     BFloat16,
 }
 
+/// How a GGUF's 4-bit (Q4_0/Q4_1) linear weights are held on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightsChoice {
+    /// 4-bit on the CPU when the file has such weights (decode is ~1.8× faster at batch 1
+    /// and its greedy answers on the golden fixtures hold; BENCHMARKS.md), dense elsewhere.
+    #[default]
+    Auto,
+    /// Dequantised to the compute dtype at load: the exact float32 path.
+    Dense,
+    /// Kept 4-bit and multiplied by libtorch's int4 CPU kernel with bfloat16 activations.
+    /// Refused where there is no 4-bit weight to keep, or the device is not the CPU.
+    Int4,
+}
+
+impl std::str::FromStr for WeightsChoice {
+    type Err = String;
+
+    /// `auto`, `dense` or `int4`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(WeightsChoice::Auto),
+            "dense" => Ok(WeightsChoice::Dense),
+            "int4" => Ok(WeightsChoice::Int4),
+            other => Err(format!("must be auto, dense or int4, got `{other}`")),
+        }
+    }
+}
+
+impl WeightsChoice {
+    /// Whether the loader keeps 4-bit weights, for a model on `device`.
+    pub fn keep_int4(self, device: Device) -> Result<bool, EngineError> {
+        match self {
+            WeightsChoice::Auto => Ok(device == Device::Cpu),
+            WeightsChoice::Dense => Ok(false),
+            WeightsChoice::Int4 if device == Device::Cpu => Ok(true),
+            WeightsChoice::Int4 => Err(EngineError::Int4Unavailable {
+                reason: format!("the int4 kernel runs on the CPU, not {device:?}"),
+            }),
+        }
+    }
+}
+
 impl DeviceChoice {
     /// The device and compute dtype this choice resolves to on this machine. Asking for
     /// a CUDA device that libtorch cannot see is an error naming why (no GPU, or the CUDA
@@ -87,7 +129,7 @@ impl DeviceChoice {
 
 /// Reads `path`: a GGUF file (by magic) or a directory holding `config.json`,
 /// `tokenizer.json`, safetensors weights and optionally `tokenizer_config.json`.
-pub(crate) fn read_model(path: &Path) -> Result<LoadedFiles, EngineError> {
+pub(crate) fn read_model(path: &Path, keep_int4: bool) -> Result<LoadedFiles, EngineError> {
     let meta = std::fs::metadata(path).map_err(|source| EngineError::Io {
         path: path.to_owned(),
         source,
@@ -95,7 +137,7 @@ pub(crate) fn read_model(path: &Path) -> Result<LoadedFiles, EngineError> {
     if meta.is_dir() {
         read_hf_dir(path)
     } else if weights::is_gguf(path) {
-        read_gguf(path)
+        read_gguf(path, keep_int4)
     } else {
         Err(EngineError::UnknownFormat {
             path: path.to_owned(),
@@ -103,13 +145,13 @@ pub(crate) fn read_model(path: &Path) -> Result<LoadedFiles, EngineError> {
     }
 }
 
-fn read_gguf(path: &Path) -> Result<LoadedFiles, EngineError> {
+fn read_gguf(path: &Path, keep_int4: bool) -> Result<LoadedFiles, EngineError> {
     let file = GgufFile::open(path)?;
     let config = ModelConfig::from_gguf(&file)?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let chat_template = optional_template(ChatTemplate::from_gguf(&file))?;
     let mut set = WeightSet::default();
-    weights::gguf::load_gguf(&file, &config, &mut set)?;
+    weights::gguf::load_gguf(&file, &config, &mut set, keep_int4)?;
     let sha256 = weights::sha256_files(&[path.to_owned()])?;
     Ok(LoadedFiles {
         config,

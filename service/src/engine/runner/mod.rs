@@ -24,7 +24,7 @@ use std::sync::Arc;
 use tch::{Device, Kind};
 
 pub use self::error::EngineError;
-pub use self::load::{DeviceChoice, DtypeChoice, read_tokenizer};
+pub use self::load::{DeviceChoice, DtypeChoice, WeightsChoice, read_tokenizer};
 use self::sequence::Sequence;
 pub use self::sequence::{FinishReason, GenerationOutput, SeqEvent, SeqId};
 use super::chat_template::ChatTemplate;
@@ -41,6 +41,8 @@ pub struct EngineOptions {
     pub device: DeviceChoice,
     /// The compute dtype.
     pub dtype: DtypeChoice,
+    /// Dense or 4-bit linear weights.
+    pub weights: WeightsChoice,
     /// Sequences that can run at once (KV slots).
     pub slots: usize,
     /// Positions per slot (prompt + generated), capped at the model's trained context.
@@ -52,6 +54,7 @@ impl Default for EngineOptions {
         Self {
             device: DeviceChoice::Auto,
             dtype: DtypeChoice::Auto,
+            weights: WeightsChoice::Auto,
             slots: 1,
             max_ctx: 2048,
         }
@@ -96,8 +99,14 @@ pub struct Engine {
 impl Engine {
     /// Loads the model at `path` (GGUF file or HF checkpoint directory).
     pub fn load(path: &Path, options: &EngineOptions) -> Result<Self, EngineError> {
-        let files = load::read_model(path)?;
         let (device, kind) = options.device.resolve(options.dtype)?;
+        let keep_int4 = options.weights.keep_int4(device)?;
+        let files = load::read_model(path, keep_int4)?;
+        if options.weights == WeightsChoice::Int4 && !files.weights.has_int4() {
+            return Err(EngineError::Int4Unavailable {
+                reason: "the model has no Q4_0/Q4_1 linear weights to keep 4-bit".into(),
+            });
+        }
         let max_ctx = options.max_ctx.max(1);
         let model = LlamaModel::load(files.config, files.weights, device, kind, max_ctx)?;
         let kv = model.new_kv_slots(options.slots, max_ctx)?;
@@ -110,7 +119,12 @@ impl Engine {
             sha256: files.sha256,
             format: files.format.to_owned(),
             architecture: model.config().architecture.as_str().to_owned(),
-            dtype: kind_name(kind).to_owned(),
+            // 4-bit projections are recorded: `float32+int4` (activations rounded to
+            // bfloat16 for those products).
+            dtype: match model.int4() {
+                true => format!("{}+int4", kind_name(kind)),
+                false => kind_name(kind).to_owned(),
+            },
             device: device_name(device),
             max_ctx: kv.max_ctx(),
             slots: kv.slots(),

@@ -14,9 +14,11 @@
 
 use tch::{Kind, Tensor};
 
+use super::int4::Int4Groups;
 use super::{WeightError, WeightSet};
 use crate::engine::config::{Architecture, ModelConfig};
-use crate::engine::gguf::GgufFile;
+use crate::engine::gguf::{GgufError, GgufFile};
+use crate::engine::quant;
 
 /// The HF name of a GGUF tensor, or `None` for tensors the engine does not use.
 pub fn hf_name(gguf_name: &str) -> Option<String> {
@@ -46,11 +48,13 @@ pub fn hf_name(gguf_name: &str) -> Option<String> {
     Some(format!("model.layers.{layer}.{hf_part}.{suffix}"))
 }
 
-/// Dequantises every tensor the model uses into `set`, under its HF name, in f32.
+/// Dequantises every tensor the model uses into `set`, under its HF name, in f32; with
+/// `keep_int4`, the Q4_0/Q4_1 weights of linear layers stay 4-bit ([`Int4Groups`]).
 pub fn load_gguf(
     file: &GgufFile,
     config: &ModelConfig,
     set: &mut WeightSet,
+    keep_int4: bool,
 ) -> Result<(), WeightError> {
     let permuted = matches!(
         config.architecture,
@@ -60,7 +64,6 @@ pub fn load_gguf(
         let Some(name) = hf_name(&info.name) else {
             continue;
         };
-        let values = file.dequantize(&info.name)?;
         // GGUF shape is fastest-first; PyTorch's is slowest-first.
         let shape: Vec<i64> = info
             .shape
@@ -68,16 +71,35 @@ pub fn load_gguf(
             .rev()
             .map(|&d| i64::try_from(d).unwrap_or(i64::MAX))
             .collect();
-        let mut tensor = Tensor::f_from_slice(&values)?.f_reshape(shape.as_slice())?;
-        drop(values);
-        if permuted && info.name.ends_with(".weight") {
-            if info.name.contains(".attn_q.") {
-                tensor = unpermute_rows(&tensor, config.num_heads, &info.name)?;
-            } else if info.name.contains(".attn_k.") {
-                tensor = unpermute_rows(&tensor, config.num_kv_heads, &info.name)?;
+        let heads = match permuted && info.name.ends_with(".weight") {
+            true if info.name.contains(".attn_q.") => Some(config.num_heads),
+            true if info.name.contains(".attn_k.") => Some(config.num_kv_heads),
+            _ => None,
+        };
+        let unpermute = |t: &Tensor| match heads {
+            Some(heads) => unpermute_rows(t, heads, &info.name),
+            None => Ok(t.shallow_clone()),
+        };
+        let linear = name.ends_with("_proj.weight") || name == "lm_head.weight";
+        if let (true, true, &[rows, cols]) = (keep_int4, linear, shape.as_slice()) {
+            let data = file.bytes_of(info);
+            let blocks = quant::q4_blocks(info.dtype, data, info.n_elements).map_err(|source| {
+                GgufError::Dequantize {
+                    tensor: info.name.clone(),
+                    dtype: info.dtype,
+                    source,
+                }
+            })?;
+            if let Some(blocks) = blocks {
+                let groups = Int4Groups::from_blocks(&blocks, rows, cols)?.map_rows(unpermute)?;
+                set.insert_int4(name, groups);
+                continue;
             }
         }
-        set.insert(name, tensor.f_to_kind(Kind::Float)?);
+        let values = file.dequantize(&info.name)?;
+        let tensor = Tensor::f_from_slice(&values)?.f_reshape(shape.as_slice())?;
+        drop(values);
+        set.insert(name, unpermute(&tensor)?.f_to_kind(Kind::Float)?);
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! panic inside libtorch.
 
 pub mod gguf;
+pub mod int4;
 pub mod safetensors;
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use tch::Tensor;
 
+use self::int4::{Int4Groups, LinearWeight};
 use super::gguf::GgufError;
 
 /// Why weights could not be read.
@@ -69,10 +71,12 @@ pub enum WeightError {
     },
 }
 
-/// Host (CPU) tensors by HF name, as read from the file (f32, f16 or bf16).
+/// Host (CPU) tensors by HF name, as read from the file (f32, f16 or bf16), and the
+/// linear weights kept 4-bit when the loader was asked to.
 #[derive(Debug, Default)]
 pub struct WeightSet {
     tensors: HashMap<String, Tensor>,
+    int4: HashMap<String, Int4Groups>,
 }
 
 impl WeightSet {
@@ -81,30 +85,54 @@ impl WeightSet {
         self.tensors.insert(name, tensor);
     }
 
+    /// Adds a 4-bit weight under its HF name.
+    pub fn insert_int4(&mut self, name: String, groups: Int4Groups) {
+        self.int4.insert(name, groups);
+    }
+
     /// Number of tensors held.
     pub fn len(&self) -> usize {
-        self.tensors.len()
+        self.tensors.len() + self.int4.len()
     }
 
     /// Whether no tensor is held.
     pub fn is_empty(&self) -> bool {
-        self.tensors.is_empty()
+        self.len() == 0
     }
 
     /// Whether a tensor of this name is held.
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.tensors.contains_key(name) || self.int4.contains_key(name)
     }
 
-    /// Removes and returns `name`, checking it has exactly `shape`.
+    /// Whether any weight is held 4-bit.
+    pub fn has_int4(&self) -> bool {
+        !self.int4.is_empty()
+    }
+
+    /// Removes and returns `name` as a dense tensor, checking it has exactly `shape`.
     pub fn take(&mut self, name: &str, shape: &[i64]) -> Result<Tensor, WeightError> {
-        let tensor = self
-            .tensors
-            .remove(name)
-            .ok_or_else(|| WeightError::Missing {
-                name: name.to_owned(),
-            })?;
-        let found = tensor.size();
+        self.take_linear(name, shape)?.into_dense()
+    }
+
+    /// Removes and returns `name` as the loader kept it (dense or 4-bit), checking it has
+    /// exactly `shape`.
+    pub fn take_linear(&mut self, name: &str, shape: &[i64]) -> Result<LinearWeight, WeightError> {
+        let (weight, found) = match (self.tensors.remove(name), self.int4.remove(name)) {
+            (Some(tensor), _) => {
+                let found = tensor.size();
+                (LinearWeight::Dense(tensor), found)
+            }
+            (None, Some(groups)) => {
+                let found = groups.size();
+                (LinearWeight::Int4(groups), found)
+            }
+            (None, None) => {
+                return Err(WeightError::Missing {
+                    name: name.to_owned(),
+                });
+            }
+        };
         if found != shape {
             return Err(WeightError::Shape {
                 name: name.to_owned(),
@@ -112,7 +140,7 @@ impl WeightSet {
                 found,
             });
         }
-        Ok(tensor)
+        Ok(weight)
     }
 
     /// Like [`take`](Self::take), but `None` when the tensor is absent.
@@ -128,7 +156,12 @@ impl WeightSet {
 
     /// Names not yet taken, sorted (the model reports them as unused).
     pub fn remaining(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.tensors.keys().cloned().collect();
+        let mut names: Vec<String> = self
+            .tensors
+            .keys()
+            .chain(self.int4.keys())
+            .cloned()
+            .collect();
         names.sort();
         names
     }
