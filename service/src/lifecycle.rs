@@ -212,7 +212,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             weights,
             ..EngineOptions::default()
         };
-        Engine::load(&model_path, &options)
+        Engine::load_on_own_thread(&model_path, &options)
     })
     .await
     .map_err(|e| ServeError::Model {

@@ -112,7 +112,7 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
         slots: 1,
         max_ctx: args.max_ctx,
     };
-    let engine = Engine::load(&args.model, &options)
+    let engine = Engine::load_on_own_thread(&args.model, &options)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let load_time = started.elapsed();
 

@@ -18,7 +18,7 @@ mod load;
 mod pick;
 mod sequence;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tch::{Device, Kind};
@@ -139,6 +139,28 @@ impl Engine {
             sequences: Vec::new(),
             next_id: 0,
         })
+    }
+
+    /// [`load`](Self::load) on a thread of its own that ends once the model is loaded, for
+    /// an engine that then runs on yet another thread (`sworn serve`, `sworn generate`).
+    ///
+    /// libtorch's CPU work runs in an OpenMP team owned by the thread that starts it, and
+    /// the team lives as long as that thread. A second live team in the process makes
+    /// GNU OpenMP count more threads than cores and throttle its spin-waits, so every
+    /// parallel region of the running engine then waits on a futex: on 2 cores that
+    /// halved batch-1 decode (27 against 62 tok/s, int4). Loading on a thread that exits
+    /// leaves the engine thread's team the only one.
+    pub fn load_on_own_thread(path: &Path, options: &EngineOptions) -> Result<Self, EngineError> {
+        let (path, options) = (path.to_owned(), *options);
+        std::thread::Builder::new()
+            .name("sworn-load".into())
+            .spawn(move || Engine::load(&path, &options))
+            .map_err(|source| EngineError::Io {
+                path: PathBuf::from("(model loading thread)"),
+                source,
+            })?
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 
     /// Identity and placement of the model.
