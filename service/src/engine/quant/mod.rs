@@ -80,6 +80,20 @@ pub fn q4_blocks(
         _ => return Ok(None),
     };
     let len = usize::try_from(n_elements).map_err(|_| QuantError::TooLarge { n_elements })?;
+    check_length(dtype, data, n_elements)?;
+    let blocks = len / 32;
+    let mut split = Q4Blocks {
+        codes: vec![0; len],
+        d: vec![0.0; blocks],
+        m: vec![0.0; blocks],
+        centred,
+    };
+    legacy::q4_split(data, !centred, &mut split.codes, &mut split.d, &mut split.m);
+    Ok(Some(split))
+}
+
+/// Whether `data` holds exactly `n_elements` whole blocks of `dtype`.
+fn check_length(dtype: GgmlType, data: &[u8], n_elements: u64) -> Result<(), QuantError> {
     let expected = dtype
         .bytes_for(n_elements)
         .ok_or(QuantError::PartialBlock {
@@ -95,15 +109,7 @@ pub fn q4_blocks(
             found: data.len() as u64,
         });
     }
-    let blocks = len / 32;
-    let mut split = Q4Blocks {
-        codes: vec![0; len],
-        d: vec![0.0; blocks],
-        m: vec![0.0; blocks],
-        centred,
-    };
-    legacy::q4_split(data, !centred, &mut split.codes, &mut split.d, &mut split.m);
-    Ok(Some(split))
+    Ok(())
 }
 
 /// A routine that dequantises whole blocks: `out.len()` is `blocks * block_elems`.
@@ -150,24 +156,9 @@ pub fn dequantize(dtype: GgmlType, data: &[u8], n_elements: u64) -> Result<Vec<f
 pub fn dequantize_into(dtype: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
     let n_elements = out.len() as u64;
     let f = block_fn(dtype).ok_or(QuantError::Unsupported { dtype })?;
-    let block_elems = dtype.block_elems();
-    let expected = dtype
-        .bytes_for(n_elements)
-        .ok_or(QuantError::PartialBlock {
-            dtype,
-            n_elements,
-            block_elems,
-        })?;
-    if expected != data.len() as u64 {
-        return Err(QuantError::LengthMismatch {
-            dtype,
-            n_elements,
-            expected,
-            found: data.len() as u64,
-        });
-    }
+    check_length(dtype, data, n_elements)?;
     // Both fit in usize: `out` and `data` are slices of these lengths.
-    let (block_elems, block_bytes) = (block_elems as usize, dtype.block_bytes() as usize);
+    let (block_elems, block_bytes) = (dtype.block_elems() as usize, dtype.block_bytes() as usize);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if out.len() < PARALLEL_MIN_ELEMENTS || threads == 1 {
         f(data, out);
