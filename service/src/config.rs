@@ -350,6 +350,37 @@ impl ServeArgs {
     }
 }
 
+/// The configuration reference (`docs/CONFIG.md`), generated from [`ServeArgs`]' own
+/// definition so that the documented flags, variables and keys are the ones that exist:
+/// a flag, its `SWORN_*` variable and its TOML key are one setting. `sworn
+/// config-reference` prints it; a test holds the committed file to it.
+pub fn reference() -> String {
+    use clap::Args;
+    let command = ServeArgs::augment_args(clap::Command::new("serve"));
+    let mut out = String::from(
+        "# `sworn serve` configuration\n\n\
+         Generated from the flags' definitions by `sworn config-reference` (a test in `make \
+         test` fails when this file and the flags differ). Every setting is a command-line \
+         flag, an environment variable and a key of the TOML file named by `--config`; \
+         flags and variables win over the file, the file over the defaults.\n\n\
+         | flag | environment | TOML key | meaning |\n|---|---|---|---|\n",
+    );
+    for arg in command.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        let env = arg
+            .get_env()
+            .map_or(String::new(), |e| format!("`{}`", e.to_string_lossy()));
+        let key = match arg.get_id().as_str() {
+            "config" => "(none)".to_string(),
+            id => format!("`{id}`"),
+        };
+        let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+        let help = help.replace('|', "\\|").replace('\n', " ");
+        out.push_str(&format!("| `--{long}` | {env} | {key} | {help} |\n"));
+    }
+    out
+}
+
 fn default_model_id(model: &Path) -> String {
     let name = model
         .file_name()
@@ -462,6 +493,30 @@ mod tests {
         assert!(c.insecure_no_auth && c.anchor.is_none());
         std::fs::write(&path, "config = \"other.toml\"\n").unwrap();
         assert!(matches!(a.resolve(), Err(ConfigError::File { .. })));
+    }
+
+    #[test]
+    fn the_committed_reference_is_the_flags_definition() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CONFIG.md");
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == reference(),
+            "docs/CONFIG.md differs from the flags: run `sworn config-reference > docs/CONFIG.md`"
+        );
+        // Every flag but --config is a TOML key the file accepts.
+        for line in reference().lines().filter(|l| l.starts_with("| `--")) {
+            let key = line.split('|').nth(3).unwrap().trim().trim_matches('`');
+            if key != "(none)" {
+                let toml = format!("{key} = 1");
+                let err = toml::from_str::<ServeArgs>(&toml)
+                    .err()
+                    .map(|e| e.to_string());
+                assert!(
+                    !err.unwrap_or_default().contains("unknown field"),
+                    "{key} is documented but not a TOML key"
+                );
+            }
+        }
     }
 
     #[test]

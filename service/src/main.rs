@@ -42,6 +42,9 @@ enum Command {
     },
     /// Create an Ed25519 log key (mode 0600) and print its public key in hex.
     Keygen(sworn_service::lifecycle::KeygenArgs),
+    /// Print the `sworn serve` configuration reference (docs/CONFIG.md) as Markdown.
+    #[command(hide = true)]
+    ConfigReference,
     /// Deploy the SwornAnchor contract and register logs on a chain.
     Chain {
         #[command(subcommand)]
@@ -74,6 +77,7 @@ fn main() -> Result<()> {
         Some(Command::Keys { command }) => println!("{}", sworn_service::api_keys::run(&command)?),
         Some(Command::Keygen(args)) => println!("{}", sworn_service::lifecycle::keygen(&args)?),
         Some(Command::Chain { command }) => println!("{}", cli::chain::run(&command)?),
+        Some(Command::ConfigReference) => print!("{}", sworn_service::config::reference()),
         None => {
             use clap::CommandFactory;
             Cli::command().print_help()?;
