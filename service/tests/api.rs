@@ -23,3 +23,5 @@ pub mod connections;
 pub mod lifecycle;
 #[path = "api/model.rs"]
 pub mod model;
+#[path = "api/tokens.rs"]
+pub mod tokens;

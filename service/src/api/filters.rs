@@ -11,7 +11,8 @@ use warp::{Filter, Rejection};
 
 use super::errors::handle_rejection;
 use super::handlers::audit::AuditRoute;
-use super::handlers::{audit, generate, ops};
+use super::handlers::tokens::TokenRoute;
+use super::handlers::{audit, generate, ops, tokens};
 use super::request_id::request_id;
 use super::state::AppState;
 use super::validation::Endpoint;
@@ -57,6 +58,24 @@ fn models(state: Arc<AppState>) -> Route {
         .and(request_id())
         .and(warp::header::headers_cloned())
         .then(|id, state, request_id, headers| ops::models(state, id, request_id, headers))
+        .boxed()
+}
+
+/// POST /tokenize and POST /detokenize (vLLM's token-counting routes)
+fn token_routes(state: Arc<AppState>) -> Route {
+    let tokenize = warp::path!("tokenize").map(|| TokenRoute::Tokenize);
+    let detokenize = warp::path!("detokenize").map(|| TokenRoute::Detokenize);
+    tokenize
+        .or(detokenize)
+        .unify()
+        .and(warp::post())
+        .and(with_state(state))
+        .map(|route, state| (state, route))
+        .untuple_one()
+        .and(request_id())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(tokens::tokens)
         .boxed()
 }
 
@@ -123,6 +142,8 @@ pub fn routes(
         .or(generation(state.clone(), Endpoint::Completion))
         .unify()
         .or(models(state.clone()))
+        .unify()
+        .or(token_routes(state.clone()))
         .unify()
         .or(operations(state.clone()))
         .unify()

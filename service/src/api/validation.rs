@@ -461,7 +461,8 @@ fn refuse_if(condition: bool, param: &str, message: &str) -> Result<(), ApiError
     }
 }
 
-fn check_model(model: &str, served: &str) -> Result<(), ApiError> {
+/// The served model's id, or `model_not_found`.
+pub(super) fn check_model(model: &str, served: &str) -> Result<(), ApiError> {
     if model.is_empty() {
         return Err(ApiError::InvalidRequest {
             message: "you must provide a model parameter".to_string(),

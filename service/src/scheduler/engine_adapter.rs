@@ -34,6 +34,14 @@ impl EnginePromptEncoder {
 }
 
 impl PromptEncoder for EnginePromptEncoder {
+    fn decode(&self, tokens: &[u32]) -> Result<String, GeneratorError> {
+        self.tokenizer
+            .decode(tokens, false)
+            .map_err(|e| GeneratorError::Encode {
+                reason: e.to_string(),
+            })
+    }
+
     fn encode(&self, prompt: &PromptInput) -> Result<Vec<u32>, GeneratorError> {
         let encode_err = |e: &dyn std::fmt::Display| GeneratorError::Encode {
             reason: e.to_string(),

@@ -67,6 +67,15 @@ pub struct Token {
 pub trait PromptEncoder: Send + Sync + 'static {
     /// The prompt's token ids, chat template applied for chat input.
     fn encode(&self, prompt: &PromptInput) -> Result<Vec<u32>, GeneratorError>;
+
+    /// The text of `tokens`, special tokens included (`/detokenize`); ids outside the
+    /// vocabulary are an error.
+    fn decode(&self, tokens: &[u32]) -> Result<String, GeneratorError> {
+        let _ = tokens;
+        Err(GeneratorError::Encode {
+            reason: "this model cannot detokenize".to_string(),
+        })
+    }
 }
 
 /// The model's generation interface. Lives on the engine thread only.

@@ -26,6 +26,14 @@ impl PromptEncoder for ToyEncoder {
         };
         Ok(text.bytes().map(u32::from).collect())
     }
+
+    fn decode(&self, tokens: &[u32]) -> Result<String, GeneratorError> {
+        let bytes: Option<Vec<u8>> = tokens.iter().map(|&t| u8::try_from(t).ok()).collect();
+        let bytes = bytes.ok_or_else(|| GeneratorError::Encode {
+            reason: "token id out of range".into(),
+        })?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
 }
 
 #[derive(Debug)]

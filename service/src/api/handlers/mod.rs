@@ -5,3 +5,4 @@
 pub mod audit;
 pub mod generate;
 pub mod ops;
+pub mod tokens;
