@@ -15,7 +15,6 @@ use sworn_ledger::merkle::{Hash, InclusionProof};
 use sworn_ledger::store::StoreError;
 use warp::Reply;
 use warp::http::HeaderMap;
-use warp::http::header::AUTHORIZATION;
 use warp::reply::Response;
 
 use crate::api::auth::{Tenant, require_admin};
@@ -62,20 +61,12 @@ pub async fn audit(
     query: String,
 ) -> Response {
     let result = async {
-        let tenant = state
-            .auth
-            .authenticate(headers.get(AUTHORIZATION).map(|v| v.as_bytes()))?;
-        state.rate_limiter.admit_request(&tenant)?;
+        let tenant = super::admit(&state, &headers)?;
         let query = parse_query(&query)?;
         answer(&state, route, &tenant, &query, &request_id).await
     }
     .await;
-    let mut response = result.unwrap_or_else(|err| {
-        state.metrics.record_failure(err.metric_label());
-        err.into_response(&request_id)
-    });
-    request_id.stamp(&mut response);
-    response
+    super::respond(&state, &request_id, result)
 }
 
 fn store_error(err: StoreError, request_id: &RequestId) -> ApiError {

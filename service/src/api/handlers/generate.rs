@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use futures::{Stream, StreamExt};
 use warp::http::HeaderMap;
-use warp::http::header::AUTHORIZATION;
 use warp::reply::Response;
 use warp::{Buf, Reply};
 
@@ -37,16 +36,8 @@ where
     B: Buf,
 {
     let arrived = Instant::now();
-    match run(&state, endpoint, &request_id, &headers, body, arrived).await {
-        Ok(mut response) => {
-            request_id.stamp(&mut response);
-            response
-        }
-        Err(err) => {
-            state.metrics.record_failure(err.metric_label());
-            err.into_response(&request_id)
-        }
-    }
+    let result = run(&state, endpoint, &request_id, &headers, body, arrived).await;
+    super::respond(&state, &request_id, result)
 }
 
 /// Reads the body, refusing it as soon as it passes `limit` bytes (whatever the
@@ -105,10 +96,7 @@ where
             });
         }
     }
-    let tenant = state
-        .auth
-        .authenticate(headers.get(AUTHORIZATION).map(|v| v.as_bytes()))?;
-    state.rate_limiter.admit_request(&tenant)?;
+    let tenant = super::admit(state, headers)?;
     let bytes = read_body(body, state.max_body_bytes).await?;
     let checked = match endpoint {
         Endpoint::Chat => validation::check_chat(&bytes, &state.model.id, &state.limits)?,

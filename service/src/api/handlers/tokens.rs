@@ -16,7 +16,6 @@ use serde::Deserialize;
 use serde_json::json;
 use warp::Buf;
 use warp::http::HeaderMap;
-use warp::http::header::AUTHORIZATION;
 use warp::reply::{Reply, Response};
 
 use super::generate::read_body;
@@ -71,28 +70,16 @@ where
     B: Buf,
 {
     let answer = async {
-        let tenant = state
-            .auth
-            .authenticate(headers.get(AUTHORIZATION).map(|v| v.as_bytes()))?;
-        state.rate_limiter.admit_request(&tenant)?;
+        super::admit(&state, &headers)?;
         let bytes = read_body(body, state.max_body_bytes).await?;
         let (object, _) = parse_object(&bytes)?;
-        match route {
-            TokenRoute::Tokenize => tokenize(&state, from_object(object)?).await,
-            TokenRoute::Detokenize => detokenize(&state, from_object(object)?).await,
-        }
+        let value = match route {
+            TokenRoute::Tokenize => tokenize(&state, from_object(object)?).await?,
+            TokenRoute::Detokenize => detokenize(&state, from_object(object)?).await?,
+        };
+        Ok(warp::reply::json(&value).into_response())
     };
-    match answer.await {
-        Ok(value) => {
-            let mut response = warp::reply::json(&value).into_response();
-            request_id.stamp(&mut response);
-            response
-        }
-        Err(err) => {
-            state.metrics.record_failure(err.metric_label());
-            err.into_response(&request_id)
-        }
-    }
+    super::respond(&state, &request_id, answer.await)
 }
 
 async fn tokenize(
