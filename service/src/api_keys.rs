@@ -233,13 +233,37 @@ pub fn add_key(path: &Path, new: &NewKey) -> Result<String, KeysError> {
         requests_per_minute: new.requests_per_minute,
         tokens_per_minute: new.tokens_per_minute,
     });
+    save(path, &file)?;
+    Ok(key)
+}
+
+/// Removes tenant `id`'s key from the file. A running `sworn serve` stops accepting it
+/// when it rereads the file (SIGHUP); answers already given keep their receipts.
+pub fn revoke_key(path: &Path, id: &str) -> Result<String, KeysError> {
+    let mut file = KeysFile::load(path)?;
+    let before = file.key.len();
+    file.key.retain(|entry| entry.id != id);
+    if file.key.len() == before {
+        return Err(KeysError::Entry {
+            path: path.to_path_buf(),
+            id: id.to_string(),
+            reason: "no key with this id in the file".to_string(),
+        });
+    }
+    save(path, &file)?;
+    Ok(format!(
+        "revoked `{id}`; send SIGHUP to a running sworn serve to drop it"
+    ))
+}
+
+/// Checks `file` and writes it over `path`, atomically and mode 0600.
+fn save(path: &Path, file: &KeysFile) -> Result<(), KeysError> {
     file.check(path)?;
-    let text = toml::to_string(&file).map_err(|e| KeysError::Parse {
+    let text = toml::to_string(file).map_err(|e| KeysError::Parse {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    write_private(path, text.as_bytes())?;
-    Ok(key)
+    write_private(path, text.as_bytes())
 }
 
 /// `sworn keys …`.
@@ -247,6 +271,19 @@ pub fn add_key(path: &Path, new: &NewKey) -> Result<String, KeysError> {
 pub enum KeysCommand {
     /// Append a new key to an API-keys file and print the key (shown only this once).
     Add(KeysAddArgs),
+    /// Remove a tenant's key from an API-keys file (SIGHUP makes a running server reread it).
+    Revoke(KeysRevokeArgs),
+}
+
+/// `sworn keys revoke` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeysRevokeArgs {
+    /// The API-keys TOML file.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// The tenant id whose key is removed.
+    #[arg(long)]
+    pub id: String,
 }
 
 /// `sworn keys add` arguments.
@@ -281,6 +318,7 @@ pub fn run(command: &KeysCommand) -> Result<String, KeysError> {
                 tokens_per_minute: args.tokens_per_minute,
             },
         ),
+        KeysCommand::Revoke(args) => revoke_key(&args.file, &args.id),
     }
 }
 
@@ -317,6 +355,26 @@ mod tests {
             requests_per_minute: 10,
             tokens_per_minute: 1000,
         }
+    }
+
+    #[test]
+    fn revoke_removes_exactly_that_tenants_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        add_key(&path, &new("team-a", Role::User)).unwrap();
+        add_key(&path, &new("team-b", Role::User)).unwrap();
+        revoke_key(&path, "team-a").unwrap();
+        let ids: Vec<String> = KeysFile::load(&path)
+            .unwrap()
+            .key
+            .into_iter()
+            .map(|k| k.id)
+            .collect();
+        assert_eq!(ids, ["team-b"]);
+        let again = revoke_key(&path, "team-a").unwrap_err();
+        assert!(again.to_string().contains("no key with this id"), "{again}");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

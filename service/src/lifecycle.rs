@@ -260,6 +260,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         client_stall_timeout: config.client_stall_timeout,
     });
     server.ready(state.clone());
+    if let Some(path) = config.api_keys.clone() {
+        tokio::spawn(reload_keys_on_sighup(path, state.clone()));
+    }
     tracing::info!(url = %server.url(), "serving");
     eprintln!("sworn: serving {} at {}", config.model_id, server.url());
 
@@ -297,6 +300,30 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         Some(cause) => Err(ServeError::LedgerFault {
             cause: cause.to_string(),
         }),
+    }
+}
+
+/// Rereads the API-keys file on every SIGHUP: keys added since are accepted, revoked ones
+/// refused from the next request on. A file that no longer loads leaves the keys in force.
+async fn reload_keys_on_sighup(path: PathBuf, state: Arc<AppState>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot listen for SIGHUP; API keys reload only at restart");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match KeysFile::load(&path) {
+            Ok(file) => {
+                state.replace_auth(Auth::from_file(&file));
+                tracing::info!(path = %path.display(), keys = file.key.len(), "API keys reloaded");
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "API keys not reloaded; the keys in force stay");
+            }
+        }
     }
 }
 

@@ -86,8 +86,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
-    /// Authentication.
-    pub auth: Auth,
+    /// Authentication: the keys read at start or at the last reload.
+    auth: std::sync::RwLock<Arc<Auth>>,
     /// Per-key limits.
     pub rate_limiter: RateLimiter,
     /// The engine queue.
@@ -131,6 +131,26 @@ pub struct AppStateParts {
 }
 
 impl AppState {
+    /// The keys in force now.
+    pub fn auth(&self) -> Arc<Auth> {
+        // A poisoned lock still holds a whole `Arc`: keep serving with it.
+        let auth = self
+            .auth
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(&auth)
+    }
+
+    /// Puts `auth` in force for every request from now on (SIGHUP after `sworn keys add`
+    /// or `revoke`); requests already admitted are not affected.
+    pub fn replace_auth(&self, auth: Auth) {
+        let mut current = self
+            .auth
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *current = Arc::new(auth);
+    }
+
     /// Shared state, ready to serve.
     pub fn new(parts: AppStateParts) -> Arc<AppState> {
         let metrics = Arc::new(Metrics::default());
@@ -146,7 +166,7 @@ impl AppState {
             model: parts.model,
             limits: parts.limits,
             max_body_bytes: parts.max_body_bytes,
-            auth: parts.auth,
+            auth: std::sync::RwLock::new(Arc::new(parts.auth)),
             rate_limiter: RateLimiter::new(),
             scheduler: parts.scheduler,
             ledger: parts.ledger,

@@ -19,7 +19,7 @@ use super::state::AppState;
 /// The caller's key, checked, and one request taken from its per-minute budget.
 fn admit(state: &AppState, headers: &HeaderMap) -> Result<Tenant, ApiError> {
     let authorization = headers.get(AUTHORIZATION).map(|v| v.as_bytes());
-    let tenant = state.auth.authenticate(authorization)?;
+    let tenant = state.auth().authenticate(authorization)?;
     state.rate_limiter.admit_request(&tenant)?;
     Ok(tenant)
 }

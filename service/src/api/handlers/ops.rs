@@ -84,7 +84,7 @@ pub async fn models(
 ) -> Response {
     let result = (|| {
         state
-            .auth
+            .auth()
             .authenticate(headers.get(AUTHORIZATION).map(|v| v.as_bytes()))?;
         match id {
             None => Ok(warp::reply::json(&ModelList {
