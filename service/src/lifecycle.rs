@@ -259,10 +259,20 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         overload_retry_after_s: OVERLOAD_RETRY_AFTER_S,
         client_stall_timeout: config.client_stall_timeout,
     });
-    server.ready(state.clone());
+    // SIGHUP's default action ends the process: listen before anyone is told it serves.
     if let Some(path) = config.api_keys.clone() {
-        tokio::spawn(reload_keys_on_sighup(path, state.clone()));
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hangups) => drop(tokio::spawn(reload_keys_on_sighup(
+                hangups,
+                path,
+                state.clone(),
+            ))),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGHUP; API keys reload only at restart")
+            }
+        }
     }
+    server.ready(state.clone());
     tracing::info!(url = %server.url(), "serving");
     eprintln!("sworn: serving {} at {}", config.model_id, server.url());
 
@@ -305,17 +315,21 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
 
 /// Rereads the API-keys file on every SIGHUP: keys added since are accepted, revoked ones
 /// refused from the next request on. A file that no longer loads leaves the keys in force.
-async fn reload_keys_on_sighup(path: PathBuf, state: Arc<AppState>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(hangups) => hangups,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot listen for SIGHUP; API keys reload only at restart");
-            return;
-        }
-    };
+async fn reload_keys_on_sighup(
+    mut hangups: tokio::signal::unix::Signal,
+    path: PathBuf,
+    state: Arc<AppState>,
+) {
     while hangups.recv().await.is_some() {
-        match KeysFile::load(&path) {
+        let file = path.clone();
+        let loaded = tokio::task::spawn_blocking(move || KeysFile::load(&file)).await;
+        let loaded = loaded.unwrap_or_else(|e| {
+            Err(crate::api_keys::KeysError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        });
+        match loaded {
             Ok(file) => {
                 state.replace_auth(Auth::from_file(&file));
                 tracing::info!(path = %path.display(), keys = file.key.len(), "API keys reloaded");

@@ -18,9 +18,9 @@ use crate::api::request_id::RequestId;
 use crate::api::responses::{AnswerMeta, whole_answer};
 use crate::api::sse;
 use crate::api::state::{AppState, Lifecycle};
-use crate::api::validation::{self, CheckedRequest, Endpoint, ValidRequest};
+use crate::api::validation::{self, Endpoint, ValidRequest};
 use crate::scheduler::request::GenerationRequest;
-use crate::scheduler::{GeneratorError, SubmitError};
+use crate::scheduler::{GeneratorError, PromptEncoder, SubmitError};
 use crate::swear::{self, Charge, Outgoing, SwornRequest};
 
 /// `POST /v1/chat/completions` or `POST /v1/completions`, as `endpoint` says.
@@ -105,7 +105,9 @@ where
         }
     };
     drop(bytes);
-    let prompt_tokens = encode(state, &checked, request_id).await?;
+    let prompt = checked.prompt.clone();
+    let param = checked.endpoint.prompt_param();
+    let prompt_tokens = with_encoder(state, param, request_id, move |e| e.encode(&prompt)).await?;
     let valid = checked.into_valid(prompt_tokens, state.model.context_length, &state.limits)?;
     let charged = valid.prompt_tokens.len() as u64 + u64::from(valid.max_tokens());
     state.rate_limiter.admit_tokens(&tenant, charged)?;
@@ -167,35 +169,32 @@ where
 }
 
 /// Templates and tokenises off the async runtime.
-async fn encode(
+/// Runs `work` with the served model's template and tokeniser on a blocking thread: what
+/// they refuse (a template that rejects the conversation, an id outside the vocabulary) is
+/// a 400 on `param`; anything else a 500 naming the request id.
+pub(super) async fn with_encoder<T: Send + 'static>(
     state: &AppState,
-    checked: &CheckedRequest,
+    param: &'static str,
     request_id: &RequestId,
-) -> Result<Vec<u32>, ApiError> {
+    work: impl FnOnce(&dyn PromptEncoder) -> Result<T, GeneratorError> + Send + 'static,
+) -> Result<T, ApiError> {
     let encoder = state.model.encoder.clone();
-    let prompt = checked.prompt.clone();
-    let encoded = tokio::task::spawn_blocking(move || encoder.encode(&prompt))
+    let internal = || ApiError::Internal {
+        request_id: request_id.to_string(),
+    };
+    let done = tokio::task::spawn_blocking(move || work(encoder.as_ref()))
         .await
         .map_err(|e| {
             tracing::error!(%request_id, error = %e, "tokeniser task failed");
-            ApiError::Internal {
-                request_id: request_id.to_string(),
-            }
+            internal()
         })?;
-    encoded.map_err(|err| match err {
-        // A template that refuses the conversation (e.g. roles out of order) is bad input.
-        GeneratorError::Encode { reason } => ApiError::invalid_value(
-            checked.endpoint.prompt_param(),
-            format!(
-                "`{}` could not be encoded: {reason}",
-                checked.endpoint.prompt_param()
-            ),
-        ),
+    done.map_err(|err| match err {
+        GeneratorError::Encode { reason } => {
+            ApiError::invalid_value(param, format!("`{param}` could not be encoded: {reason}"))
+        }
         GeneratorError::Model { reason } => {
             tracing::error!(%request_id, %reason, "encoder failed");
-            ApiError::Internal {
-                request_id: request_id.to_string(),
-            }
+            internal()
         }
     })
 }

@@ -18,7 +18,7 @@ use warp::Buf;
 use warp::http::HeaderMap;
 use warp::reply::{Reply, Response};
 
-use super::generate::read_body;
+use super::generate::{read_body, with_encoder};
 use crate::api::body::{from_object, parse_object};
 use crate::api::errors::ApiError;
 use crate::api::messages::chat_turn;
@@ -74,8 +74,8 @@ where
         let bytes = read_body(body, state.max_body_bytes).await?;
         let (object, _) = parse_object(&bytes)?;
         let value = match route {
-            TokenRoute::Tokenize => tokenize(&state, from_object(object)?).await?,
-            TokenRoute::Detokenize => detokenize(&state, from_object(object)?).await?,
+            TokenRoute::Tokenize => tokenize(&state, from_object(object)?, &request_id).await?,
+            TokenRoute::Detokenize => detokenize(&state, from_object(object)?, &request_id).await?,
         };
         Ok(warp::reply::json(&value).into_response())
     };
@@ -85,6 +85,7 @@ where
 async fn tokenize(
     state: &Arc<AppState>,
     body: TokenizeBody,
+    request_id: &RequestId,
 ) -> Result<serde_json::Value, ApiError> {
     check_model(&body.model, &state.model.id)?;
     for (name, value) in [
@@ -100,8 +101,8 @@ async fn tokenize(
             ));
         }
     }
-    let prompt = match (body.prompt, body.messages) {
-        (Some(text), None) => PromptInput::Text(text),
+    let (prompt, param) = match (body.prompt, body.messages) {
+        (Some(text), None) => (PromptInput::Text(text), "prompt"),
         (None, Some(messages)) if messages.is_empty() || messages.len() > MAX_MESSAGES => {
             return Err(ApiError::invalid_value(
                 "messages",
@@ -116,7 +117,10 @@ async fn tokenize(
                 .into_iter()
                 .enumerate()
                 .map(|(i, m)| chat_turn(i, m));
-            PromptInput::Chat(turns.collect::<Result<_, _>>()?)
+            (
+                PromptInput::Chat(turns.collect::<Result<_, _>>()?),
+                "messages",
+            )
         }
         _ => {
             return Err(ApiError::InvalidRequest {
@@ -125,11 +129,7 @@ async fn tokenize(
             });
         }
     };
-    let encoder = state.model.encoder.clone();
-    let tokens = tokio::task::spawn_blocking(move || encoder.encode(&prompt))
-        .await
-        .map_err(|_| ApiError::invalid_value("prompt", "The prompt could not be tokenised."))?
-        .map_err(|e| ApiError::invalid_value("prompt", e.to_string()))?;
+    let tokens = with_encoder(state, param, request_id, move |e| e.encode(&prompt)).await?;
     Ok(json!({
         "count": tokens.len(),
         "max_model_len": state.model.context_length,
@@ -141,12 +141,10 @@ async fn tokenize(
 async fn detokenize(
     state: &Arc<AppState>,
     body: DetokenizeBody,
+    request_id: &RequestId,
 ) -> Result<serde_json::Value, ApiError> {
     check_model(&body.model, &state.model.id)?;
-    let encoder = state.model.encoder.clone();
-    let text = tokio::task::spawn_blocking(move || encoder.decode(&body.tokens))
-        .await
-        .map_err(|_| ApiError::invalid_value("tokens", "The tokens could not be decoded."))?
-        .map_err(|e| ApiError::invalid_value("tokens", e.to_string()))?;
+    let tokens = body.tokens;
+    let text = with_encoder(state, "tokens", request_id, move |e| e.decode(&tokens)).await?;
     Ok(json!({ "prompt": text }))
 }

@@ -80,7 +80,8 @@ pub fn load_gguf(
             Some(heads) => unpermute_rows(t, heads, &info.name),
             None => Ok(t.shallow_clone()),
         };
-        let linear = name.ends_with("_proj.weight") || name == "lm_head.weight";
+        // The decoder blocks' projections; the head and embedding stay dense.
+        let linear = name.ends_with("_proj.weight");
         if let (true, true, &[rows, cols]) = (keep_int4, linear, shape.as_slice()) {
             let data = file.bytes_of(info);
             let blocks = quant::q4_blocks(info.dtype, data, info.n_elements).map_err(|source| {
