@@ -1,7 +1,9 @@
-//! Engine throughput on the CPU with the default model (SmolLM2-135M-Instruct, Q4_1 GGUF
-//! dequantised to float32): load time, prefill tokens/s, and decode tokens/s at batch 1
-//! and batch 16 (DESIGN §9 compares these with llama.cpp on the same file). Peak resident
-//! memory and the KV cache size are printed at the end.
+//! Engine throughput on the CPU with the default model (SmolLM2-135M-Instruct, Q4_1 GGUF,
+//! dense or kept 4-bit): load time, prefill tokens/s, and decode tokens/s at batch 1 and
+//! batch 16 (DESIGN §9 compares these with llama.cpp on the same file), then the engine
+//! side of the served load (`benches/peer/cpu_peer.sh`): 1 or 16 prompts prefilled and
+//! decoded to 128 tokens each, output tokens/s. Peak resident memory and the KV cache size
+//! are printed at the end.
 //!
 //! Run: `cargo bench -p sworn-benches --bench engine` (model path: `SWORN_BENCH_MODEL`,
 //! default `models/SmolLM2-135M-Instruct.Q4_1.gguf`; threads: `SWORN_BENCH_THREADS`,
@@ -25,6 +27,8 @@ const MAX_CTX: usize = 512;
 const PROMPT: usize = 128;
 /// Concurrent sequences in the batched decode benchmark (DESIGN §9's "16 parallel").
 const BATCH: usize = 16;
+/// Tokens generated per request in the served-load round (the load generator's default).
+const OUTPUT: usize = 128;
 
 fn model_path() -> Option<PathBuf> {
     let path = std::env::var_os("SWORN_BENCH_MODEL")
@@ -83,6 +87,20 @@ fn timed(f: impl FnOnce()) -> (f64, f64) {
     let (wall, cpu) = (Instant::now(), cpu_seconds());
     f();
     (wall.elapsed().as_secs_f64(), cpu_seconds() - cpu)
+}
+
+/// Prefills a prompt into each of `slots` and returns each one's greedy first token.
+fn prefill_all(model: &LlamaModel, kv: &mut KvSlots, slots: &[usize], salt: usize) -> Vec<u32> {
+    let vocab = model.config().vocab_size;
+    let mut next = Vec::with_capacity(slots.len());
+    for (i, &slot) in slots.iter().enumerate() {
+        let logits = model
+            .prefill(kv, slot, &prompt(vocab, PROMPT, salt + i), Logits::Last)
+            .expect("prefill");
+        let row = Vec::<f32>::try_from(logits.flatten(0, -1)).expect("logits");
+        next.push(argmax(&row).expect("argmax"));
+    }
+    next
 }
 
 /// Runs `steps` greedy decode steps over `slots`, truncating each slot back to its
@@ -182,16 +200,7 @@ fn engine_benches(c: &mut Criterion) {
         let slots: Vec<usize> = (0..batch)
             .map(|_| kv.acquire().expect("free slot"))
             .collect();
-        let mut next = Vec::with_capacity(batch);
-        for (i, &slot) in slots.iter().enumerate() {
-            let logits = model
-                .prefill(&mut kv, slot, &prompt(vocab, PROMPT, i), Logits::Last)
-                .expect("prefill");
-            next.push(
-                argmax(&Vec::<f32>::try_from(logits.flatten(0, -1)).expect("logits"))
-                    .expect("argmax"),
-            );
-        }
+        let mut next = prefill_all(model, &mut kv, &slots, 0);
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_function(format!("decode_batch_{batch}"), |b| {
             b.iter_custom(|iters| {
@@ -227,6 +236,26 @@ fn engine_benches(c: &mut Criterion) {
         PROMPT as f64 / wall,
         PROMPT as f64 / cpu
     ));
+    kv.release(slot).expect("release");
+    // What the served load (benches/peer/cpu_peer.sh) asks of the engine: `batch` prompts
+    // arriving together, each prefilled alone as the scheduler does, then decoded
+    // together until each has OUTPUT tokens; the served output tok/s's engine-side peer.
+    for batch in [1usize, BATCH] {
+        let (wall, _) = timed(|| {
+            let slots: Vec<usize> = (0..batch)
+                .map(|_| kv.acquire().expect("free slot"))
+                .collect();
+            let mut next = prefill_all(model, &mut kv, &slots, 7);
+            decode_steps(model, &mut kv, &slots, &mut next, OUTPUT as u64 - 1);
+            for slot in slots {
+                kv.release(slot).expect("release");
+            }
+        });
+        summary.push(format!(
+            "served-load round ({batch} x {PROMPT} tokens in, {OUTPUT} out): {:.1} output tok/s",
+            (batch * OUTPUT) as f64 / wall
+        ));
+    }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     summary.push(format!(
         "machine load average while measuring: {}",

@@ -177,5 +177,5 @@ fn int4_weights_asked_of_a_model_without_four_bit_weights_is_a_clear_error() {
         ..options
     };
     let engine = Engine::load(&fixtures().join("tiny-llama"), &auto).unwrap();
-    assert!(!engine.model().int4() && engine.info().dtype == "float32");
+    assert!(engine.model().int4().is_none() && engine.info().dtype == "float32");
 }

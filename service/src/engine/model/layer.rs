@@ -51,14 +51,14 @@ pub(crate) struct DecoderLayer {
 
 impl DecoderLayer {
     /// Takes layer `index`'s tensors out of `weights` (HF names), checks their shapes,
-    /// fuses them and moves them to `device` in `kind`; 4-bit weights stay 4-bit when
-    /// `int4`.
+    /// fuses them and moves them to `device` in `kind`; with `int4` 4-bit weights stay
+    /// 4-bit beside a dense copy in that dtype ([`Linear::new`]).
     pub(crate) fn load(
         weights: &mut WeightSet,
         config: &ModelConfig,
         index: usize,
         to_device: &dyn Fn(Tensor) -> Result<Tensor, tch::TchError>,
-        int4: bool,
+        int4: Option<tch::Kind>,
     ) -> Result<Self, ModelError> {
         let p = format!("model.layers.{index}");
         let hidden = config.hidden_size as i64;

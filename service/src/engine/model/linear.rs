@@ -1,32 +1,45 @@
-//! A linear layer, dense or with 4-bit weights.
+//! A linear layer: dense, or with 4-bit weights and a dense copy for wide products.
 //!
 //! Dense layers run `x·Wᵀ + b` in the model's dtype. 4-bit layers (a GGUF's Q4_0/Q4_1
-//! weights, on the CPU) run decode steps, which are bound by weight traffic, through
-//! libtorch's group-wise int4 kernel, whose vectorised path takes bfloat16 activations:
-//! `x` is rounded to bfloat16 for the product, which comes back in the model's dtype.
-//! Prefill, bound by arithmetic, runs a dense copy exactly as the float32 mode does. The
-//! weights are the file's own (see [`crate::engine::weights::int4`]); rounding
-//! activations, scales and zeros to bfloat16 in decode steps is what separates this mode
-//! from the exact one.
+//! weights, on the CPU) run products of few rows (decode steps, bound by weight traffic)
+//! through libtorch's group-wise int4 kernel, whose vectorised path takes bfloat16
+//! activations: `x` is rounded to bfloat16 for the product, which comes back in the
+//! model's dtype. Products over many rows (prefill, wide decode batches) are bound by
+//! arithmetic and run a dense copy of the same weights instead: in bfloat16 where the CPU
+//! multiplies bfloat16 natively (AVX512-BF16, AMX; 3.8× float32 at prefill's 128 rows on
+//! the project's Xeon, `benches/examples/int4_probe.rs`), else in the model's dtype. The
+//! weights are the file's own (see [`crate::engine::weights::int4`]); the bfloat16
+//! rounding is what separates this mode from the exact one.
 
 use tch::{Kind, Tensor};
 
 use crate::engine::weights::int4::{GROUP, LinearWeight};
 
-/// Most rows a product runs through the int4 kernel (decode steps of up to this many
-/// sequences); more (prefill) go to the dense copy.
-const INT4_MAX_ROWS: i64 = 16;
+/// Most rows a product runs through the int4 kernel when the wide copy is bfloat16: the
+/// two cost the same near 10 rows on the project's Xeon (int4 8.1 against 19.2 ms per
+/// step's layers at 4 rows, 26.1 against 19.7 at 16).
+const NARROW_ROWS_BF16: i64 = 8;
+/// The same when the wide copy is float32, which only overtakes int4 past decode's rows.
+const NARROW_ROWS_F32: i64 = 16;
 
-/// One projection.
+/// Whether this CPU multiplies bfloat16 natively, so that wide products run faster in
+/// bfloat16 than in float32.
+pub(crate) fn native_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The form that runs products of few rows.
 #[derive(Debug)]
-pub(crate) enum Linear {
+enum Narrow {
     /// `[out, in]` weight in the model's dtype and device.
-    Dense {
-        /// The weight.
-        weight: Tensor,
-        /// Optional `[out]` bias.
-        bias: Option<Tensor>,
-    },
+    Dense(Tensor),
     /// Packed 4-bit weight on the CPU.
     Int4 {
         /// `_convert_weight_to_int4pack_for_cpu`'s output.
@@ -35,82 +48,115 @@ pub(crate) enum Linear {
         scales_zeros: Tensor,
         /// Output features.
         out: i64,
-        /// The same weights dense in the model's dtype, for products over many rows
-        /// (prefill), which are bound by arithmetic: there the dense kernels are faster,
-        /// and exact.
-        dense: Tensor,
-        /// Optional `[out]` bias in the model's dtype.
-        bias: Option<Tensor>,
     },
 }
 
+/// One projection.
+#[derive(Debug)]
+pub(crate) struct Linear {
+    narrow: Narrow,
+    /// The same weights dense, for products over more than `narrow_rows` rows; none when
+    /// the narrow form is that dense weight.
+    wide: Option<Tensor>,
+    narrow_rows: i64,
+    /// Optional `[out]` bias in the model's dtype.
+    bias: Option<Tensor>,
+}
+
 impl Linear {
-    /// Places `weight` for the model: 4-bit stays 4-bit when `int4` (the CPU), anything
-    /// else goes through `to_device` dense.
+    /// Places `weight` for the model. With `int4` (the CPU's quantised mode) 4-bit stays
+    /// 4-bit, beside a dense copy in the given dtype; anything else goes through
+    /// `to_device` dense.
     pub(crate) fn new(
         weight: LinearWeight,
         bias: Option<Tensor>,
-        int4: bool,
+        int4: Option<Kind>,
         to_device: &dyn Fn(Tensor) -> Result<Tensor, tch::TchError>,
     ) -> Result<Self, super::ModelError> {
         let bias = bias.map(to_device).transpose()?;
-        Ok(match weight {
-            LinearWeight::Int4(groups) if int4 => {
+        Ok(match (weight, int4) {
+            (LinearWeight::Int4(groups), Some(wide)) => {
                 let out = groups.size()[0];
                 let (packed, scales_zeros) = groups.pack_for_cpu()?;
-                let dense = to_device(groups.dequantize()?)?;
-                Linear::Int4 {
-                    packed,
-                    scales_zeros,
-                    out,
-                    dense,
+                let dense = to_device(groups.dequantize()?)?.f_to_kind(wide)?;
+                Linear {
+                    narrow: Narrow::Int4 {
+                        packed,
+                        scales_zeros,
+                        out,
+                    },
+                    narrow_rows: narrow_rows(wide),
+                    wide: Some(dense),
                     bias,
                 }
             }
-            weight => Linear::Dense {
-                weight: to_device(weight.into_dense()?)?,
+            (weight, _) => Linear {
+                narrow: Narrow::Dense(to_device(weight.into_dense()?)?),
+                wide: None,
+                narrow_rows: i64::MAX,
                 bias,
             },
         })
     }
 
-    /// Whether the weights are held 4-bit.
-    pub(crate) fn is_int4(&self) -> bool {
-        matches!(self, Linear::Int4 { .. })
+    /// A dense `[out, in]` weight already placed (the output head), with a copy in `wide`
+    /// for products over many rows when that dtype differs from the weight's.
+    pub(crate) fn dense(weight: Tensor, wide: Option<Kind>) -> Result<Self, tch::TchError> {
+        let wide = wide.filter(|&kind| kind != weight.kind());
+        Ok(Linear {
+            wide: wide.map(|kind| weight.f_to_kind(kind)).transpose()?,
+            narrow_rows: wide.map_or(i64::MAX, narrow_rows),
+            narrow: Narrow::Dense(weight),
+            bias: None,
+        })
     }
 
-    /// `x·Wᵀ + b` over the last dimension of `x`.
+    /// Whether the weights are held 4-bit.
+    pub(crate) fn is_int4(&self) -> bool {
+        matches!(self.narrow, Narrow::Int4 { .. })
+    }
+
+    /// `x·Wᵀ + b` over the last dimension of `x`, in `x`'s dtype.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
-        match self {
-            Linear::Dense { weight, bias } => x.f_linear(weight, bias.as_ref()),
-            Linear::Int4 {
-                packed,
-                scales_zeros,
-                out,
-                dense,
-                bias,
-            } => {
-                let mut shape = x.size();
-                let features = *shape.last().unwrap_or(&0);
-                let rows = x.f_reshape([-1, features])?;
-                if rows.size()[0] > INT4_MAX_ROWS {
-                    return x.f_linear(dense, bias.as_ref());
-                }
-                let y = rows
-                    .f_to_kind(Kind::BFloat16)?
-                    .f_contiguous()?
-                    .f_internal_weight_int4pack_mm_for_cpu(packed, GROUP, scales_zeros)?
-                    .f_to_kind(x.kind())?;
+        let mut shape = x.size();
+        let features = *shape.last().unwrap_or(&1);
+        let rows = x.numel() as i64 / features.max(1);
+        let y = match (&self.narrow, &self.wide) {
+            (_, Some(wide)) if rows > self.narrow_rows => x
+                .f_to_kind(wide.kind())?
+                .f_linear::<Tensor>(wide, None)?
+                .f_to_kind(x.kind())?,
+            (Narrow::Dense(weight), _) => return x.f_linear(weight, self.bias.as_ref()),
+            (
+                Narrow::Int4 {
+                    packed,
+                    scales_zeros,
+                    out,
+                },
+                _,
+            ) => {
                 if let Some(last) = shape.last_mut() {
                     *last = *out;
                 }
-                let y = y.f_reshape(shape.as_slice())?;
-                match bias {
-                    Some(bias) => y.f_add(bias),
-                    None => Ok(y),
-                }
+                x.f_reshape([-1, features])?
+                    .f_to_kind(Kind::BFloat16)?
+                    .f_contiguous()?
+                    .f_internal_weight_int4pack_mm_for_cpu(packed, GROUP, scales_zeros)?
+                    .f_to_kind(x.kind())?
+                    .f_reshape(shape.as_slice())?
             }
+        };
+        match &self.bias {
+            Some(bias) => y.f_add(bias),
+            None => Ok(y),
         }
+    }
+}
+
+fn narrow_rows(wide: Kind) -> i64 {
+    match wide {
+        Kind::BFloat16 => NARROW_ROWS_BF16,
+        _ => NARROW_ROWS_F32,
     }
 }
 
@@ -120,40 +166,102 @@ mod tests {
     use crate::engine::quant::Q4Blocks;
     use crate::engine::weights::int4::Int4Groups;
 
-    fn int4_and_dense(rows: i64, cols: i64) -> (Linear, Linear) {
-        let n = (rows * cols) as usize;
+    const ROWS: i64 = 64;
+    const COLS: i64 = 128;
+
+    /// The same 4-bit weight kept 4-bit (wide copy in `wide`) and dequantised dense.
+    fn int4_and_dense(wide: Kind) -> (Linear, Linear) {
+        let n = (ROWS * COLS) as usize;
         let blocks = || Q4Blocks {
             codes: (0..n).map(|i| ((i * 7 + i / 5) % 16) as u8).collect(),
             d: (0..n / 32).map(|b| 0.01 + (b % 7) as f32 * 0.003).collect(),
             m: (0..n / 32).map(|b| -0.05 - (b % 5) as f32 * 0.01).collect(),
             centred: false,
         };
-        let weight = |b| LinearWeight::Int4(Int4Groups::from_blocks(&b, rows, cols).unwrap());
+        let weight = |b| LinearWeight::Int4(Int4Groups::from_blocks(&b, ROWS, COLS).unwrap());
         let to_device = |t: Tensor| Ok(t);
-        let int4 = Linear::new(weight(blocks()), None, true, &to_device).unwrap();
-        let dense = Linear::new(weight(blocks()), None, false, &to_device).unwrap();
+        let int4 = Linear::new(weight(blocks()), None, Some(wide), &to_device).unwrap();
+        let dense = Linear::new(weight(blocks()), None, None, &to_device).unwrap();
         assert!(int4.is_int4() && !dense.is_int4());
         (int4, dense)
     }
 
-    #[test]
-    fn decode_rows_use_the_int4_kernel_within_bfloat16_of_dense_and_prefill_is_exact() {
-        let (int4, dense) = int4_and_dense(64, 128);
-        for rows in [1, INT4_MAX_ROWS] {
-            let x = Tensor::randn([rows, 128], (Kind::Float, tch::Device::Cpu));
-            let (a, b) = (int4.forward(&x).unwrap(), dense.forward(&x).unwrap());
-            assert_eq!(a.size(), [rows, 64]);
-            let err = (&a - &b).abs().max().double_value(&[]);
-            let scale = b.abs().max().double_value(&[]);
-            assert!(err > 0.0, "the int4 kernel rounds to bfloat16");
-            assert!(
-                err < scale * 0.02,
-                "{rows} rows: |Δ| {err} against |y| {scale}"
-            );
+    fn weight_of(dense: &Linear) -> &Tensor {
+        match &dense.narrow {
+            Narrow::Dense(weight) => weight,
+            Narrow::Int4 { .. } => unreachable!("dense"),
         }
-        let x = Tensor::randn([2, INT4_MAX_ROWS, 128], (Kind::Float, tch::Device::Cpu));
-        let (a, b) = (int4.forward(&x).unwrap(), dense.forward(&x).unwrap());
-        assert_eq!(a.size(), [2, INT4_MAX_ROWS, 64]);
-        assert!(a.equal(&b), "prefill runs the dense copy");
+    }
+
+    /// Max |a − b| and max |b|.
+    fn gap(a: &Tensor, b: &Tensor) -> (f64, f64) {
+        let err = (a - b).abs().max().double_value(&[]);
+        (err, b.abs().max().double_value(&[]))
+    }
+
+    fn x(shape: &[i64]) -> Tensor {
+        Tensor::randn(shape, (Kind::Float, tch::Device::Cpu))
+    }
+
+    #[test]
+    fn few_rows_run_the_int4_kernel_within_bfloat16_of_dense() {
+        for wide in [Kind::Float, Kind::BFloat16] {
+            let (int4, dense) = int4_and_dense(wide);
+            for rows in [1, narrow_rows(wide)] {
+                let x = x(&[rows, COLS]);
+                let (a, b) = (int4.forward(&x).unwrap(), dense.forward(&x).unwrap());
+                assert_eq!(a.size(), [rows, ROWS]);
+                let (err, scale) = gap(&a, &b);
+                assert!(err > 0.0, "the int4 kernel rounds to bfloat16");
+                assert!(err < scale * 0.02, "{rows} rows: |Δ| {err} against {scale}");
+            }
+        }
+    }
+
+    #[test]
+    fn many_rows_run_the_wide_copy_exact_in_float32_and_bfloat16_otherwise() {
+        let (int4, dense) = int4_and_dense(Kind::Float);
+        let x3 = x(&[2, NARROW_ROWS_F32, COLS]);
+        let a = int4.forward(&x3).unwrap();
+        assert_eq!(a.size(), [2, NARROW_ROWS_F32, ROWS]);
+        assert!(
+            a.equal(&dense.forward(&x3).unwrap()),
+            "float32 copy is exact"
+        );
+
+        let (int4, dense) = int4_and_dense(Kind::BFloat16);
+        let w16 = weight_of(&dense).to_kind(Kind::BFloat16);
+        for rows in [NARROW_ROWS_BF16 + 1, 130] {
+            let x = x(&[rows, COLS]);
+            let a = int4.forward(&x).unwrap();
+            let bf16 = x.to_kind(Kind::BFloat16).linear::<Tensor>(&w16, None);
+            assert!(
+                a.equal(&bf16.to_kind(Kind::Float)),
+                "{rows} rows: the bf16 copy"
+            );
+            let (err, scale) = gap(&a, &dense.forward(&x).unwrap());
+            assert!(err < scale * 0.02, "{rows} rows: |Δ| {err} against {scale}");
+        }
+    }
+
+    #[test]
+    fn a_dense_head_keeps_few_rows_exact_and_runs_many_in_its_wide_copy() {
+        let w = x(&[ROWS, COLS]);
+        let head = Linear::dense(w.shallow_clone(), Some(Kind::BFloat16)).unwrap();
+        let one = x(&[1, COLS]);
+        assert!(
+            head.forward(&one)
+                .unwrap()
+                .equal(&one.linear::<Tensor>(&w, None))
+        );
+        let many = x(&[16, COLS]);
+        let bf16 = many
+            .to_kind(Kind::BFloat16)
+            .linear::<Tensor>(&w.to_kind(Kind::BFloat16), None)
+            .to_kind(Kind::Float);
+        assert!(head.forward(&many).unwrap().equal(&bf16));
+        // No copy when the wide dtype is the weight's own.
+        let same = Linear::dense(w.shallow_clone(), Some(Kind::Float)).unwrap();
+        assert!(same.wide.is_none() && same.narrow_rows == i64::MAX);
     }
 }

@@ -20,6 +20,7 @@ use tch::{Device, Kind, Tensor};
 use self::attention::AttentionPlan;
 pub use self::error::ModelError;
 use self::layer::{DecoderLayer, RmsNorm};
+use self::linear::Linear;
 use self::rope::Rope;
 use super::config::ModelConfig;
 use super::kv_cache::KvSlots;
@@ -50,8 +51,10 @@ pub struct LlamaModel {
     embed: Tensor,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
-    lm_head: Tensor,
+    lm_head: Linear,
     rope: Rope,
+    /// The dtype of wide products in the CPU's quantised mode, when 4-bit weights loaded.
+    int4_wide: Option<Kind>,
     device: Device,
     kind: Kind,
 }
@@ -73,8 +76,12 @@ impl LlamaModel {
         };
         let (vocab, hidden) = (config.vocab_size as i64, config.hidden_size as i64);
         let embed = to_device(weights.take("model.embed_tokens.weight", &[vocab, hidden])?)?;
-        // libtorch's int4 kernel is the CPU's; elsewhere 4-bit weights load dense.
-        let int4 = device == Device::Cpu;
+        // libtorch's int4 kernel is the CPU's; elsewhere 4-bit weights load dense. Wide
+        // products of the quantised mode run bfloat16 where the CPU has it natively.
+        let int4 = (device == Device::Cpu).then(|| match linear::native_bf16() {
+            true => Kind::BFloat16,
+            false => kind,
+        });
         let mut layers = Vec::with_capacity(config.num_layers);
         for index in 0..config.num_layers {
             layers.push(DecoderLayer::load(
@@ -101,6 +108,9 @@ impl LlamaModel {
             }
             _ => embed.shallow_clone(),
         };
+        let int4_wide = int4.filter(|_| layers.iter().any(DecoderLayer::is_int4));
+        // In the quantised mode the head, too, runs wide products in the wide dtype.
+        let lm_head = Linear::dense(lm_head, int4_wide)?;
         let max_positions = max_positions.clamp(1, config.max_position_embeddings);
         let rope = Rope::new(&config, max_positions, device, kind)?;
         Ok(Self {
@@ -110,6 +120,7 @@ impl LlamaModel {
             norm,
             lm_head,
             rope,
+            int4_wide,
             device,
             kind,
         })
@@ -130,9 +141,10 @@ impl LlamaModel {
         self.kind
     }
 
-    /// Whether the decoder blocks' projections hold 4-bit weights (int4 kernel).
-    pub fn int4(&self) -> bool {
-        self.layers.iter().any(DecoderLayer::is_int4)
+    /// With 4-bit projections (the CPU's quantised mode), the dtype their products over
+    /// many rows run in; none in the dense modes.
+    pub fn int4(&self) -> Option<Kind> {
+        self.int4_wide
     }
 
     /// Allocates a KV cache for this model: `slots` sequences of up to `max_ctx`
@@ -246,8 +258,6 @@ impl LlamaModel {
 
     fn head(&self, hidden: &Tensor) -> Result<Tensor, ModelError> {
         let normed = self.norm.forward(hidden)?;
-        Ok(normed
-            .f_linear::<Tensor>(&self.lm_head, None)?
-            .f_to_kind(Kind::Float)?)
+        Ok(self.lm_head.forward(&normed)?.f_to_kind(Kind::Float)?)
     }
 }

@@ -120,10 +120,14 @@ impl Engine {
             format: files.format.to_owned(),
             architecture: model.config().architecture.as_str().to_owned(),
             // 4-bit projections are recorded: `float32+int4` (activations rounded to
-            // bfloat16 for those products).
+            // bfloat16 for the int4 kernel), `float32+int4+bf16` when products over many
+            // rows also run in bfloat16.
             dtype: match model.int4() {
-                true => format!("{}+int4", kind_name(kind)),
-                false => kind_name(kind).to_owned(),
+                Some(Kind::BFloat16) if kind != Kind::BFloat16 => {
+                    format!("{}+int4+bf16", kind_name(kind))
+                }
+                Some(_) => format!("{}+int4", kind_name(kind)),
+                None => kind_name(kind).to_owned(),
             },
             device: device_name(device),
             max_ctx: kv.max_ctx(),
