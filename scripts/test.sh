@@ -19,4 +19,7 @@ cargo test --workspace --no-fail-fast
 echo "== independent verifier (Python, from docs/FORMATS.md) against sworn-verify, every offline vector"
 verifier/independent/.venv/bin/python verifier/independent/check.py
 
+echo "== deploy/: Helm chart rendered and schema-checked, alert rules, dashboard, Dockerfile (offline)"
+bash scripts/deploy-check.sh
+
 echo "== target directory: $(du -sh "${CARGO_TARGET_DIR:-target}" 2>/dev/null | cut -f1)"
