@@ -45,6 +45,9 @@ enum Command {
     /// Print the `sworn serve` configuration reference (docs/CONFIG.md) as Markdown.
     #[command(hide = true)]
     ConfigReference,
+    /// Copy a stopped server's data directory into a new one and check the copy opens
+    /// (restoring is the same copy the other way round; see docs/OPERATIONS.md).
+    Backup(cli::backup::BackupArgs),
     /// Deploy the SwornAnchor contract and register logs on a chain.
     Chain {
         #[command(subcommand)]
@@ -76,6 +79,7 @@ fn main() -> Result<()> {
         Some(Command::Serve(args)) => sworn_service::lifecycle::run(*args)?,
         Some(Command::Keys { command }) => println!("{}", sworn_service::api_keys::run(&command)?),
         Some(Command::Keygen(args)) => println!("{}", sworn_service::lifecycle::keygen(&args)?),
+        Some(Command::Backup(args)) => println!("{}", cli::backup::run(&args)?),
         Some(Command::Chain { command }) => println!("{}", cli::chain::run(&command)?),
         Some(Command::ConfigReference) => print!("{}", sworn_service::config::reference()),
         None => {

@@ -100,6 +100,12 @@ pub struct Anvil {
 impl Anvil {
     /// Starts anvil with `extra` arguments and waits until it listens.
     pub fn start(extra: &[&str]) -> Anvil {
+        Anvil::start_on(0, extra)
+    }
+
+    /// Starts anvil on `port` (0: one the OS picks) with `extra` arguments and waits until
+    /// it listens: for a chain that comes up after a server was pointed at it.
+    pub fn start_on(port: u16, extra: &[&str]) -> Anvil {
         let dir = repo_root().join("anvil/node_modules/@foundry-rs");
         let binary = std::fs::read_dir(&dir)
             .ok()
@@ -111,7 +117,7 @@ impl Anvil {
             })
             .unwrap_or_else(|| panic!("no anvil under {}: run `make setup`", dir.display()));
         let mut child = Command::new(binary)
-            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

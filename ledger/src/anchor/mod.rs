@@ -23,8 +23,10 @@
 //! machine's record and status), [`store`] (the storage seam), [`reader`] (read-only
 //! RPC calls and `Anchored` event decoding, shared with the verifier), [`chain`] (the
 //! submitting account's transactions on top), [`anchorer`] (the loop; following a
-//! record, submitting, and recovering from reorgs deeper than finality), [`backoff`],
-//! [`chain_key`], [`deploy`](mod@deploy), [`error`].
+//! record, submitting, and recovering from reorgs deeper than finality), [`resume`]
+//! (before a log serves again: does it extend the chain's newest anchor? A data
+//! directory restored from a stale backup does not), [`backoff`], [`chain_key`],
+//! [`deploy`](mod@deploy), [`error`].
 //!
 //! Starting it in a server:
 //! ```no_run
@@ -48,6 +50,7 @@ pub mod contract;
 pub mod deploy;
 pub mod error;
 pub mod reader;
+pub mod resume;
 pub mod state;
 pub mod store;
 
@@ -61,5 +64,6 @@ pub use error::{AnchorError, ContractRevert};
 pub use reader::{
     AnchoredEvent, ChainReader, Inclusion, MAX_ANCHOR_EVENTS, OnChainLatest, ReadError,
 };
+pub use resume::{NewestAnchor, ResumeError, Standing, check_extends, newest_anchor};
 pub use state::{AnchorRecord, AnchorState, AnchorStatus};
 pub use store::{AnchorStore, MemoryAnchorStore};
