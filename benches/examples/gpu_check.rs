@@ -15,6 +15,13 @@
 //! target device, each decode step ending with its logits on the host and an argmax per
 //! row, as serving samples.
 //!
+//! On the target device the decode numerics run a second time through the decode step's
+//! CUDA graphs (`DecodeGraphs`; on the CPU dry run the same fixed-shape step uncaptured),
+//! each step split so that a padded bucket runs, into `<variant>_graphs.decode.f32`.
+//! Last, the serving engine's own step (`Engine::step`) is timed at batch 1, 16, 64 and
+//! 256 with `--cuda-graphs off` and `on`, greedy and at temperature 1, and the greedy
+//! tokens of the two are compared.
+//!
 //! Run: `gpu_check <checkpoint dir> <out dir> [--device cuda|cpu]`. `--device cpu` makes
 //! the CPU stand in for the GPU (a dry run of the whole check on a machine without one).
 
@@ -24,6 +31,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use sworn_service::engine::config::{HfConfig, ModelConfig};
+use sworn_service::engine::cuda_graph::{CudaGraphs, DecodeGraphs};
 use sworn_service::engine::kv_cache::KvSlots;
 use sworn_service::engine::model::{DecodeInput, LlamaModel, Logits};
 use sworn_service::engine::runner::{DeviceChoice, DtypeChoice, Engine, EngineOptions};
@@ -50,6 +58,11 @@ const BENCH_PROMPT: usize = 128;
 const BENCH_STEPS: usize = 128;
 /// Decode batch sizes timed.
 const BENCH_BATCHES: [usize; 3] = [1, 16, 64];
+/// Batch sizes of the serving engine's step, eager against CUDA graphs.
+const ENGINE_BATCHES: [usize; 4] = [1, 16, 64, 256];
+/// Each teacher-forced step through the graphs runs as these two batches: three rows in
+/// the bucket of 4 (one padding row), then one in the bucket of 1.
+const GRAPH_SPLIT: [&[usize]; 2] = [&[2, 0, 3], &[1]];
 
 /// splitmix64: token ids that do not depend on any library's RNG.
 struct Ids(u64);
@@ -145,10 +158,12 @@ fn run() -> Result<()> {
         let model = load(&checkpoint, &config, variant)?;
         let load_s = started.elapsed().as_secs_f64();
         let numerics = numerics(&model, &prompts, &forced, &out, variant.name)?;
-        let timings = if variant.device == gpu {
-            throughput(&model)?
+        let (timings, graphs) = if variant.device == gpu {
+            let graphs = graph_numerics(&model, &prompts, &forced, &out, variant.name)
+                .unwrap_or_else(|e| json!({ "error": e.to_string() }));
+            (throughput(&model)?, graphs)
         } else {
-            json!(null)
+            (json!(null), json!(null))
         };
         eprintln!("gpu_check: {} done", variant.name);
         results.insert(
@@ -158,12 +173,19 @@ fn run() -> Result<()> {
                 "kind": format!("{:?}", variant.kind),
                 "load_s": load_s,
                 "greedy": numerics,
+                "graphs": graphs,
                 "throughput": timings,
             }),
         );
     }
-    let engine = engine_steps(&checkpoint, target)?;
-    eprintln!("gpu_check: engine steps done");
+    let mut engine = serde_json::Map::new();
+    for (name, cuda_graphs) in [("eager", CudaGraphs::Off), ("graphs", CudaGraphs::On)] {
+        let steps = engine_steps(&checkpoint, target, cuda_graphs)
+            .unwrap_or_else(|e| json!({ "error": e.to_string() }));
+        eprintln!("gpu_check: engine steps ({name}) done");
+        engine.insert(name.to_owned(), steps);
+    }
+    let engine = Value::Object(engine);
     write_json(
         &out.join("result.json"),
         &json!({ "target": target, "variants": results, "engine_step": engine }),
@@ -340,9 +362,10 @@ enum Argmax {
 }
 
 /// Decode through the serving engine itself (`Engine::add` / `Engine::step`, the calls
-/// the server's engine thread makes), its default dtype on `target`: tokens per second
-/// over 128 steps after 8, greedy and at temperature 1, for each batch size.
-fn engine_steps(checkpoint: &Path, target: &str) -> Result<Value> {
+/// the server's engine thread makes), its default dtype on `target`, decode steps as CUDA
+/// graphs or not: tokens per second over 128 steps after 8, greedy and at temperature 1,
+/// for each batch size; and the greedy tokens of every sequence.
+fn engine_steps(checkpoint: &Path, target: &str, cuda_graphs: CudaGraphs) -> Result<Value> {
     let options = EngineOptions {
         device: if target == "cuda" {
             DeviceChoice::Cuda(0)
@@ -350,17 +373,23 @@ fn engine_steps(checkpoint: &Path, target: &str) -> Result<Value> {
             DeviceChoice::Cpu
         },
         dtype: DtypeChoice::BFloat16,
-        slots: BENCH_BATCHES.iter().copied().max().unwrap_or(1),
+        slots: ENGINE_BATCHES.iter().copied().max().unwrap_or(1),
         max_ctx: MAX_CTX,
+        cuda_graphs,
         ..EngineOptions::default()
     };
+    let started = Instant::now();
     let mut engine = Engine::load(checkpoint, &options)?;
+    let load_s = started.elapsed().as_secs_f64();
     let vocab = engine.config().vocab_size;
     let mut ids = Ids(0xe9e1_0003);
     let mut out = serde_json::Map::new();
+    out.insert("decode".into(), json!(engine.cuda_graphs().to_string()));
+    out.insert("load_s".into(), json!(load_s));
+    let mut greedy_tokens = serde_json::Map::new();
     for (name, temperature) in [("greedy", 0.0), ("temperature_1", 1.0)] {
         let mut rates = serde_json::Map::new();
-        for batch in BENCH_BATCHES {
+        for batch in ENGINE_BATCHES {
             let params = SamplingRequest {
                 temperature: Some(temperature),
                 seed: Some(11),
@@ -385,8 +414,12 @@ fn engine_steps(checkpoint: &Path, target: &str) -> Result<Value> {
                 tokens += engine.step()?.len();
             }
             let seconds = started.elapsed().as_secs_f64();
+            let mut generated = Vec::with_capacity(batch);
             for id in running {
-                engine.remove(id)?;
+                generated.push(engine.remove(id)?.tokens);
+            }
+            if temperature == 0.0 {
+                greedy_tokens.insert(batch.to_string(), json!(generated));
             }
             rates.insert(
                 batch.to_string(),
@@ -399,7 +432,85 @@ fn engine_steps(checkpoint: &Path, target: &str) -> Result<Value> {
         }
         out.insert(name.to_owned(), Value::Object(rates));
     }
+    out.insert("greedy_tokens".into(), Value::Object(greedy_tokens));
     Ok(Value::Object(out))
+}
+
+/// [`numerics`]' decode half again, through the fixed-shape decode step: captured CUDA
+/// graphs on CUDA, the same step uncaptured on the CPU. Each teacher-forced step runs as
+/// the batches of [`GRAPH_SPLIT`] (a padded bucket, then a full one); the logits go to
+/// `<name>_graphs.decode.f32` in the layout of `<name>.decode.f32`. Returns the greedy
+/// continuation of every prompt, all slots decoded together.
+fn graph_numerics(
+    model: &LlamaModel,
+    prompts: &[Vec<u32>],
+    forced: &[Vec<u32>],
+    out: &Path,
+    name: &str,
+) -> Result<Value> {
+    let vocab = model.config().vocab_size;
+    let mut kv = model.new_kv_slots_for_graphs(prompts.len(), MAX_CTX)?;
+    let started = Instant::now();
+    let mut graphs = match model.device() {
+        Device::Cuda(_) => DecodeGraphs::capture(model, &mut kv)?,
+        _ => DecodeGraphs::uncaptured(model, &kv)?,
+    };
+    let capture_s = started.elapsed().as_secs_f64();
+    let fill = |kv: &mut KvSlots| -> Result<Vec<Vec<u32>>> {
+        let mut first = Vec::with_capacity(prompts.len());
+        for (expected, prompt) in prompts.iter().enumerate() {
+            if kv.acquire() != Some(expected) {
+                return Err(format!("slot {expected} was not handed out in order").into());
+            }
+            let logits = model.prefill(kv, expected, prompt, Logits::Last)?;
+            first.push(vec![argmax(&host_rows(&logits)?)?]);
+        }
+        Ok(first)
+    };
+    fill(&mut kv)?;
+    let mut decode = vec![0f32; FORCED_STEPS * prompts.len() * vocab];
+    for (step, step_rows) in decode.chunks_exact_mut(prompts.len() * vocab).enumerate() {
+        for part in GRAPH_SPLIT {
+            let batch: Vec<DecodeInput> = part
+                .iter()
+                .map(|&slot| DecodeInput {
+                    slot,
+                    token: forced[slot][step],
+                })
+                .collect();
+            let rows = host_rows(&graphs.decode(model, &mut kv, &batch)?)?;
+            for (row, &slot) in rows.chunks_exact(vocab).zip(part.iter()) {
+                step_rows[slot * vocab..(slot + 1) * vocab].copy_from_slice(row);
+            }
+        }
+    }
+    write_f32(&out.join(format!("{name}_graphs.decode.f32")), &decode)?;
+
+    // Greedy, on the same cache (the graphs write to it): every slot refilled.
+    for slot in 0..prompts.len() {
+        kv.release(slot)?;
+    }
+    let mut tokens = fill(&mut kv)?;
+    for _ in 1..GREEDY_TOKENS {
+        let batch: Vec<DecodeInput> = tokens
+            .iter()
+            .enumerate()
+            .map(|(slot, seq)| DecodeInput {
+                slot,
+                token: seq[seq.len() - 1],
+            })
+            .collect();
+        let rows = host_rows(&graphs.decode(model, &mut kv, &batch)?)?;
+        for (row, seq) in rows.chunks_exact(vocab).zip(tokens.iter_mut()) {
+            seq.push(argmax(row)?);
+        }
+    }
+    Ok(json!({
+        "captured": graphs.is_captured(),
+        "buckets": graphs.buckets(),
+        "capture_s": capture_s,
+        "greedy": tokens,
+    }))
 }
 
 /// `steps` greedy steps over `slots`, each ending with the next tokens on the host.

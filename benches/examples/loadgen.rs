@@ -1,4 +1,5 @@
-//! A closed-loop load generator for any OpenAI-compatible `/v1/completions` endpoint, with
+//! A closed-loop load generator for any OpenAI-compatible `/v1/completions` (or, with
+//! `--chat`, `/v1/chat/completions`) endpoint, with
 //! vLLM's serving-benchmark metrics (`../shared/reference/serving.md` §3b):
 //!
 //! * TTFT: from just before the POST to the first chunk with non-empty text;
@@ -16,7 +17,9 @@
 //!
 //! Run: `cargo run --release -p sworn-benches --example loadgen -- --base-url
 //! http://127.0.0.1:8080/v1 --model ID --concurrency 1,16 --requests 32`; `--json` prints
-//! one JSON object per concurrency level instead of the table.
+//! one JSON object per concurrency level instead of the table. `--chat` sends each prompt
+//! as one user message; `--extra FILE` merges a JSON object's members into every request
+//! (e.g. a `response_format`, to measure constrained decoding under the same load).
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +44,8 @@ struct Args {
     input_words: usize,
     max_tokens: u32,
     json: bool,
+    chat: bool,
+    extra: serde_json::Map<String, Value>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -53,11 +58,17 @@ fn parse_args() -> Result<Args, String> {
         input_words: 100,
         max_tokens: 128,
         json: false,
+        chat: false,
+        extra: serde_json::Map::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        if flag == "--json" {
-            args.json = true;
+        match flag.as_str() {
+            "--json" => args.json = true,
+            "--chat" => args.chat = true,
+            _ => {}
+        }
+        if flag == "--json" || flag == "--chat" {
             continue;
         }
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -69,6 +80,13 @@ fn parse_args() -> Result<Args, String> {
             "--requests" => args.requests = number(&value)?.max(1),
             "--input-words" => args.input_words = number(&value)?.max(1),
             "--max-tokens" => args.max_tokens = number(&value)?.max(1) as u32,
+            "--extra" => {
+                let text = std::fs::read_to_string(&value).map_err(|e| format!("{value}: {e}"))?;
+                match serde_json::from_str(&text).map_err(|e| format!("{value}: {e}"))? {
+                    Value::Object(members) => args.extra = members,
+                    _ => return Err(format!("--extra {value}: not a JSON object")),
+                }
+            }
             "--concurrency" => {
                 args.concurrency = value.split(',').map(number).collect::<Result<_, _>>()?;
             }
@@ -100,28 +118,47 @@ fn prompt(index: usize, words: usize) -> String {
 }
 
 async fn one(client: &Client<OpenAIConfig>, args: &Args, index: usize) -> Sample {
-    let request = json!({
+    let text = prompt(index, args.input_words);
+    let mut request = json!({
         "model": args.model,
-        "prompt": prompt(index, args.input_words),
         "max_tokens": args.max_tokens,
         "temperature": 0,
         "stream": true,
         "stream_options": {"include_usage": true},
     });
+    match args.chat {
+        true => request["messages"] = json!([{"role": "user", "content": text}]),
+        false => request["prompt"] = json!(text),
+    }
+    for (name, value) in &args.extra {
+        request[name] = value.clone();
+    }
     let mut sample = Sample::default();
     let start = Instant::now();
-    let Ok(mut stream) = client
-        .completions()
-        .create_stream_byot::<_, Value>(request)
-        .await
-    else {
+    let stream = match args.chat {
+        true => {
+            (client.chat())
+                .create_stream_byot::<_, Value>(request)
+                .await
+        }
+        false => {
+            (client.completions())
+                .create_stream_byot::<_, Value>(request)
+                .await
+        }
+    };
+    let Ok(mut stream) = stream else {
         return sample;
     };
     let mut last = start;
     while let Some(chunk) = stream.next().await {
         let Ok(chunk) = chunk else { return sample };
         let now = Instant::now();
-        let text = chunk["choices"][0]["text"].as_str().unwrap_or("");
+        let choice = &chunk["choices"][0];
+        let text = choice["text"]
+            .as_str()
+            .or(choice["delta"]["content"].as_str())
+            .unwrap_or("");
         if !text.is_empty() {
             match sample.ttft {
                 None => sample.ttft = Some(now - start),

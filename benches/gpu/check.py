@@ -12,11 +12,19 @@ transformers, with the two release binaries built elsewhere (see benches/gpu/run
 3. computes the same logits with transformers: float32 on the CPU (the reference) and
    bfloat16 on the GPU (the peer, whose own bf16 error sets the scale for ours);
 4. times transformers' `generate` on the same GPU, same weights and batch sizes;
-5. runs the `sworn` binary itself (`--version`, `generate --device cuda`).
+5. runs the `sworn` binary itself (`--version`, `generate --device cuda`);
+6. times transformers' `generate` with a static cache, which transformers compiles with
+   torch.compile (CUDA graphs, "reduce-overhead"), as long as the time budget allows.
 
-Pass/fail: the engine's float32 logits (CPU and GPU) within 1e-3 absolute of the
-reference, and its bfloat16 relative error no more than 1.5x transformers' own bfloat16
-error plus 1e-3. Results go to <out>/gpu_check.json and a table on stdout.
+The engine's decode step also runs as CUDA graphs (`--cuda-graphs`): its teacher-forced
+decode logits through the graphs are held to the same reference, its greedy tokens
+compared with the eager step's, and `Engine::step` timed both ways at batch 1, 16, 64
+and 256 beside transformers' two decode loops, in one table.
+
+Pass/fail: the engine's float32 logits (CPU and GPU, eager and graphs) within 1e-3
+absolute of the reference, its bfloat16 relative error (eager and graphs) no more than
+1.5x transformers' own bfloat16 error plus 1e-3, and the graphs captured. Results go to
+<out>/gpu_check.json and the tables on stdout.
 
 `--target cpu` runs the whole check with the CPU standing in for the GPU (bfloat16 on
 the CPU), to rehearse it on a machine without one; its timings mean nothing.
@@ -61,7 +69,11 @@ F32_ABS_TOL = 1e-3
 BF16_RATIO = 1.5
 BF16_SLACK = 1e-3
 PEER_PROMPT = 128
+# The model-level timing of gpu_check (its BENCH_BATCHES).
 PEER_BATCHES = (1, 16, 64)
+# Engine::step eager against graphs, and transformers' two decode loops (gpu_check's
+# ENGINE_BATCHES).
+ENGINE_BATCHES = (1, 16, 64, 256)
 PEER_SHORT, PEER_LONG = 8, 136
 REPO = Path(__file__).resolve().parents[2]
 
@@ -167,7 +179,7 @@ def hf_decode_speed(model, vocab, device, sync):
     difference of a long and a short run (prefill and set-up cancel)."""
     gen = torch.Generator().manual_seed(SEED)
     results = {}
-    for batch in PEER_BATCHES:
+    for batch in ENGINE_BATCHES:
         ids = torch.randint(0, vocab, (batch, PEER_PROMPT), generator=gen).to(device)
 
         def run(new):
@@ -188,6 +200,63 @@ def hf_decode_speed(model, vocab, device, sync):
     return results
 
 
+class StepClock(transformers.StoppingCriteria):
+    """A stopping criterion that never stops and stamps the time of every step (generate
+    waits for each step's tokens before asking it)."""
+
+    def __init__(self):
+        self.times = []
+
+    def __call__(self, input_ids, scores, **kwargs):
+        self.times.append(time.perf_counter())
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+@torch.no_grad()
+def hf_static_compiled_speed(model, vocab, device, sync, deadline):
+    """transformers' generate with a static KV cache, which it compiles (torch.compile,
+    CUDA graphs) on its own: greedy, 128-token prompts, PEER_LONG new tokens. One untimed
+    run per batch size compiles; the timed run's decode rate comes from per-step
+    timestamps after step PEER_SHORT (prefill and the first steps excluded). Batch sizes
+    that would start past `deadline` are skipped."""
+    from transformers import StoppingCriteriaList
+
+    gen = torch.Generator().manual_seed(SEED)
+    results = {}
+    for batch in ENGINE_BATCHES:
+        if time.perf_counter() > deadline:
+            results[str(batch)] = {"skipped": "time budget"}
+            continue
+        ids = torch.randint(0, vocab, (batch, PEER_PROMPT), generator=gen).to(device)
+        try:
+            def run():
+                clock = StepClock()
+                sync()
+                model.generate(
+                    input_ids=ids, attention_mask=torch.ones_like(ids),
+                    max_new_tokens=PEER_LONG, min_new_tokens=PEER_LONG, do_sample=False,
+                    pad_token_id=0, cache_implementation="static",
+                    stopping_criteria=StoppingCriteriaList([clock]),
+                )
+                sync()
+                return clock.times
+
+            started = time.perf_counter()
+            run()  # compiles for this shape
+            compile_s = time.perf_counter() - started
+            times = run()
+            steps = len(times) - 1 - PEER_SHORT
+            seconds = times[-1] - times[PEER_SHORT]
+            results[str(batch)] = {
+                "tokens_per_s": batch * steps / seconds,
+                "ms_per_step": seconds * 1e3 / steps,
+                "first_run_s": compile_s,
+            }
+        except Exception as e:  # a transformers or torch.compile failure is reported
+            results[str(batch)] = {"error": f"{type(e).__name__}: {e}"[:400]}
+    return results
+
+
 def run_sworn(binary: Path, checkpoint: Path, device: str, env):
     started = time.perf_counter()
     proc = subprocess.run(
@@ -203,13 +272,54 @@ def run_sworn(binary: Path, checkpoint: Path, device: str, env):
     }
 
 
+def rate(entry):
+    """`tok/s (ms)` of a timing entry, or why there is none."""
+    if not entry:
+        return "—"
+    if "tokens_per_s" in entry:
+        return f"{entry['tokens_per_s']:.0f} ({entry['ms_per_step']:.2f})"
+    return entry.get("skipped") or "error"
+
+
+def print_engine_table(report, engine_steps, agreement):
+    """The decode step on the card, bfloat16, tok/s (ms/step): Engine::step eager and as
+    CUDA graphs, beside transformers' generate (dynamic cache) and static cache +
+    torch.compile; greedy, then temperature 1 (sworn only)."""
+    eager, graphs = engine_steps.get("eager", {}), engine_steps.get("graphs", {})
+    dynamic = report.get("transformers_decode", {})
+    compiled = report.get("transformers_static_compiled", {})
+    print(f"\nEngine::step eager: {eager.get('decode', eager.get('error'))}")
+    print(f"Engine::step graphs: {graphs.get('decode', graphs.get('error'))}")
+    head = ("decode bf16 tok/s (ms/step)", "sworn eager", "sworn graphs", "graphs/eager",
+            "hf generate", "hf static+compile", "graphs/best hf", "greedy same")
+    print(f"{head[0]:30} {head[1]:>17} {head[2]:>17} {head[3]:>12} {head[4]:>17} "
+          f"{head[5]:>19} {head[6]:>14} {head[7]:>11}")
+    for mode in ("greedy", "temperature_1"):
+        for batch in map(str, ENGINE_BATCHES):
+            e, g = eager.get(mode, {}).get(batch), graphs.get(mode, {}).get(batch)
+            speedup = (f"{g['tokens_per_s'] / e['tokens_per_s']:.2f}x" if e and g else "—")
+            hf_d = dynamic.get(batch) if mode == "greedy" else None
+            hf_c = compiled.get(batch) if mode == "greedy" else None
+            best = max((x["tokens_per_s"] for x in (hf_d, hf_c) if x and "tokens_per_s" in x),
+                       default=None)
+            vs_hf = f"{g['tokens_per_s'] / best:.2f}x" if g and best else "—"
+            same = agreement.get(batch, {}).get("identical") if mode == "greedy" else None
+            same = f"{same:.2f}" if same is not None else "—"
+            print(f"{mode + ', batch ' + batch:30} {rate(e):>17} {rate(g):>17} {speedup:>12} "
+                  f"{rate(hf_d) if mode == 'greedy' else '—':>17} "
+                  f"{rate(hf_c) if mode == 'greedy' else '—':>19} {vs_hf:>14} {same:>11}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", type=Path, required=True, help="folder with gpu_check and sworn")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--work", type=Path, default=Path("/tmp/sworn-gpu-check"))
     ap.add_argument("--target", choices=("cuda", "cpu"), default="cuda")
+    ap.add_argument("--budget-s", type=float, default=360,
+                    help="seconds after which transformers' compiled runs are skipped")
     args = ap.parse_args()
+    t0 = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(args.work, ignore_errors=True)
     checkpoint, raw = args.work / "checkpoint", args.work / "raw"
@@ -257,6 +367,7 @@ def main():
     peer_greedy = hf_greedy(peer, prompts, greedy_steps, gpu)
 
     numerics = {}
+    failures = []
     for name in ("cpu_f32", "gpu_f32", "gpu_bf16"):
         prefill, decode = ours_logits(name)
         numerics[name] = {
@@ -266,6 +377,24 @@ def main():
                 common_prefix(a, b) for a, b in zip(ours["variants"][name]["greedy"], ref_greedy)
             ],
         }
+    # The decode step through the CUDA graphs (decode only: prefill is not graphed).
+    for name in ("gpu_f32", "gpu_bf16"):
+        graphs = ours["variants"][name].get("graphs") or {}
+        if "error" in graphs or not graphs:
+            failures.append(f"{name} graphs: {graphs.get('error', 'not run')}")
+            continue
+        if args.target == "cuda" and not graphs["captured"]:
+            failures.append(f"{name} graphs: not captured")
+        decode = np.fromfile(raw / f"{name}_graphs.decode.f32", dtype="<f4").reshape(
+            steps, len(prompts), vocab)
+        numerics[name + "_graphs"] = {
+            "decode": compare(decode, ref_decode),
+            "greedy_prefix_vs_ref": [common_prefix(a, b) for a, b in zip(graphs["greedy"], ref_greedy)],
+            "vs_eager": compare(decode, ours_logits(name)[1]),
+            "greedy_prefix_vs_eager": [
+                common_prefix(a, b) for a, b in zip(graphs["greedy"], ours["variants"][name]["greedy"])
+            ],
+        }
     numerics["transformers_bf16"] = {
         "prefill": compare(peer_prefill, ref_prefill),
         "decode": compare(peer_decode, ref_decode),
@@ -273,24 +402,44 @@ def main():
     }
     report["numerics"] = numerics
 
-    failures = []
-    for name in ("cpu_f32", "gpu_f32"):
+    for name in ("cpu_f32", "gpu_f32", "gpu_f32_graphs"):
         for part in ("prefill", "decode"):
-            m = numerics[name][part]
-            if not m["finite"] or m["abs_max"] > F32_ABS_TOL:
+            m = numerics.get(name, {}).get(part)
+            if m is not None and (not m["finite"] or m["abs_max"] > F32_ABS_TOL):
                 failures.append(f"{name} {part}: max |Δ| {m['abs_max']:.3e} > {F32_ABS_TOL:e}")
-    for part in ("prefill", "decode"):
-        m, p = numerics["gpu_bf16"][part], numerics["transformers_bf16"][part]
-        bound = BF16_RATIO * p["rel_max"] + BF16_SLACK
-        if not m["finite"] or m["rel_max"] > bound:
-            failures.append(f"gpu_bf16 {part}: rel {m['rel_max']:.3e} > {bound:.3e}")
+    for name in ("gpu_bf16", "gpu_bf16_graphs"):
+        for part in ("prefill", "decode"):
+            m, p = numerics.get(name, {}).get(part), numerics["transformers_bf16"][part]
+            bound = BF16_RATIO * p["rel_max"] + BF16_SLACK
+            if m is not None and (not m["finite"] or m["rel_max"] > bound):
+                failures.append(f"{name} {part}: rel {m['rel_max']:.3e} > {bound:.3e}")
 
     log("check: transformers generate speed (peer)")
     report["transformers_decode"] = hf_decode_speed(peer, vocab, gpu, sync)
     if args.target == "cuda":
         report["transformers_max_memory_allocated"] = torch.cuda.max_memory_allocated()
+        log("check: transformers static cache + torch.compile speed (peer)")
+        report["transformers_static_compiled"] = hf_static_compiled_speed(
+            peer, vocab, gpu, sync, t0 + args.budget_s)
     del peer
     report["engine"] = ours
+    engine_steps = ours.get("engine_step", {})
+    for mode in ("eager", "graphs"):
+        if "error" in engine_steps.get(mode, {"error": "not run"}) and (
+                mode == "eager" or args.target == "cuda"):
+            failures.append(f"Engine::step {mode}: {engine_steps.get(mode, {}).get('error', 'not run')}")
+    agreement = {}
+    if all("greedy_tokens" in engine_steps.get(m, {}) for m in ("eager", "graphs")):
+        for b in map(str, ENGINE_BATCHES):
+            eager_t = engine_steps["eager"]["greedy_tokens"][b]
+            graph_t = engine_steps["graphs"]["greedy_tokens"][b]
+            prefixes = [common_prefix(x, y) for x, y in zip(eager_t, graph_t)]
+            agreement[b] = {
+                "identical": sum(x == y for x, y in zip(eager_t, graph_t)) / len(eager_t),
+                "mean_common_prefix": statistics.mean(prefixes),
+                "tokens_per_sequence": statistics.mean(len(x) for x in eager_t),
+            }
+    report["engine_greedy_graphs_vs_eager"] = agreement
 
     log("check: the sworn binary")
     version = subprocess.run([str(args.bin / "sworn"), "--version"], capture_output=True,
@@ -314,10 +463,18 @@ def main():
     print(f"{'logits vs transformers f32 CPU':34} {'rel max':>9} {'rel med':>9} {'|Δ| max':>9} {'top-1':>6}  greedy prefix")
     for name, parts in numerics.items():
         for part in ("prefill", "decode"):
+            if part not in parts:
+                continue
             m = parts[part]
-            prefix = parts["greedy_prefix_vs_ref"] if part == "prefill" else ""
+            first = "prefill" if "prefill" in parts else "decode"
+            prefix = parts["greedy_prefix_vs_ref"] if part == first else ""
             print(f"{name + ' ' + part:34} {m['rel_max']:9.2e} {m['rel_median']:9.2e} "
                   f"{m['abs_max']:9.2e} {m['top1_agree']:6.2f}  {prefix}")
+    for name in ("gpu_f32_graphs", "gpu_bf16_graphs"):
+        if name in numerics:
+            m = numerics[name]["vs_eager"]
+            print(f"{name + ' vs eager decode':34} {m['rel_max']:9.2e} {m['rel_median']:9.2e} "
+                  f"{m['abs_max']:9.2e} {m['top1_agree']:6.2f}  {numerics[name]['greedy_prefix_vs_eager']}")
     bf16 = ours["variants"]["gpu_bf16"]["throughput"]
     f32 = ours["variants"]["gpu_f32"]["throughput"]
     print(f"\n{'decode tok/s (ms/step)':24} {'sworn bf16':>18} {'sworn f32':>18} {'transformers bf16':>20} {'ratio bf16':>10}")
@@ -336,11 +493,7 @@ def main():
           + ", ".join(f"batch {b}: bf16 {bf16['decode'][str(b)]['sampled_t1_tokens_per_s']:.0f}"
                       f" ({bf16['decode'][str(b)]['sampled_t1_ms_per_step']:.2f} ms)"
                       for b in PEER_BATCHES))
-    steps = ours.get("engine_step", {})
-    for mode, rates in steps.items():
-        print(f"Engine::step ({mode}), bf16: "
-              + ", ".join(f"batch {b}: {r['tokens_per_s']:.0f} tok/s ({r['ms_per_step']:.2f} ms)"
-                          for b, r in rates.items()))
+    print_engine_table(report, engine_steps, agreement)
     print(f"prefill {bf16['prefill_tokens']} tokens: bf16 {bf16['prefill_tokens_per_s']:.0f} tok/s, "
           f"f32 {f32['prefill_tokens_per_s']:.0f} tok/s; KV cache {bf16['kv_cache_bytes'] / 2**20:.0f} MiB (bf16, 64 slots x 512)")
     for device, result in report["sworn_generate"].items():

@@ -2,9 +2,11 @@
 # The device half of the GPU check (benches/gpu/check.py says what it checks).
 #
 # Here, first: `bash benches/gpu/build.sh` puts the stripped release binaries `sworn`
-# and `gpu_check` in .gpu-bin/ (ignored by git). On the GPU machine, from the repo root,
-# with .gpu-bin carried along: `bash benches/gpu/run.sh` (results in $OUT, or out/gpu).
-# It builds nothing there: it links the binaries against that machine's own torch wheel
+# and `gpu_check` and the CUDA-graph shim libsworn_cuda_graph.so in .gpu-bin/ (ignored by
+# git). On the GPU machine, from the repo root, with .gpu-bin carried along:
+# `bash benches/gpu/run.sh` (results in $OUT, or out/gpu; about 8 minutes, most of it
+# transformers' torch.compile, which check.py cuts off at --budget-s). It builds nothing
+# there: it links the binaries and the shim against that machine's own torch wheel
 # (torch 2.11.0, the version tch 0.24 expects) and its CUDA libraries.
 set -euo pipefail
 OUT=${OUT:-out/gpu}

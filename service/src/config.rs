@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sworn_ledger::small_file::read_capped;
 
+use crate::engine::cuda_graph::CudaGraphs;
 use crate::engine::runner::WeightsChoice;
 use crate::server::ConnectionLimits;
 
@@ -90,6 +91,11 @@ pub struct ServeArgs {
     /// Sequences decoded together [default: 16].
     #[arg(long, env = "SWORN_MAX_BATCH")]
     pub max_batch: Option<usize>,
+    /// The decode step as CUDA graphs, on CUDA: `auto` (when the CUDA-graph shim loads
+    /// and the capture succeeds; else eager, the reason logged), `on` (or refuse to start)
+    /// or `off` [default: auto].
+    #[arg(long, env = "SWORN_CUDA_GRAPHS")]
+    pub cuda_graphs: Option<String>,
     /// Largest request body in bytes [default: 4194304].
     #[arg(long, env = "SWORN_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -169,6 +175,8 @@ pub struct ServeConfig {
     pub weights: WeightsChoice,
     /// Engine batch size.
     pub max_batch: usize,
+    /// Whether the decode step runs as CUDA graphs.
+    pub cuda_graphs: CudaGraphs,
     /// Body cap.
     pub max_body_bytes: usize,
     /// `max_tokens` cap.
@@ -227,7 +235,7 @@ impl ServeArgs {
         }
         overlay!(
             options: model, model_id, listen, data_dir, log_key, origin, api_keys, tls_cert,
-                tls_key, rpc, contract, chain_key, queue_capacity, weights, max_batch, max_body_bytes,
+                tls_key, rpc, contract, chain_key, queue_capacity, weights, max_batch, cuda_graphs, max_body_bytes,
                 max_tokens_limit, default_max_tokens, seal_every, seal_interval_ms,
                 shutdown_grace_s, client_stall_timeout_s, max_connections, header_read_timeout_s,
                 body_read_timeout_s, keep_alive_timeout_s;
@@ -336,6 +344,12 @@ impl ServeArgs {
                     .map_err(|e| ConfigError::Invalid(format!("--weights {e}")))?,
             },
             max_batch: positive("max-batch", a.max_batch, 16)?,
+            cuda_graphs: match a.cuda_graphs.as_deref() {
+                None => CudaGraphs::Auto,
+                Some(g) => g
+                    .parse()
+                    .map_err(|e| ConfigError::Invalid(format!("--cuda-graphs {e}")))?,
+            },
             max_body_bytes: positive("max-body-bytes", a.max_body_bytes, 4 * 1024 * 1024)?,
             max_tokens_limit: a.max_tokens_limit.unwrap_or(4096).max(1),
             default_max_tokens: a.default_max_tokens.unwrap_or(256).max(1),
@@ -440,6 +454,20 @@ mod tests {
         a.header_read_timeout_s = None;
         a.max_connections = Some(0);
         assert!(a.resolve().is_err());
+    }
+
+    #[test]
+    fn cuda_graphs_default_to_auto_and_take_on_or_off() {
+        assert_eq!(args().resolve().unwrap().cuda_graphs, CudaGraphs::Auto);
+        let mut a = args();
+        a.cuda_graphs = Some("off".into());
+        assert_eq!(a.clone().resolve().unwrap().cuda_graphs, CudaGraphs::Off);
+        a.cuda_graphs = Some("sometimes".into());
+        let err = a.resolve().unwrap_err().to_string();
+        assert!(
+            err.starts_with("--cuda-graphs must be auto, on or off"),
+            "{err}"
+        );
     }
 
     #[test]

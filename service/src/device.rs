@@ -3,7 +3,9 @@
 //! The binary links only libtorch's CPU libraries. [`load_cuda`] dlopens
 //! `libtorch_cuda.so` at start-up: on a machine with CUDA libraries and a GPU its static
 //! initialisers register the CUDA backend and `tch::Cuda` sees the devices; elsewhere the
-//! load fails harmlessly and the engine runs on the CPU. One binary serves both.
+//! load fails harmlessly and the engine runs on the CPU. One binary serves both. The
+//! CUDA-graph shim (`libsworn_cuda_graph.so`, [`crate::engine::cuda_graph`]) is loaded the
+//! same way, after `libtorch_cuda.so` and only where it loaded.
 
 use std::ffi::{CStr, CString};
 use std::sync::OnceLock;
@@ -91,7 +93,8 @@ pub struct DeviceReport {
     pub cuda_devices: usize,
     /// Whether cuDNN is usable.
     pub cudnn: bool,
-    /// How the CUDA backend load went.
+    /// How the CUDA backend load went, then the CUDA-graph shim's state (built or not,
+    /// loaded or not; see [`crate::engine::cuda_graph`]).
     pub cuda_backend: String,
     /// Intra-op CPU threads libtorch uses.
     pub cpu_threads: i32,
@@ -104,6 +107,10 @@ impl DeviceReport {
             CudaLoad::Loaded(path) => format!("loaded ({path})"),
             CudaLoad::Unavailable(err) => format!("not loaded: {err}"),
         };
+        let cuda_backend = format!(
+            "{cuda_backend}; {}",
+            crate::engine::cuda_graph::shim_status()
+        );
         Self {
             libtorch: torch_version().unwrap_or_else(|| "unknown".to_owned()),
             cuda_devices: tch::Cuda::device_count().max(0) as usize,

@@ -2,20 +2,30 @@
 //!
 //! Order of start-up: authentication (refuse to start without keys unless told), data
 //! directory and log key (created on first start), the listener (answering 503
-//! `model_loading` meanwhile), the ledger (recovers to its last durable entry), the model
-//! (on a blocking thread), the engine thread, the anchorer (if configured), then the
-//! routes go live. Order of shutdown (SIGINT/SIGTERM): stop taking
-//! generation requests, let in-flight ones finish within the grace period and cut the
-//! rest (sworn `cancelled`, their clients still get the receipt), flush the ledger and
-//! seal a last checkpoint, join the engine thread, stop the anchorer. A storage fault in
-//! the ledger starts the same shutdown at once, with no grace (nothing more can be
-//! sworn), and `sworn serve` exits non-zero so its supervisor restarts it.
+//! `model_loading` meanwhile), the chain's newest anchor of the log (if anchoring is
+//! configured; retried for as long as the chain cannot be reached), the ledger (recovers
+//! to its last durable entry) and its comparison with that anchor (a data directory
+//! restored from a stale backup, or holding another history, is refused: see
+//! [`sworn_ledger::anchor::resume`]), the model (on a blocking thread), the engine
+//! thread, the anchorer (if configured), then the routes go live. Order of shutdown
+//! (SIGINT/SIGTERM): stop taking generation requests, let in-flight ones finish within the
+//! grace period and cut the rest (sworn `cancelled`, their clients still get the
+//! receipt), flush the ledger and seal a last checkpoint, join the engine thread, stop the
+//! anchorer. A storage fault in the ledger starts the same shutdown at once, with no grace
+//! (nothing more can be sworn), and `sworn serve` exits non-zero so its supervisor
+//! restarts it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use sworn_ledger::anchor::{AnchorConfig as ChainConfig, Anchorer, AnchorerHandle, load_chain_key};
+use alloy::primitives::Address;
+use sworn_ledger::anchor::backoff::Backoff;
+use sworn_ledger::anchor::{
+    AnchorConfig as ChainConfig, Anchorer, AnchorerHandle, BackoffPolicy, ChainReader,
+    NewestAnchor, ResumeError, check_extends, load_chain_key, log_id, newest_anchor,
+};
 use sworn_ledger::keys::LogKey;
 use sworn_ledger::store::{Ledger, LedgerConfig};
 
@@ -31,6 +41,13 @@ use crate::server::{self, ListenOptions, Server};
 
 /// `Retry-After` seconds suggested to clients refused by a full queue.
 const OVERLOAD_RETRY_AFTER_S: u64 = 1;
+
+/// The ledger's sled directory inside the data directory (its high-water record lies
+/// beside it, `ledger.high-water`).
+pub const LEDGER_DIR: &str = "ledger";
+
+/// Deadline for each chain call of the start-up comparison (the anchorer's own default).
+const CHAIN_CHECK_RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the server could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +90,15 @@ pub enum ServeError {
     Anchor {
         /// Why.
         reason: String,
+    },
+    /// The data directory's log does not extend what the chain has anchored of it (an
+    /// older backup, or another history): serving from it would fork the anchored log.
+    #[error("refusing to start: {refusal}.\nWhat to do: {remedy}")]
+    NotTheAnchoredLog {
+        /// What the chain and the local log hold.
+        refusal: ResumeError,
+        /// What the operator can do about it.
+        remedy: String,
     },
     /// The listener could not start.
     #[error(transparent)]
@@ -193,8 +219,21 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         keep_alive_timeout_s = connections.keep_alive_timeout.as_secs(),
         "listening; answering 503 until the model is loaded"
     );
+    // Read before the ledger opens, so that a refused copy is compared at once and
+    // nothing of it is sealed or served. While the chain cannot be reached this waits,
+    // answering 503; SIGINT and SIGTERM still end the process (no handler is installed
+    // yet, and nothing is open that needs closing).
+    let newest = match &config.anchor {
+        Some(anchor) => Some(read_newest_anchor(anchor, &config.origin).await?),
+        None => {
+            tracing::warn!(
+                "anchoring is off (--no-anchor): the log is not compared with the chain at start, so a data directory restored from a stale backup is caught only at the next start with anchoring"
+            );
+            None
+        }
+    };
     let mut ledger_config =
-        LedgerConfig::new(config.data_dir.join("ledger"), &config.origin, log_key);
+        LedgerConfig::new(config.data_dir.join(LEDGER_DIR), &config.origin, log_key);
     ledger_config.seal_every_entries = config.seal_every;
     ledger_config.seal_interval = config.seal_interval;
     let ledger = Ledger::open(ledger_config)?;
@@ -203,13 +242,19 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         entries = ledger.size(),
         "ledger open"
     );
+    if let Some(newest) = &newest {
+        // On a refusal the ledger is dropped, not shut down: no last checkpoint is sealed.
+        check_against_chain(&ledger, newest.as_ref(), &config.data_dir)?;
+    }
 
     let model_path = config.model.clone();
     let (slots, weights) = (config.max_batch, config.weights);
+    let cuda_graphs = config.cuda_graphs;
     let engine = tokio::task::spawn_blocking(move || {
         let options = EngineOptions {
             slots,
             weights,
+            cuda_graphs,
             ..EngineOptions::default()
         };
         Engine::load_on_own_thread(&model_path, &options)
@@ -341,15 +386,106 @@ async fn reload_keys_on_sighup(
     }
 }
 
+fn contract_address(anchor: &crate::config::AnchorConfig) -> Result<Address, ServeError> {
+    anchor.contract.parse().map_err(|e| ServeError::Anchor {
+        reason: format!("--contract {}: {e}", anchor.contract),
+    })
+}
+
+/// The chain's newest anchor of the log `origin` (`None`: nothing anchored yet). Retries
+/// with back-off, logging every failure, for as long as the endpoint cannot be reached:
+/// a data directory that was not compared with the chain must not serve, and the explicit
+/// way to serve without a chain is `--no-anchor`. Anything else (no contract at the
+/// address, storage that contradicts the events) refuses to start.
+async fn read_newest_anchor(
+    anchor: &crate::config::AnchorConfig,
+    origin: &str,
+) -> Result<Option<NewestAnchor>, ServeError> {
+    let fail = |reason: String| ServeError::Anchor { reason };
+    let reader = ChainReader::new(
+        &anchor.rpc,
+        contract_address(anchor)?,
+        CHAIN_CHECK_RPC_TIMEOUT,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    let mut backoff = Backoff::new(BackoffPolicy::default());
+    loop {
+        match newest_anchor(&reader, log_id(origin), 0).await {
+            Ok(newest) => return Ok(newest),
+            Err(e) if e.is_transient() => {
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    rpc = %anchor.rpc,
+                    error = %e,
+                    attempts = backoff.failures(),
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "cannot reach the chain to compare the log with its newest anchor; not serving until it answers"
+                );
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => {
+                return Err(fail(format!(
+                    "cannot compare the log with the chain at {}: {e}",
+                    anchor.rpc
+                )));
+            }
+        }
+    }
+}
+
+/// Refuses a ledger that does not extend `newest`, the chain's newest anchor of it.
+fn check_against_chain(
+    ledger: &Ledger,
+    newest: Option<&NewestAnchor>,
+    data_dir: &Path,
+) -> Result<(), ServeError> {
+    match check_extends(newest, ledger.size(), |size| ledger.root(size)) {
+        Ok(standing) => {
+            tracing::info!(?standing, "the log extends the chain's newest anchor");
+            Ok(())
+        }
+        Err(ResumeError::Store(e)) => Err(ServeError::Ledger(e)),
+        Err(refusal) => {
+            let remedy = remedy(&refusal, data_dir);
+            Err(ServeError::NotTheAnchoredLog { refusal, remedy })
+        }
+    }
+}
+
+/// What an operator can do about a refused data directory (docs/OPERATIONS.md).
+fn remedy(refusal: &ResumeError, data_dir: &Path) -> String {
+    let new_log = "start a new log under a new --origin and log key, registered with \
+                   `sworn chain register`, and keep this directory for audit.";
+    match refusal {
+        ResumeError::Behind {
+            anchor, local_size, ..
+        } => format!(
+            "keep this data directory aside (do not delete it) and restore into {dir} a newer \
+             backup that holds at least {n} entries (docs/OPERATIONS.md, \"Restore\"), then \
+             start again. If no backup holds {n} entries, entries {local_size}..{n} are lost \
+             and this log cannot go on without forking: {new_log}",
+            dir = data_dir.display(),
+            n = anchor.tree_size,
+        ),
+        ResumeError::Forked { anchor, .. } => format!(
+            "this data directory is not a copy of the anchored log (another store under the \
+             same origin and key, or entries appended with --no-anchor after a stale restore). \
+             Keep it aside and restore into {dir} a backup whose first {n} entries hash to \
+             {root} (docs/OPERATIONS.md, \"Restore\"); if there is none, {new_log}",
+            dir = data_dir.display(),
+            n = anchor.tree_size,
+            root = sworn_ledger::merkle::Hash(anchor.root.0),
+        ),
+        ResumeError::Store(_) => String::new(),
+    }
+}
+
 fn start_anchorer(
     anchor: &crate::config::AnchorConfig,
     ledger: &Ledger,
 ) -> Result<AnchorerHandle, ServeError> {
     let fail = |reason: String| ServeError::Anchor { reason };
-    let contract = anchor
-        .contract
-        .parse()
-        .map_err(|e| fail(format!("--contract {}: {e}", anchor.contract)))?;
+    let contract = contract_address(anchor)?;
     let signer = load_chain_key(&anchor.chain_key).map_err(|e| fail(e.to_string()))?;
     let config = ChainConfig::new(&anchor.rpc, contract, ledger.origin());
     let anchorer =

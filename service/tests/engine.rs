@@ -14,6 +14,8 @@ mod common;
 mod batching;
 #[path = "engine/cli.rs"]
 mod cli;
+#[path = "engine/constrained.rs"]
+mod constrained;
 #[path = "engine/errors.rs"]
 mod errors;
 #[path = "engine/generation.rs"]

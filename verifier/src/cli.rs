@@ -128,6 +128,11 @@ pub struct ContentArgs {
     /// The response content.
     #[arg(long, value_name = "FILE")]
     pub response: PathBuf,
+    /// The request's `response_format` (its canonical JSON bytes): checked against the
+    /// receipt's `response_format_sha256`, and the answer against it (valid JSON of that
+    /// shape, when it finished with `stop`).
+    #[arg(long, value_name = "FILE")]
+    pub response_format: Option<PathBuf>,
     /// The log's verifier key; without it the receipt's signature is not checked.
     #[arg(long, value_name = "KEY")]
     pub key: Option<String>,

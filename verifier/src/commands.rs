@@ -144,22 +144,41 @@ pub fn content(args: &ContentArgs, rt: &Runtime) -> Result<Report, CommandError>
     let bytes = read_input(&args.receipt, MAX_BUNDLE_BYTES)?;
     let prompt = read_input(&args.prompt, MAX_CONTENT_BYTES)?;
     let response = read_input(&args.response, MAX_CONTENT_BYTES)?;
-    content_of(&bytes, &prompt, &response, args.key.as_deref(), rt)
+    let format = (args.response_format.as_ref())
+        .map(|path| read_input(path, MAX_CONTENT_BYTES))
+        .transpose()?;
+    let disclosed = Disclosed {
+        prompt: &prompt,
+        response: &response,
+        response_format: format.as_deref(),
+    };
+    content_of(&bytes, disclosed, args.key.as_deref(), rt)
+}
+
+/// What an auditor discloses beside a receipt for `content`.
+#[derive(Debug, Clone, Copy)]
+pub struct Disclosed<'a> {
+    /// The prompt's canonical bytes.
+    pub prompt: &'a [u8],
+    /// The answer text's bytes.
+    pub response: &'a [u8],
+    /// The request's `response_format`, canonical bytes, when it had one.
+    pub response_format: Option<&'a [u8]>,
 }
 
 /// The content check on bytes already read. Without a key the receipt is not
 /// authenticated (said so), and no erasure can be believed.
 pub fn content_of(
     bundle_bytes: &[u8],
-    prompt: &[u8],
-    response: &[u8],
+    disclosed: Disclosed<'_>,
     key: Option<&str>,
     rt: &Runtime,
 ) -> Result<Report, CommandError> {
     let inputs = BundleInputs {
         bytes: bundle_bytes,
-        prompt: Some(prompt),
-        response: Some(response),
+        prompt: Some(disclosed.prompt),
+        response: Some(disclosed.response),
+        response_format: disclosed.response_format,
         request_id: None,
     };
     let mut report = match key {

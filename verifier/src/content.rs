@@ -26,6 +26,10 @@ pub struct Disclosure<'a> {
     pub prompt: Option<&'a [u8]>,
     /// The response content (the answer text's exact bytes), when disclosed.
     pub response: Option<&'a [u8]>,
+    /// The request's `response_format` member (its exact canonical bytes), when disclosed:
+    /// checked against the receipt's hash of it, and the opened answer against it
+    /// ([`crate::response_format`]).
+    pub response_format: Option<&'a [u8]>,
 }
 
 /// Records the commitment layer for `receipt` (whose signature is checked separately).
@@ -104,6 +108,12 @@ fn content_outcome(
              differs",
             wrong.join(" and ")
         ));
+    }
+    if let Some(format) = disclosure.response_format {
+        match crate::response_format::check(&body, format, disclosure.response) {
+            Ok(held) => opened.push(held),
+            Err(reason) => return Outcome::Failed(reason),
+        }
     }
     if opened.is_empty() {
         return Outcome::Skipped("no content was disclosed".into());

@@ -27,6 +27,7 @@ pub mod offline;
 pub mod receipt_check;
 pub mod render;
 pub mod report;
+pub mod response_format;
 pub mod state;
 pub mod trust;
 pub mod watch;

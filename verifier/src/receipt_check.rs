@@ -42,6 +42,8 @@ pub struct BundleInputs<'a> {
     pub prompt: Option<&'a [u8]>,
     /// Disclosed response content (exact bytes), for the commitment layer.
     pub response: Option<&'a [u8]>,
+    /// The disclosed `response_format` (exact canonical bytes), for the commitment layer.
+    pub response_format: Option<&'a [u8]>,
     /// The request id the bundle was asked for: a server that answers with another
     /// request's (valid) receipt must not pass.
     pub request_id: Option<&'a str>,
@@ -197,6 +199,7 @@ fn check_commitment(
         response: inputs
             .response
             .or(bundle.answer.as_deref().map(str::as_bytes)),
+        response_format: inputs.response_format,
     };
     check_content(json, disclosure, erasure, report);
 }

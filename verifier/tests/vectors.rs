@@ -64,7 +64,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 use sworn_verifier::audit::{AuditOptions, audit_export};
 use sworn_verifier::cli::{ChainArgs, CheckpointArgs, KeyArgs, OutputArgs, ServerArgs};
-use sworn_verifier::commands::{checkpoint, content_of, runtime, verify_bundle_bytes};
+use sworn_verifier::commands::{Disclosed, checkpoint, content_of, runtime, verify_bundle_bytes};
 use sworn_verifier::report::Report;
 use sworn_verifier::state::{SeenCheckpoint, StateDir};
 use sworn_verifier::trust::load_key;
@@ -243,7 +243,12 @@ pub(crate) fn run_vector(v: &Vector, material: &Value) -> Result<(), String> {
             let (Some((_, prompt)), Some((_, response))) = (&v.prompt, &v.response) else {
                 return Err(format!("{}: a content vector needs content", v.file));
             };
-            content_of(&v.content, prompt, response, Some(vkey), &rt).unwrap()
+            let disclosed = Disclosed {
+                prompt,
+                response,
+                response_format: None,
+            };
+            content_of(&v.content, disclosed, Some(vkey), &rt).unwrap()
         }
         "checkpoint" => run_checkpoint(&v.content, vkey, &rt),
         "audit" => {

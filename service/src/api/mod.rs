@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod models;
 pub mod rate_limit;
 pub mod request_id;
+pub mod response_format;
 pub mod responses;
 pub mod sse;
 pub mod state;

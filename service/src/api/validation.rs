@@ -11,6 +11,7 @@ use super::body::{from_object, parse_object};
 use super::errors::ApiError;
 use super::messages::chat_turn;
 use super::models::{CreateChatCompletionRequest, CreateCompletionRequest};
+use super::response_format::{self, StructuredOutput};
 use async_openai::types::chat::{ChatCompletionStreamOptions, StopConfiguration};
 
 use crate::engine::sampling::{SamplingError, SamplingParams, SamplingRequest, applied_value};
@@ -87,6 +88,8 @@ pub struct CheckedRequest {
     pub stream: bool,
     /// `stream_options.include_usage`.
     pub include_usage: bool,
+    /// A JSON `response_format` (chat only), enforced while decoding.
+    pub structured: Option<StructuredOutput>,
 }
 
 /// A request ready for the scheduler: prompt tokenised and fitted into the context.
@@ -113,6 +116,8 @@ pub fn check_chat(
 ) -> Result<CheckedRequest, ApiError> {
     let (object, shared) = parse_object(body)?;
     let messages_value = object.get("messages").cloned();
+    // Read before the typed parse so that a malformed form gets this module's message.
+    let structured = response_format::check(object.get("response_format"))?;
     let request: CreateChatCompletionRequest = from_object(object)?;
     #[allow(deprecated)]
     let CreateChatCompletionRequest {
@@ -127,7 +132,6 @@ pub fn check_chat(
         tool_choice,
         functions,
         function_call,
-        response_format,
         audio,
         modalities,
         prediction,
@@ -189,19 +193,6 @@ pub fn check_chat(
         "logit_bias",
         "`logit_bias` is not supported.",
     )?;
-    if let Some(format) = &response_format {
-        let kind = serde_json::to_value(format).ok();
-        let is_text = kind
-            .as_ref()
-            .and_then(|v| v.get("type"))
-            .and_then(Value::as_str)
-            == Some("text");
-        refuse_if(
-            !is_text,
-            "response_format",
-            "Only `{\"type\": \"text\"}` is supported.",
-        )?;
-    }
     let canonical_messages = messages_value.unwrap_or(Value::Array(Vec::new()));
     let prompt_canonical = jcs::canonicalize(&canonical_messages).map_err(|e| {
         ApiError::invalid_value(
@@ -217,7 +208,9 @@ pub fn check_chat(
     };
     let prompt = (PromptInput::Chat(turns), prompt_canonical);
     let budget = (max_tokens, param);
-    shared.check(Endpoint::Chat, model, prompt, budget, limits)
+    let mut checked = shared.check(Endpoint::Chat, model, prompt, budget, limits)?;
+    checked.structured = structured;
+    Ok(checked)
 }
 
 /// Parses and checks a completions request body.
@@ -430,6 +423,7 @@ impl SharedFields {
             seed_given: self.seed.is_some(),
             stream,
             include_usage: self.stream_options.and_then(|o| o.include_usage) == Some(true),
+            structured: None,
         })
     }
 }

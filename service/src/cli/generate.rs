@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use sworn_service::engine::chat_template::ChatMessage;
+use sworn_service::engine::cuda_graph::CudaGraphs;
 use sworn_service::engine::runner::{
     DeviceChoice, DtypeChoice, Engine, EngineOptions, WeightsChoice,
 };
@@ -64,6 +65,10 @@ pub(crate) struct GenerateArgs {
     /// Context positions to allocate (prompt + generated).
     #[arg(long, default_value_t = 2048)]
     max_ctx: usize,
+    /// The decode step as CUDA graphs, on CUDA: `auto` (when the CUDA-graph shim loads
+    /// and the capture succeeds, else eager), `on` (or refuse to start) or `off`.
+    #[arg(long, default_value = "auto")]
+    cuda_graphs: CudaGraphs,
     /// libtorch intra-op threads (default: what libtorch chose).
     #[arg(long)]
     threads: Option<i32>,
@@ -111,6 +116,7 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
         weights: args.weights,
         slots: 1,
         max_ctx: args.max_ctx,
+        cuda_graphs: args.cuda_graphs,
     };
     let engine = Engine::load_on_own_thread(&args.model, &options)
         .with_context(|| format!("loading {}", args.model.display()))?;
@@ -170,6 +176,7 @@ fn generation_request(prompt: Vec<u32>, params: &SamplingParams) -> GenerationRe
     GenerationRequest {
         prompt_tokens: prompt,
         params: params.clone(),
+        constraint: None,
         enqueued_at: Instant::now(),
     }
 }

@@ -5,6 +5,11 @@
 //! so the memory is known up front (see [`KvSlots::bytes`]) and a decode step writes new
 //! entries in place (`index_put_`) instead of growing anything. A sequence owns one slot
 //! from prefill until it leaves the batch; its length is the next position it writes.
+//!
+//! A cache made for CUDA graphs ([`KvSlots::with_scratch`]) holds one more position per
+//! slot, `max_ctx`, that no sequence ever reaches: a graph's batch has a fixed number of
+//! rows, and the rows it runs beyond the real ones write their keys and values there,
+//! where no read looks (see `engine::cuda_graph`).
 
 use tch::{Device, Kind, Tensor};
 
@@ -64,6 +69,8 @@ pub struct KvSlots {
     lens: Vec<usize>,
     in_use: Vec<bool>,
     max_ctx: usize,
+    /// Whether position `max_ctx` exists as a scratch position.
+    scratch: bool,
     bytes: usize,
 }
 
@@ -96,14 +103,38 @@ impl KvSlots {
         device: Device,
         kind: Kind,
     ) -> Result<Self, KvError> {
-        let bytes = match Self::bytes_needed(config, slots, max_ctx, kind) {
-            Some(b) if b > 0 && i64::try_from(b).is_ok() => b,
+        Self::allocate(config, slots, max_ctx, false, device, kind)
+    }
+
+    /// [`new`](Self::new) with one scratch position per slot after the `max_ctx` usable
+    /// ones, where the padding rows of a fixed-size decode batch write.
+    pub fn with_scratch(
+        config: &ModelConfig,
+        slots: usize,
+        max_ctx: usize,
+        device: Device,
+        kind: Kind,
+    ) -> Result<Self, KvError> {
+        Self::allocate(config, slots, max_ctx, true, device, kind)
+    }
+
+    fn allocate(
+        config: &ModelConfig,
+        slots: usize,
+        max_ctx: usize,
+        scratch: bool,
+        device: Device,
+        kind: Kind,
+    ) -> Result<Self, KvError> {
+        let positions = max_ctx.checked_add(usize::from(scratch));
+        let bytes = match positions.and_then(|p| Self::bytes_needed(config, slots, p, kind)) {
+            Some(b) if b > 0 && max_ctx > 0 && i64::try_from(b).is_ok() => b,
             _ => return Err(KvError::BadSize { slots, max_ctx }),
         };
         let shape = [
             slots as i64,
             config.num_kv_heads as i64,
-            max_ctx as i64,
+            (max_ctx + usize::from(scratch)) as i64,
             config.head_dim as i64,
         ];
         let mut keys = Vec::with_capacity(config.num_layers);
@@ -118,8 +149,14 @@ impl KvSlots {
             lens: vec![0; slots],
             in_use: vec![false; slots],
             max_ctx,
+            scratch,
             bytes,
         })
+    }
+
+    /// The scratch position (`max_ctx`) when the cache has one ([`Self::with_scratch`]).
+    pub fn scratch_position(&self) -> Option<usize> {
+        self.scratch.then_some(self.max_ctx)
     }
 
     /// Number of slots.

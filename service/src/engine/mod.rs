@@ -3,12 +3,15 @@
 //! * Formats: [`gguf`] (hostile-input reader), [`quant`] (dequantisation), both over the
 //!   tensor types of [`ggml_type`]; HF safetensors checkpoints ([`weights`]).
 //! * Text: [`tokenizer`] (byte-level BPE and SentencePiece-style), [`chat_template`].
-//! * Compute: [`config`], [`model`], [`kv_cache`], [`sampling`].
+//! * Compute: [`config`], [`model`], [`kv_cache`], [`sampling`]; on CUDA the decode step
+//!   as graphs ([`cuda_graph`]).
 //! * [`runner`]: the [`Engine`](runner::Engine) that loads a model and runs its sequences
 //!   in batched steps; the scheduler drives it.
 
 pub mod chat_template;
 pub mod config;
+pub mod constraint;
+pub mod cuda_graph;
 pub mod ggml_type;
 pub mod gguf;
 pub mod kv_cache;

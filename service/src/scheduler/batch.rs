@@ -296,6 +296,7 @@ mod tests {
         GenerationRequest {
             prompt_tokens: ids.to_vec(),
             params,
+            constraint: None,
             enqueued_at: Instant::now(),
         }
     }

@@ -6,20 +6,28 @@
 //! gets the same `max_tokens`, so that on the last token it flushes its streaming decoder
 //! (an incomplete UTF-8 sequence becomes U+FFFD, as in `sworn generate`) and reports
 //! `Length` itself.
+//!
+//! Output constraints are compiled by the encoder, on the request's blocking task, with a
+//! [`ConstraintCompiler`] built from the tokenizer on the first constrained request (a
+//! server that never gets one never pays for it) and shared by every clone of the encoder.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::request::{GenerationRequest, PromptInput};
 use super::{Generator, GeneratorError, PromptEncoder, Token};
 use crate::engine::chat_template::{ChatMessage, ChatTemplate};
+use crate::engine::constraint::{Constraint, ConstraintCompiler, ConstraintError, ConstraintSpec};
 use crate::engine::runner::{Engine, EngineError, SeqEvent, SeqId};
 use crate::engine::tokenizer::Tokenizer;
 
-/// Templates and tokenises prompts with the model's own tokenizer and chat template.
+/// Templates and tokenises prompts with the model's own tokenizer and chat template, and
+/// compiles output constraints for its vocabulary.
 #[derive(Debug, Clone)]
 pub struct EnginePromptEncoder {
     tokenizer: Arc<Tokenizer>,
     template: Option<Arc<ChatTemplate>>,
+    /// Built on first use; a vocabulary that cannot be constrained keeps its error.
+    constraints: Arc<OnceLock<Result<ConstraintCompiler, ConstraintError>>>,
 }
 
 impl EnginePromptEncoder {
@@ -29,11 +37,24 @@ impl EnginePromptEncoder {
         EnginePromptEncoder {
             tokenizer,
             template,
+            constraints: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// The model's constraint compiler, built on first use.
+    pub fn constraint_compiler(&self) -> Result<&ConstraintCompiler, ConstraintError> {
+        self.constraints
+            .get_or_init(|| ConstraintCompiler::new(Arc::clone(&self.tokenizer)))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 }
 
 impl PromptEncoder for EnginePromptEncoder {
+    fn constrain(&self, spec: &ConstraintSpec) -> Result<Constraint, ConstraintError> {
+        self.constraint_compiler()?.compile(spec)
+    }
+
     fn decode(&self, tokens: &[u32]) -> Result<String, GeneratorError> {
         self.tokenizer
             .decode(tokens, false)
@@ -120,7 +141,11 @@ impl Generator for EngineGenerator {
     ) -> Result<(EngineSequence, Token), GeneratorError> {
         let event = self
             .engine
-            .add(&request.prompt_tokens, request.params.clone())
+            .add_constrained(
+                &request.prompt_tokens,
+                request.params.clone(),
+                request.constraint.clone(),
+            )
             .map_err(|e| model_error(&e))?;
         Ok((EngineSequence { id: event.id }, token(event)))
     }

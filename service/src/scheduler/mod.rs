@@ -13,8 +13,8 @@
 //! returns — dropping the model on its own thread — even while handles still exist.
 //!
 //! The engine is reached through two small traits: [`PromptEncoder`] (template + tokenise,
-//! called on the request path from a blocking task) and [`Generator`] (prefill and batched
-//! decode steps, on the engine thread only).
+//! and compile a request's output constraint, called on the request path from a blocking
+//! task) and [`Generator`] (prefill and batched decode steps, on the engine thread only).
 
 pub mod batch;
 pub mod engine_adapter;
@@ -30,6 +30,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use self::request::{FinishReason, GenerationEvent, GenerationRequest, PromptInput};
+use crate::engine::constraint::{Constraint, ConstraintError, ConstraintSpec};
 
 /// An engine failure, reported to clients as a 500 (details only in the operator's log).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +76,16 @@ pub trait PromptEncoder: Send + Sync + 'static {
         Err(GeneratorError::Encode {
             reason: "this model cannot detokenize".to_string(),
         })
+    }
+
+    /// Compiles `spec` for this model (structured outputs), for
+    /// [`GenerationRequest::constraint`]. An error is the client's (a schema feature that
+    /// cannot be enforced, named in the message) or this model's (it cannot constrain).
+    fn constrain(&self, spec: &ConstraintSpec) -> Result<Constraint, ConstraintError> {
+        let _ = spec;
+        Err(ConstraintError::new(
+            "this model cannot constrain its output",
+        ))
     }
 }
 

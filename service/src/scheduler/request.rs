@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::engine::constraint::Constraint;
 use crate::engine::sampling::SamplingParams;
 
 /// Who said a chat turn (the roles the chat template understands).
@@ -54,6 +55,9 @@ pub struct GenerationRequest {
     pub prompt_tokens: Vec<u32>,
     /// Sampling, budget and stop strings.
     pub params: SamplingParams,
+    /// What the output must match (structured outputs), compiled by
+    /// [`PromptEncoder::constrain`](super::PromptEncoder::constrain); `None` for free text.
+    pub constraint: Option<Constraint>,
     /// When the request entered the queue.
     pub enqueued_at: Instant,
 }

@@ -5,7 +5,8 @@
 //! ([`crate::engine::sampling::applied_value`]) is the shortest decimal of the `f32` the
 //! client's number was read as; seeds as decimal text (they span all of u64); stop strings
 //! as SHA-256 of their canonical JSON array (they may hold control characters and exceed
-//! the body's field cap).
+//! the body's field cap); a JSON `response_format` as its type and the SHA-256 of its
+//! canonical JSON ([`crate::api::response_format`]).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -34,6 +35,9 @@ pub struct SwornRequest {
     pub seed_given: bool,
     /// Whether the answer streams.
     pub stream: bool,
+    /// The JSON `response_format` the answer was constrained to: its type and the SHA-256
+    /// (hex) of its canonical JSON.
+    pub response_format: Option<(&'static str, String)>,
     /// When the HTTP request arrived.
     pub arrived: Instant,
 }
@@ -65,6 +69,10 @@ impl SwornRequest {
                 "stop_sha256".into(),
                 text(hex::encode(Sha256::digest(canonical))),
             );
+        }
+        if let Some((kind, sha256)) = &self.response_format {
+            params.insert("response_format".into(), text((*kind).to_string()));
+            params.insert("response_format_sha256".into(), text(sha256.clone()));
         }
         params
     }

@@ -288,6 +288,7 @@ mod tests {
             .unwrap(),
             seed_given: true,
             stream: true,
+            response_format: None,
             arrived: Instant::now(),
         }
     }

@@ -6,7 +6,7 @@ use sworn_ledger::checkpoint::SignedCheckpoint;
 use sworn_ledger::entry::{Receipt, ReceiptJson};
 use sworn_ledger::merkle::{ConsistencyProof, Hash, InclusionProof};
 use sworn_verifier::audit::{AuditOptions, audit_export};
-use sworn_verifier::commands::{content_of, runtime};
+use sworn_verifier::commands::{Disclosed, content_of, runtime};
 use sworn_verifier::report::Layer;
 
 use crate::answers::toy_server;
@@ -196,7 +196,14 @@ async fn tenants_see_only_their_receipts_and_admins_export_and_erase() {
     let stripped = serde_json::to_vec(&stripped).unwrap();
     let verdicts = tokio::task::spawn_blocking(move || {
         let rt = runtime().unwrap();
-        [with_event, stripped].map(|b| content_of(&b, b"[]", b"x", Some(&vkey), &rt).unwrap())
+        [with_event, stripped].map(|b| {
+            let disclosed = Disclosed {
+                prompt: b"[]",
+                response: b"x",
+                response_format: None,
+            };
+            content_of(&b, disclosed, Some(&vkey), &rt).unwrap()
+        })
     })
     .await
     .unwrap();

@@ -174,6 +174,7 @@ fn stop_string_spanning_tokens_is_trimmed() {
             }
             .validate(u32::MAX)
             .unwrap(),
+            constraint: None,
             enqueued_at: Instant::now(),
         })
         .unwrap();

@@ -109,6 +109,20 @@ where
     let param = checked.endpoint.prompt_param();
     let prompt_tokens = with_encoder(state, param, request_id, move |e| e.encode(&prompt)).await?;
     let valid = checked.into_valid(prompt_tokens, state.model.context_length, &state.limits)?;
+    // A JSON response_format is compiled for this model's vocabulary before anything is
+    // charged or queued: a schema it cannot enforce is a 400 naming what is unsupported.
+    let constraint = match &valid.checked.structured {
+        Some(structured) => {
+            let spec = structured.shape.constraint();
+            let compiled = with_encoder(state, "response_format", request_id, move |e| {
+                e.constrain(&spec).map_err(|err| GeneratorError::Encode {
+                    reason: err.to_string(),
+                })
+            });
+            Some(compiled.await?)
+        }
+        None => None,
+    };
     let charged = valid.prompt_tokens.len() as u64 + u64::from(valid.max_tokens());
     state.rate_limiter.admit_tokens(&tenant, charged)?;
     // From here on the charge is given back by whichever way the request ends.
@@ -127,6 +141,7 @@ where
     let submitted = state.scheduler.submit(GenerationRequest {
         prompt_tokens,
         params: checked.sampling.clone(),
+        constraint,
         enqueued_at: arrived,
     });
     let events = match submitted {
@@ -157,6 +172,7 @@ where
         sampling: checked.sampling,
         seed_given: checked.seed_given,
         stream,
+        response_format: (checked.structured.as_ref()).map(|s| (s.kind(), s.sha256.clone())),
         prompt_canonical: checked.prompt_canonical,
         arrived,
     };

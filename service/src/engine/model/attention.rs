@@ -7,6 +7,9 @@
 //! * **decode**: one new position for each of `b` sequences, each in its own slot at its
 //!   own position. Keys beyond a sequence's own length are masked, so sequences of
 //!   different lengths share one batched computation.
+//! * **fixed decode**: the same step in shapes that never change, for a CUDA graph
+//!   (`engine::cuda_graph`): built from device tensors only (no host value decides a
+//!   shape or an index), keys read over each slot's whole `max_ctx` under the mask.
 //!
 //! Grouped queries are folded into the key/value heads (`[b, kv_heads, group · n, d]`)
 //! instead of repeating keys and values per query head, so no cache bytes are copied
@@ -43,6 +46,21 @@ pub(crate) enum AttentionPlan {
         cos: Tensor,
         sin: Tensor,
         /// `[b, 1, 1, span]`, true beyond each sequence's own length.
+        blocked: Tensor,
+    },
+    /// One position for each of `b` rows of a fixed-shape batch; rows past the real
+    /// sequences write to the cache's scratch position and their outputs are ignored.
+    Fixed {
+        /// `[b]` int64 slot of each row.
+        slots: Tensor,
+        /// `[b]` int64 cache position each row writes (the scratch one for padding rows).
+        writes: Tensor,
+        /// Positions read per slot: the cache's usable length.
+        max_ctx: i64,
+        /// `[b, 1, 1, d]` rotary tables.
+        cos: Tensor,
+        sin: Tensor,
+        /// `[b, 1, 1, max_ctx]`, true beyond each row's own position.
         blocked: Tensor,
     },
 }
@@ -110,6 +128,33 @@ impl AttentionPlan {
             blocked,
         })
     }
+
+    /// Plan for a fixed-shape step from `[b]` int64 device tensors: `positions` (rotary
+    /// and mask) and `writes` (where keys and values go) differ only for padding rows.
+    /// Issues device work only, so a CUDA graph can capture it.
+    pub(crate) fn fixed(
+        rope: &Rope,
+        slots: Tensor,
+        positions: &Tensor,
+        writes: Tensor,
+        max_ctx: i64,
+    ) -> Result<Self, tch::TchError> {
+        let b = positions.size()[0];
+        let (cos, sin) = rope.gather(positions)?;
+        let head_dim = cos.size()[1];
+        let keys = Tensor::f_arange(max_ctx, (Kind::Int64, positions.device()))?.f_unsqueeze(0)?;
+        let blocked = keys
+            .f_gt_tensor(&positions.f_unsqueeze(1)?)?
+            .f_view([b, 1, 1, max_ctx])?;
+        Ok(Self::Fixed {
+            slots,
+            writes,
+            max_ctx,
+            cos: cos.f_view([b, 1, 1, head_dim])?,
+            sin: sin.f_view([b, 1, 1, head_dim])?,
+            blocked,
+        })
+    }
 }
 
 /// Rotates queries and keys (`qk`: `[b, heads + kv_heads, n, d]`, the first `heads` of
@@ -124,9 +169,9 @@ pub(crate) fn attend(
     values: &mut Tensor,
 ) -> Result<Tensor, tch::TchError> {
     let (cos, sin) = match plan {
-        AttentionPlan::Prefill { cos, sin, .. } | AttentionPlan::Decode { cos, sin, .. } => {
-            (cos, sin)
-        }
+        AttentionPlan::Prefill { cos, sin, .. }
+        | AttentionPlan::Decode { cos, sin, .. }
+        | AttentionPlan::Fixed { cos, sin, .. } => (cos, sin),
     };
     let qk = rope::apply(qk, cos, sin)?;
     let kv_heads = qk.size()[1] - heads;
@@ -174,6 +219,28 @@ pub(crate) fn attend(
                     None => cache.f_index_select(0, slots),
                 }
             };
+            (
+                read(keys)?,
+                read(values)?,
+                Some(PlannedMask::PerSequence(blocked)),
+            )
+        }
+        AttentionPlan::Fixed {
+            slots,
+            writes,
+            max_ctx,
+            blocked,
+            ..
+        } => {
+            let index = [
+                Some(slots.shallow_clone()),
+                None,
+                Some(writes.shallow_clone()),
+            ];
+            let _ = keys.f_index_put_(&index, &k.f_squeeze_dim(2)?, false)?;
+            let _ = values.f_index_put_(&index, &v.f_squeeze_dim(2)?, false)?;
+            // The scratch position (`max_ctx`) is never read.
+            let read = |cache: &Tensor| cache.f_narrow(2, 0, *max_ctx)?.f_index_select(0, slots);
             (
                 read(keys)?,
                 read(values)?,

@@ -1,5 +1,6 @@
 //! Why the model could not load or run a forward pass.
 
+use crate::engine::cuda_graph::GraphError;
 use crate::engine::kv_cache::KvError;
 use crate::engine::weights::WeightError;
 
@@ -40,6 +41,21 @@ pub enum ModelError {
         /// Layers in the model.
         model: usize,
     },
+    /// A fixed-shape decode step got more rows than its shape holds.
+    #[error("a decode batch of {rows} rows does not fit a fixed-shape step of {bucket} rows")]
+    BucketTooSmall {
+        /// Rows in the batch.
+        rows: usize,
+        /// Rows of the fixed shape.
+        bucket: usize,
+    },
+    /// A fixed-shape decode step needs a cache with a scratch position for its padding
+    /// rows (`KvSlots::with_scratch`), and this one has none.
+    #[error("the KV cache has no scratch position for a fixed-shape decode step's padding rows")]
+    NoScratchPosition,
+    /// A CUDA graph could not be captured or replayed.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
     /// libtorch refused an operation.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

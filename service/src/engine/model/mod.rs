@@ -6,11 +6,14 @@
 //!
 //! The forward pass is shaped for continuous batching: [`LlamaModel::prefill`] fills one
 //! sequence's KV slot, [`LlamaModel::decode`] advances many slots by one token each, every
-//! sequence at its own position. Everything that input can reach (token ids, slots,
-//! lengths, tensor shapes in the file) is checked and returned as a [`ModelError`].
+//! sequence at its own position; `fixed_decode` is that decode step in fixed shapes, the
+//! form a CUDA graph captures ([`crate::engine::cuda_graph`]). Everything that input can
+//! reach (token ids, slots, lengths, tensor shapes in the file) is checked and returned as
+//! a [`ModelError`].
 
 mod attention;
 mod error;
+mod fixed_decode;
 mod layer;
 mod linear;
 mod rope;
@@ -19,6 +22,7 @@ use tch::{Device, Kind, Tensor};
 
 use self::attention::AttentionPlan;
 pub use self::error::ModelError;
+pub(crate) use self::fixed_decode::{DecodeRows, INPUT_ROWS};
 use self::layer::{DecoderLayer, RmsNorm};
 use self::linear::Linear;
 use self::rope::Rope;
@@ -160,6 +164,23 @@ impl LlamaModel {
         )?)
     }
 
+    /// [`new_kv_slots`](Self::new_kv_slots) with the scratch position a fixed-shape
+    /// decode step (a CUDA graph's) needs for its padding rows ([`KvSlots::with_scratch`]).
+    pub fn new_kv_slots_for_graphs(
+        &self,
+        slots: usize,
+        max_ctx: usize,
+    ) -> Result<KvSlots, ModelError> {
+        let max_ctx = max_ctx.min(self.rope.positions());
+        Ok(KvSlots::with_scratch(
+            &self.config,
+            slots,
+            max_ctx,
+            self.device,
+            self.kind,
+        )?)
+    }
+
     /// Runs `tokens` of one sequence into `slot` (after what it already holds) and
     /// returns float32 logits `[1 or tokens.len(), vocab]`.
     pub fn prefill(
@@ -192,29 +213,14 @@ impl LlamaModel {
     /// `[batch.len(), vocab]`, row `i` for `batch[i]`.
     pub fn decode(&self, kv: &mut KvSlots, batch: &[DecodeInput]) -> Result<Tensor, ModelError> {
         let _guard = tch::no_grad_guard();
-        if batch.is_empty() {
-            return Err(ModelError::Empty {
-                what: "decode batch",
-            });
-        }
-        let mut slots = Vec::with_capacity(batch.len());
-        let mut positions = Vec::with_capacity(batch.len());
-        let mut tokens = Vec::with_capacity(batch.len());
-        for entry in batch {
-            if slots.contains(&entry.slot) {
-                return Err(ModelError::DuplicateSlot { slot: entry.slot });
-            }
-            positions.push(kv.check_room(entry.slot, 1)?);
-            slots.push(entry.slot);
-            tokens.push(entry.token);
-        }
+        let rows = self.decode_rows(kv, batch)?;
         let ids = self
-            .token_tensor(&tokens)?
-            .f_view([batch.len() as i64, 1])?;
-        let plan = AttentionPlan::decode(&self.rope, &slots, &positions, self.device)?;
+            .token_tensor(&rows.tokens)?
+            .f_view([rows.len() as i64, 1])?;
+        let plan = AttentionPlan::decode(&self.rope, &rows.slots, &rows.positions, self.device)?;
         let hidden = self.run_layers(&ids, &plan, kv)?;
         let out = self.head(&hidden)?.f_squeeze_dim(1)?;
-        for slot in slots {
+        for &slot in &rows.slots {
             kv.advance(slot, 1);
         }
         Ok(out)

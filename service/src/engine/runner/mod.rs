@@ -9,9 +9,12 @@
 //! * [`Engine::remove`] collects a finished sequence, or cancels a running one.
 //!
 //! A sequence ends at an end-of-sequence token, at its `max_tokens` or when its slot is
-//! full. Everything else about a request (queueing, stop strings, clients that leave) is
-//! the scheduler's ([`crate::scheduler`]), which is also how `sworn generate` runs one
-//! prompt.
+//! full; a constrained one ([`Engine::add_constrained`]) also when its answer is complete
+//! or its constraint fails. Each step computes the constrained sequences' token masks on
+//! a worker thread during the forward pass and applies them to their logits rows only
+//! ([`crate::engine::constraint`] describes the design). Everything else about a request
+//! (queueing, stop strings, clients that leave) is the scheduler's ([`crate::scheduler`]),
+//! which is also how `sworn generate` runs one prompt.
 
 mod error;
 mod load;
@@ -29,6 +32,8 @@ use self::sequence::Sequence;
 pub use self::sequence::{FinishReason, GenerationOutput, SeqEvent, SeqId};
 use super::chat_template::ChatTemplate;
 use super::config::ModelConfig;
+use super::constraint::{self, Constraint, TokenMask};
+use super::cuda_graph::{self, CudaGraphs, DecodeGraphs, GraphUse};
 use super::kv_cache::KvSlots;
 use super::model::{DecodeInput, LlamaModel, Logits, ModelError};
 use super::sampling::{self, SamplingParams};
@@ -47,6 +52,8 @@ pub struct EngineOptions {
     pub slots: usize,
     /// Positions per slot (prompt + generated), capped at the model's trained context.
     pub max_ctx: usize,
+    /// Whether the decode step runs as CUDA graphs on CUDA ([`crate::engine::cuda_graph`]).
+    pub cuda_graphs: CudaGraphs,
 }
 
 impl Default for EngineOptions {
@@ -57,6 +64,7 @@ impl Default for EngineOptions {
             weights: WeightsChoice::Auto,
             slots: 1,
             max_ctx: 2048,
+            cuda_graphs: CudaGraphs::Auto,
         }
     }
 }
@@ -94,6 +102,9 @@ pub struct Engine {
     kv: KvSlots,
     sequences: Vec<Sequence>,
     next_id: u64,
+    /// The decode step's CUDA graphs, when captured.
+    graphs: Option<DecodeGraphs>,
+    graph_use: GraphUse,
 }
 
 impl Engine {
@@ -109,7 +120,9 @@ impl Engine {
         }
         let max_ctx = options.max_ctx.max(1);
         let model = LlamaModel::load(files.config, files.weights, device, kind, max_ctx)?;
-        let kv = model.new_kv_slots(options.slots, max_ctx)?;
+        let (kv, graphs, graph_use) =
+            cuda_graph::kv_and_graphs(&model, options.cuda_graphs, options.slots, max_ctx)?;
+        tracing::info!(decode = %graph_use, "decode step");
         let id = path.file_name().map_or_else(
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
@@ -142,6 +155,8 @@ impl Engine {
             kv,
             sequences: Vec::new(),
             next_id: 0,
+            graphs,
+            graph_use,
         })
     }
 
@@ -180,6 +195,11 @@ impl Engine {
     /// The model itself (for scoring and tests).
     pub fn model(&self) -> &LlamaModel {
         &self.model
+    }
+
+    /// Whether decode steps replay CUDA graphs, or why not.
+    pub fn cuda_graphs(&self) -> &GraphUse {
+        &self.graph_use
     }
 
     /// The tokenizer that came with the model.
@@ -226,6 +246,17 @@ impl Engine {
 
     /// Prefills `prompt` into a free slot and samples the first token.
     pub fn add(&mut self, prompt: &[u32], params: SamplingParams) -> Result<SeqEvent, EngineError> {
+        self.add_constrained(prompt, params, None)
+    }
+
+    /// [`add`](Self::add) for a sequence whose every token, the first included, is picked
+    /// among those `constraint` allows (none: free generation).
+    pub fn add_constrained(
+        &mut self,
+        prompt: &[u32],
+        params: SamplingParams,
+        mut constraint: Option<Constraint>,
+    ) -> Result<SeqEvent, EngineError> {
         self.check_prompt(prompt)?;
         let max = self.kv.max_ctx();
         let slot = self.kv.acquire().ok_or(EngineError::NoFreeSlot {
@@ -234,9 +265,9 @@ impl Engine {
         let id = SeqId(self.next_id);
         self.next_id += 1;
         let token = self
-            .prefill_and_sample(slot, prompt, &params)
+            .prefill_and_sample(slot, prompt, &params, constraint.as_mut())
             .inspect_err(|_| drop(self.kv.release(slot)))?;
-        let mut seq = Sequence::new(id, slot, params, prompt.len(), &self.tokenizer);
+        let mut seq = Sequence::new(id, slot, params, prompt.len(), constraint, &self.tokenizer);
         let event = seq.accept(token, &self.tokenizer, prompt.len() >= max);
         self.sequences.push(seq);
         self.settle(id, event)
@@ -258,36 +289,45 @@ impl Engine {
         &mut self,
         include: impl Fn(SeqId) -> bool,
     ) -> Result<Vec<SeqEvent>, EngineError> {
-        let batch: Vec<DecodeInput> = (self.sequences.iter())
-            .filter(|s| s.finish.is_none() && include(s.id))
-            .filter_map(|s| {
-                Some(DecodeInput {
+        // Batch row r decodes `self.sequences[owners[r]]`.
+        let (owners, batch): (Vec<usize>, Vec<DecodeInput>) = (self.sequences.iter())
+            .enumerate()
+            .filter(|(_, s)| s.finish.is_none() && include(s.id))
+            .filter_map(|(i, s)| {
+                let input = DecodeInput {
                     slot: s.slot?,
                     token: *s.tokens.last()?,
-                })
+                };
+                Some((i, input))
             })
-            .collect();
+            .unzip();
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let logits = self.model.decode(&mut self.kv, &batch)?;
-        let owners: Vec<Option<usize>> = batch
-            .iter()
-            .map(|input| {
-                self.sequences
-                    .iter()
-                    .position(|s| s.slot == Some(input.slot) && s.finish.is_none())
-            })
+        let mut row_of = vec![None; self.sequences.len()];
+        for (row, &owner) in owners.iter().enumerate() {
+            row_of[owner] = Some(row);
+        }
+        let constrained: Vec<(usize, &mut Constraint)> = (self.sequences.iter_mut())
+            .zip(&row_of)
+            .filter_map(|(s, row)| Some(((*row)?, s.constraint.as_mut()?)))
             .collect();
+        let (logits, masks) = constraint::masks_during(constrained, || {
+            cuda_graph::decode_step(self.graphs.as_mut(), &self.model, &mut self.kv, &batch)
+        });
+        let mut logits = logits?;
+        let masks = self.keep_masks(masks, |row| owners[row]);
+        let masks: Vec<(usize, &TokenMask)> = masks.iter().map(|(row, m)| (*row, m)).collect();
+        pick::mask_rows(&mut logits, &masks)?;
         let rows: Vec<Option<(&SamplingParams, u64)>> = owners
             .iter()
-            .map(|owner| owner.map(|i| (&self.sequences[i].params, self.sequences[i].step())))
+            .map(|&i| Some((&self.sequences[i].params, self.sequences[i].step())))
             .collect();
         let picked = pick::pick_tokens(&logits, &rows)?;
         let max = self.kv.max_ctx();
         let mut events = Vec::with_capacity(batch.len());
-        for ((input, owner), token) in batch.iter().zip(owners).zip(picked) {
-            let (Some(index), Some(token)) = (owner, token) else {
+        for ((input, index), token) in batch.iter().zip(owners).zip(picked) {
+            let Some(token) = token else {
                 continue;
             };
             let seq = &mut self.sequences[index];
@@ -297,6 +337,28 @@ impl Engine {
             events.push(self.settle(id, event)?);
         }
         Ok(events)
+    }
+
+    /// The masks that were computed; a row whose mask failed has its constraint marked
+    /// failed (`owner(row)` is its sequence's index), so the token it gets is refused at
+    /// commit and the sequence ends `Error`.
+    fn keep_masks(
+        &mut self,
+        masks: constraint::RowMasks,
+        owner: impl Fn(usize) -> usize,
+    ) -> Vec<(usize, TokenMask)> {
+        let mut kept = Vec::with_capacity(masks.len());
+        for (row, mask) in masks {
+            match mask {
+                Ok(mask) => kept.push((row, mask)),
+                Err(error) => {
+                    if let Some(c) = self.sequences[owner(row)].constraint.as_mut() {
+                        c.fail(error);
+                    }
+                }
+            }
+        }
+        kept
     }
 
     /// Takes sequence `id` out of the engine: its output if finished, or cancelled now
@@ -315,15 +377,30 @@ impl Engine {
         Ok(seq.output())
     }
 
+    /// Prefills `prompt` and samples its first token; `constraint`'s mask is computed
+    /// during the prefill and applied to the logits first.
     fn prefill_and_sample(
         &mut self,
         slot: usize,
         prompt: &[u32],
         params: &SamplingParams,
+        mut constraint: Option<&mut Constraint>,
     ) -> Result<u32, EngineError> {
-        let logits = self
-            .model
-            .prefill(&mut self.kv, slot, prompt, Logits::Last)?;
+        let constrained: Vec<(usize, &mut Constraint)> = constraint
+            .as_deref_mut()
+            .map(|c| (0, c))
+            .into_iter()
+            .collect();
+        let (logits, mut masks) = constraint::masks_during(constrained, || {
+            self.model.prefill(&mut self.kv, slot, prompt, Logits::Last)
+        });
+        let mut logits = logits?.f_view([1, -1]).map_err(ModelError::from)?;
+        match (masks.pop(), constraint) {
+            (Some((_, Ok(mask))), _) => pick::mask_rows(&mut logits, &[(0, &mask)])?,
+            // Sampled freely, then refused at commit: the sequence ends `Error`.
+            (Some((_, Err(error))), Some(c)) => c.fail(error),
+            _ => {}
+        }
         let row = Vec::<f32>::try_from(logits.f_flatten(0, -1).map_err(ModelError::from)?)
             .map_err(ModelError::from)?;
         Ok(sampling::sample(&row, params, 0)?)

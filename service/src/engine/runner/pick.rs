@@ -9,12 +9,64 @@
 //! The device reduction keeps [`sampling::argmax`]'s contract: the first index of the
 //! maximum, a row with a NaN refused (the maximum of such a row is NaN), a row of −∞
 //! refused.
+//!
+//! Constrained rows are masked first, where the logits are ([`mask_rows`]): their packed
+//! token masks (4 bytes per 32 tokens) cross to the device and are unpacked there, and
+//! disallowed tokens become −∞ in place. So a greedy row picks the best allowed token and a
+//! sampled row samples the allowed distribution; other rows are not touched.
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use super::error::EngineError;
+use crate::engine::constraint::TokenMask;
 use crate::engine::model::ModelError;
 use crate::engine::sampling::{self, SamplingError, SamplingParams};
+
+/// Sets to −∞, in place, the logits (`[rows, vocab]`, any device) of the tokens each
+/// `(row, mask)` does not allow. Tokens past the mask's vocabulary (a model whose logits
+/// are wider than its tokenizer) are not allowed. Nothing happens without masks.
+pub(crate) fn mask_rows(
+    logits: &mut Tensor,
+    masks: &[(usize, &TokenMask)],
+) -> Result<(), EngineError> {
+    if masks.is_empty() {
+        return Ok(());
+    }
+    let torch = |e: tch::TchError| EngineError::from(ModelError::from(e));
+    let (_, width) = logits.size2().map_err(torch)?;
+    let words_per_row = usize::try_from(width).unwrap_or(0).div_ceil(32);
+    let mut packed: Vec<i32> = Vec::with_capacity(masks.len() * words_per_row);
+    for (_, mask) in masks {
+        let words = mask.words();
+        // The same bits as i32: an arithmetic shift still reads bit s as (w >> s) & 1.
+        packed.extend((0..words_per_row).map(|i| words.get(i).map_or(0, |&w| w as i32)));
+    }
+    let device = logits.device();
+    let rows: Vec<i64> = masks.iter().map(|(row, _)| *row as i64).collect();
+    let allowed = (|| -> Result<Tensor, tch::TchError> {
+        let packed = Tensor::f_from_slice(&packed)?
+            .f_view([masks.len() as i64, words_per_row as i64, 1])?
+            .f_to_device(device)?;
+        let shifts = Tensor::f_arange(32, (Kind::Int, device))?;
+        packed
+            .f_bitwise_right_shift(&shifts)?
+            .f_bitwise_and(1)?
+            .f_view([masks.len() as i64, words_per_row as i64 * 32])?
+            .f_narrow(1, 0, width)?
+            .f_to_kind(Kind::Bool)
+    })()
+    .map_err(torch)?;
+    (|| -> Result<(), tch::TchError> {
+        let index = Tensor::f_from_slice(&rows)?.f_to_device(device)?;
+        let masked = logits
+            .f_index_select(0, &index)?
+            .f_masked_fill(&allowed.f_logical_not()?, f64::NEG_INFINITY)?;
+        // In place: the returned tensor is `logits` itself.
+        let _ = logits.f_index_copy_(0, &index, &masked)?;
+        Ok(())
+    })()
+    .map_err(torch)
+}
 
 /// The next token of every row of `logits` (`[rows, vocab]`, float32, any device):
 /// `rows[i]` gives row i's sampling parameters and step, `None` for a row nobody reads.
@@ -133,6 +185,48 @@ mod tests {
         for (row, pick) in rows.iter().zip(picked) {
             assert_eq!(pick, Some(sampling::sample(row, &hot, 9).unwrap()));
         }
+    }
+
+    #[test]
+    fn masked_rows_pick_the_best_allowed_token_and_other_rows_are_untouched() {
+        let rows = vec![
+            vec![0.5, 9.0, 2.0, -1.0, 3.0],
+            vec![0.5, 9.0, 2.0, -1.0, 3.0],
+            vec![1.0, 0.0, 3.0, 2.0, 8.0],
+        ];
+        let mut masked = logits(&rows);
+        // Row 0 may not take its best token 1; row 2 may take 0 and 3 only; the mask
+        // covers 4 tokens, so token 4 (logits wider than the vocabulary) is refused too.
+        let (first, last) = (
+            TokenMask::from_allowed(5, &[0, 2, 3, 4]),
+            TokenMask::from_allowed(4, &[0, 3]),
+        );
+        mask_rows(&mut masked, &[(0, &first), (2, &last)]).unwrap();
+        let host: Vec<Vec<f32>> = (0..3)
+            .map(|r| Vec::<f32>::try_from(masked.get(r)).unwrap())
+            .collect();
+        let inf = f32::NEG_INFINITY;
+        assert_eq!(host[0], [0.5, inf, 2.0, -1.0, 3.0]);
+        assert_eq!(host[1], rows[1], "an unmasked row is untouched");
+        assert_eq!(host[2], [1.0, inf, inf, 2.0, inf]);
+        let (greedy, hot) = (params(0.0), params(1.0));
+        let picked = pick_tokens(
+            &masked,
+            &[Some((&greedy, 0)), Some((&greedy, 0)), Some((&greedy, 0))],
+        )
+        .unwrap();
+        assert_eq!(picked, [Some(4), Some(1), Some(3)]);
+        // Sampling draws from the allowed tokens only.
+        for step in 0..200 {
+            let picked =
+                pick_tokens(&masked, &[Some((&hot, step)), None, Some((&hot, step))]).unwrap();
+            assert!(first.is_allowed(picked[0].unwrap()), "{picked:?}");
+            assert!(last.is_allowed(picked[2].unwrap()), "{picked:?}");
+        }
+        // No masks: nothing changes.
+        let mut free = logits(&rows);
+        mask_rows(&mut free, &[]).unwrap();
+        assert!(free.equal(&logits(&rows)));
     }
 
     #[test]

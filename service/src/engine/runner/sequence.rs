@@ -1,6 +1,8 @@
-//! One sequence being generated: its slot, sampling state, streamed text and the rules
-//! that end it (EOS, `max_tokens`, a full slot). Stop strings are the scheduler's.
+//! One sequence being generated: its slot, sampling state, streamed text, its output
+//! constraint if any, and the rules that end it (EOS, a complete or failed constraint,
+//! `max_tokens`, a full slot). Stop strings are the scheduler's.
 
+use crate::engine::constraint::Constraint;
 use crate::engine::sampling::SamplingParams;
 use crate::engine::tokenizer::decoder::StreamDecoder;
 use crate::engine::tokenizer::{Tokenizer, TokenizerError};
@@ -13,13 +15,15 @@ pub struct SeqId(pub u64);
 /// and the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
-    /// An end-of-sequence token (the engine) or a stop string (the scheduler).
+    /// An end-of-sequence token or a complete constrained answer (the engine), or a stop
+    /// string (the scheduler).
     Stop,
     /// `max_tokens` was reached, or the sequence filled its KV slot.
     Length,
     /// Cut short: the client went away, or shutdown's grace period ended.
     Cancelled,
-    /// The engine failed mid-generation (set by the scheduler, never by a sequence).
+    /// The engine failed mid-generation: set by the scheduler, and by a sequence whose
+    /// output constraint failed (logged; its text so far is what the model generated).
     Error,
 }
 
@@ -73,6 +77,8 @@ pub(crate) struct Sequence {
     pub(crate) tokens: Vec<u32>,
     pub(crate) text: String,
     pub(crate) finish: Option<FinishReason>,
+    /// What the output must match; every token is picked from its mask and committed.
+    pub(crate) constraint: Option<Constraint>,
     decoder: StreamDecoder,
 }
 
@@ -82,6 +88,7 @@ impl Sequence {
         slot: usize,
         params: SamplingParams,
         prompt_tokens: usize,
+        constraint: Option<Constraint>,
         tokenizer: &Tokenizer,
     ) -> Self {
         Self {
@@ -92,6 +99,7 @@ impl Sequence {
             tokens: Vec::new(),
             text: String::new(),
             finish: None,
+            constraint,
             decoder: tokenizer.stream_decoder(true),
         }
     }
@@ -111,12 +119,14 @@ impl Sequence {
     ) -> Result<SeqEvent, TokenizerError> {
         self.tokens.push(token);
         let mut text = String::new();
-        let mut finish = None;
-        if tokenizer.eos_ids().contains(&token) {
-            finish = Some(FinishReason::Stop);
-        } else {
+        let eos = tokenizer.eos_ids().contains(&token);
+        if !eos {
             text = self.decoder.step(tokenizer, token)?;
         }
+        let mut finish = match self.commit_to_constraint(token) {
+            Some(reason) => Some(reason),
+            None => eos.then_some(FinishReason::Stop),
+        };
         if finish.is_none() && (self.tokens.len() >= self.params.max_tokens() as usize || slot_full)
         {
             finish = Some(FinishReason::Length);
@@ -134,6 +144,20 @@ impl Sequence {
             text,
             finish,
         })
+    }
+
+    /// Commits `token` to the constraint: `Error` if it refuses it (or failed before),
+    /// `Stop` once the answer is complete, `None` when it goes on or there is none.
+    fn commit_to_constraint(&mut self, token: u32) -> Option<FinishReason> {
+        let constraint = self.constraint.as_mut()?;
+        match constraint.commit(token) {
+            Ok(()) if constraint.is_complete() => Some(FinishReason::Stop),
+            Ok(()) => None,
+            Err(error) => {
+                tracing::warn!(sequence = self.id.0, %error, "constrained generation failed");
+                Some(FinishReason::Error)
+            }
+        }
     }
 
     pub(crate) fn cancel(&mut self) {
