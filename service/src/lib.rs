@@ -26,6 +26,7 @@ pub mod api_keys;
 pub mod config;
 pub mod device;
 pub mod engine;
+pub mod histogram;
 pub mod lifecycle;
 pub mod scheduler;
 pub mod server;

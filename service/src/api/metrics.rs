@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use sworn_ledger::anchor::{AnchorState, AnchorStatus};
 
+use crate::histogram::{Histogram, REQUEST_TOKEN_BUCKETS};
 use crate::scheduler::SchedulerStats;
 
 /// vLLM's buckets for time to first token (seconds).
@@ -38,61 +39,6 @@ const REQUEST_BUCKETS: &[f64] = &[
 const APPEND_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
-
-/// A cumulative histogram.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<AtomicU64>,
-    count: AtomicU64,
-    /// Sum in nanoseconds (integer, so it can be atomic).
-    sum_nanos: AtomicU64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Histogram {
-            bounds,
-            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum_nanos: AtomicU64::new(0),
-        }
-    }
-
-    /// Records one observation.
-    pub fn observe(&self, value: Duration) {
-        let secs = value.as_secs_f64();
-        for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            if secs <= *bound {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-    }
-
-    /// Observations so far.
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                count.load(Ordering::Relaxed)
-            );
-        }
-        let total = self.count();
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
-    }
-}
-
 /// The anchorer's figures.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AnchorFigures {
@@ -164,6 +110,10 @@ pub struct Metrics {
     pub queue: Histogram,
     /// Ledger append (commit, sign, durable flush).
     pub append: Histogram,
+    /// Prompt tokens of each answered request.
+    pub request_prompt_tokens: Histogram,
+    /// Generated tokens of each answered request.
+    pub request_generation_tokens: Histogram,
 }
 
 impl Default for Metrics {
@@ -178,6 +128,8 @@ impl Default for Metrics {
             e2e: Histogram::new(REQUEST_BUCKETS),
             queue: Histogram::new(REQUEST_BUCKETS),
             append: Histogram::new(APPEND_BUCKETS),
+            request_prompt_tokens: Histogram::tokens(REQUEST_TOKEN_BUCKETS),
+            request_generation_tokens: Histogram::tokens(REQUEST_TOKEN_BUCKETS),
         }
     }
 }
@@ -203,6 +155,9 @@ impl Metrics {
             .fetch_add(prompt_tokens, Ordering::Relaxed);
         self.generation_tokens
             .fetch_add(generation_tokens, Ordering::Relaxed);
+        self.request_prompt_tokens.observe_tokens(prompt_tokens);
+        self.request_generation_tokens
+            .observe_tokens(generation_tokens);
     }
 
     /// A refused or failed request, by error label.
@@ -246,6 +201,12 @@ impl Metrics {
         for (name, kind, help, value) in scalars {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         }
+        let ratios = [
+            ("sworn:kv_cache_usage_perc", "KV-cache use, 0 to 1: KV slots held by sequences over all slots.", scheduler.kv_cache_usage()),
+        ];
+        for (name, help, value) in ratios {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
         let labelled = [
             ("sworn:request_success_total", "Requests answered and sworn, by finish reason.", "finished_reason", &self.success),
             ("sworn:request_failure_total", "Requests refused or failed, by error type.", "error_type", &self.failure),
@@ -263,6 +224,10 @@ impl Metrics {
             (&self.e2e, "sworn:e2e_request_latency_seconds", "Request latency, arrival to answer."),
             (&self.queue, "sworn:request_queue_time_seconds", "Time spent waiting in the queue."),
             (&self.append, "sworn:ledger_append_seconds", "Swearing latency: commit, sign and durable append of a receipt."),
+            (&self.request_prompt_tokens, "sworn:request_prompt_tokens", "Prompt tokens per answered request."),
+            (&self.request_generation_tokens, "sworn:request_generation_tokens", "Generated tokens per answered request."),
+            (&scheduler.max_tokens, "sworn:request_params_max_tokens", "The max_tokens in force for each request the engine admitted."),
+            (&scheduler.iteration_tokens, "sworn:iteration_tokens_total", "Tokens per engine step: prompt tokens prefilled plus sequences decoded."),
         ];
         for (histogram, name, help) in histograms {
             histogram.render(&mut out, name, help);
@@ -321,6 +286,69 @@ mod tests {
         assert!(text.contains("sworn:request_failure_total{error_type=\"overloaded\"} 1\n"));
         assert!(text.contains("sworn:prompt_tokens_total 10\n"));
         assert!(text.contains("sworn:ledger_checkpoint_lag_entries 3\n"));
+    }
+
+    #[test]
+    fn token_histograms_and_kv_cache_usage_render_exact_buckets() {
+        let m = Metrics::default();
+        m.record_success("stop", 7, 1);
+        m.record_success("length", 200, 16);
+        m.record_success("stop", 1_500, 3);
+        let stats = SchedulerStats::default();
+        for tokens in [1, 9, 16, 20_000] {
+            stats.iteration_tokens.observe_tokens(tokens);
+        }
+        stats.max_tokens.observe_tokens(16);
+        stats.kv_slots.store(8, Ordering::Relaxed);
+        stats.kv_slots_held.store(2, Ordering::Relaxed);
+        let text = m.render(&stats, &LedgerFigures::default());
+        for line in [
+            "# TYPE sworn:request_prompt_tokens histogram",
+            "sworn:request_prompt_tokens_bucket{le=\"5\"} 0",
+            "sworn:request_prompt_tokens_bucket{le=\"10\"} 1",
+            "sworn:request_prompt_tokens_bucket{le=\"200\"} 2",
+            "sworn:request_prompt_tokens_bucket{le=\"1000\"} 2",
+            "sworn:request_prompt_tokens_bucket{le=\"2000\"} 3",
+            "sworn:request_prompt_tokens_bucket{le=\"1000000\"} 3",
+            "sworn:request_prompt_tokens_bucket{le=\"+Inf\"} 3",
+            "sworn:request_prompt_tokens_sum 1707",
+            "sworn:request_prompt_tokens_count 3",
+            "sworn:request_generation_tokens_bucket{le=\"1\"} 1",
+            "sworn:request_generation_tokens_bucket{le=\"5\"} 2",
+            "sworn:request_generation_tokens_bucket{le=\"10\"} 2",
+            "sworn:request_generation_tokens_bucket{le=\"20\"} 3",
+            "sworn:request_generation_tokens_sum 20",
+            "sworn:request_generation_tokens_count 3",
+            "sworn:request_params_max_tokens_bucket{le=\"10\"} 0",
+            "sworn:request_params_max_tokens_bucket{le=\"20\"} 1",
+            "sworn:request_params_max_tokens_sum 16",
+            "sworn:request_params_max_tokens_count 1",
+            "sworn:iteration_tokens_total_bucket{le=\"1\"} 1",
+            "sworn:iteration_tokens_total_bucket{le=\"8\"} 1",
+            "sworn:iteration_tokens_total_bucket{le=\"16\"} 3",
+            "sworn:iteration_tokens_total_bucket{le=\"16384\"} 3",
+            "sworn:iteration_tokens_total_bucket{le=\"+Inf\"} 4",
+            "sworn:iteration_tokens_total_sum 20026",
+            "sworn:iteration_tokens_total_count 4",
+            "# TYPE sworn:kv_cache_usage_perc gauge",
+            "sworn:kv_cache_usage_perc 0.25",
+        ] {
+            assert!(
+                text.contains(&format!("{line}\n")),
+                "missing `{line}` in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn kv_cache_usage_is_zero_without_slots_and_at_most_one() {
+        let stats = SchedulerStats::default();
+        assert_eq!(stats.kv_cache_usage(), 0.0);
+        stats.kv_slots.store(4, Ordering::Relaxed);
+        stats.kv_slots_held.store(4, Ordering::Relaxed);
+        assert_eq!(stats.kv_cache_usage(), 1.0);
+        let text = Metrics::default().render(&stats, &LedgerFigures::default());
+        assert!(text.contains("sworn:kv_cache_usage_perc 1\n"), "{text}");
     }
 
     /// The value of metric `name` in `text`.

@@ -56,15 +56,34 @@ impl<S> Running<S> {
         self,
         outcome: Option<FinishReason>,
         generator: &mut G,
+        stats: &SchedulerStats,
         batch: &mut Vec<Running<S>>,
     ) {
         match outcome {
-            Some(reason) => {
-                self.finish(reason);
-                generator.release(self.sequence);
-            }
+            Some(reason) => self.end(reason, generator, stats),
             None => batch.push(self),
         }
+    }
+
+    /// Releases the slot, then tells the client: once it knows, the slot is free (and
+    /// `/metrics` says so).
+    fn end<G: Generator<Sequence = S>>(
+        self,
+        reason: FinishReason,
+        generator: &mut G,
+        stats: &SchedulerStats,
+    ) {
+        let Running {
+            sequence,
+            events,
+            generated,
+            ..
+        } = self;
+        release(generator, stats, sequence);
+        let _ = events.send(GenerationEvent::Finished {
+            reason,
+            completion_tokens: generated,
+        });
     }
 
     fn emit(&self, text: String) {
@@ -76,13 +95,12 @@ impl<S> Running<S> {
             });
         }
     }
+}
 
-    fn finish(&self, reason: FinishReason) {
-        let _ = self.events.send(GenerationEvent::Finished {
-            reason,
-            completion_tokens: self.generated,
-        });
-    }
+/// Frees a sequence's KV slot and counts it free.
+fn release<G: Generator>(generator: &mut G, stats: &SchedulerStats, sequence: G::Sequence) {
+    generator.release(sequence);
+    stats.kv_slots_held.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Runs until every [`super::Scheduler`] handle is dropped and the batch has drained, or
@@ -101,6 +119,8 @@ pub(crate) fn run<G: Generator>(
             cancel_all(&mut generator, &mut batch, jobs, stats);
             return;
         }
+        // This turn's work for `iteration_tokens`: prompt tokens prefilled, then decode rows.
+        let mut prefilled = 0u64;
         // Admit.
         while queue_open && batch.len() < max_batch && !stopping.load(Ordering::SeqCst) {
             let next = if batch.is_empty() {
@@ -124,14 +144,19 @@ pub(crate) fn run<G: Generator>(
                 stats.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            stats
+                .max_tokens
+                .observe_tokens(u64::from(job.request.params.max_tokens()));
             let _ = job.events.send(GenerationEvent::Started {
                 queued_for: job.request.enqueued_at.elapsed(),
             });
             match generator.start(&job.request) {
                 Ok((sequence, first)) => {
+                    stats.kv_slots_held.fetch_add(1, Ordering::Relaxed);
+                    prefilled += job.request.prompt_tokens.len() as u64;
                     let mut running = Running::new(sequence, job);
                     let outcome = running.accept(first);
-                    running.settle(outcome, &mut generator, &mut batch);
+                    running.settle(outcome, &mut generator, stats, &mut batch);
                 }
                 Err(err) => {
                     tracing::error!(error = %err, "prefill failed");
@@ -149,10 +174,13 @@ pub(crate) fn run<G: Generator>(
             .dropped
             .fetch_add(gone.len() as u64, Ordering::Relaxed);
         for running in gone {
-            generator.release(running.sequence);
+            release(&mut generator, stats, running.sequence);
         }
         stats.running.store(batch.len(), Ordering::SeqCst);
         if batch.is_empty() {
+            if prefilled > 0 {
+                stats.iteration_tokens.observe_tokens(prefilled);
+            }
             if queue_open || stopping.load(Ordering::SeqCst) {
                 continue;
             }
@@ -161,12 +189,17 @@ pub(crate) fn run<G: Generator>(
         // One batched step.
         let mut sequences: Vec<&mut G::Sequence> =
             batch.iter_mut().map(|r| &mut r.sequence).collect();
-        match generator.step(&mut sequences) {
+        let stepped = generator.step(&mut sequences);
+        // Counted before any sequence of the step is answered.
+        stats
+            .iteration_tokens
+            .observe_tokens(prefilled + batch.len() as u64);
+        match stepped {
             Ok(tokens) if tokens.len() == batch.len() => {
                 let stepped = std::mem::replace(&mut batch, Vec::with_capacity(max_batch));
                 for (mut running, token) in stepped.into_iter().zip(tokens) {
                     let outcome = running.accept(token);
-                    running.settle(outcome, &mut generator, &mut batch);
+                    running.settle(outcome, &mut generator, stats, &mut batch);
                 }
             }
             Ok(tokens) => {
@@ -175,11 +208,11 @@ pub(crate) fn run<G: Generator>(
                     want = batch.len(),
                     "engine returned the wrong number of tokens"
                 );
-                fail_all(&mut generator, &mut batch);
+                fail_all(&mut generator, stats, &mut batch);
             }
             Err(err) => {
                 tracing::error!(error = %err, "decode step failed");
-                fail_all(&mut generator, &mut batch);
+                fail_all(&mut generator, stats, &mut batch);
             }
         }
         stats.running.store(batch.len(), Ordering::SeqCst);
@@ -198,8 +231,7 @@ fn cancel_all<G: Generator>(
         // Text held back by a possible stop string was generated: deliver it.
         let rest = running.stop.flush();
         running.emit(rest);
-        running.finish(FinishReason::Cancelled);
-        generator.release(running.sequence);
+        running.end(FinishReason::Cancelled, generator, stats);
     }
     stats.running.store(0, Ordering::SeqCst);
     while let Ok(command) = jobs.try_recv() {
@@ -213,10 +245,13 @@ fn cancel_all<G: Generator>(
     }
 }
 
-fn fail_all<G: Generator>(generator: &mut G, batch: &mut Vec<Running<G::Sequence>>) {
+fn fail_all<G: Generator>(
+    generator: &mut G,
+    stats: &SchedulerStats,
+    batch: &mut Vec<Running<G::Sequence>>,
+) {
     for running in batch.drain(..) {
-        running.finish(FinishReason::Error);
-        generator.release(running.sequence);
+        running.end(FinishReason::Error, generator, stats);
     }
 }
 
@@ -367,6 +402,35 @@ mod tests {
             steps.contains(&2),
             "sequences should share steps: {steps:?}"
         );
+    }
+
+    #[test]
+    fn test_batch_counts_step_tokens_and_frees_kv_slots_before_answering() {
+        let (scheduler, thread, _) = start(2, 8);
+        let stats = scheduler.stats().clone();
+        assert_eq!(stats.kv_slots.load(Ordering::Relaxed), 2);
+        // Prefill of 2 tokens + 1 decode row, then 1 row (end of sequence): steps of 3 and 1.
+        let rx = scheduler.submit(request(&[1, 2], 10, &[])).unwrap();
+        assert_eq!(drain(rx), ("<1><2>".into(), FinishReason::Stop, 3));
+        assert_eq!(stats.kv_slots_held.load(Ordering::Relaxed), 0);
+        let text = crate::api::metrics::Metrics::default()
+            .render(&stats, &crate::api::metrics::LedgerFigures::default());
+        for line in [
+            "sworn:iteration_tokens_total_bucket{le=\"1\"} 1",
+            "sworn:iteration_tokens_total_bucket{le=\"8\"} 2",
+            "sworn:iteration_tokens_total_sum 4",
+            "sworn:iteration_tokens_total_count 2",
+            "sworn:request_params_max_tokens_sum 10",
+            "sworn:request_params_max_tokens_count 1",
+            "sworn:kv_cache_usage_perc 0",
+        ] {
+            assert!(
+                text.contains(&format!("{line}\n")),
+                "missing `{line}` in\n{text}"
+            );
+        }
+        drop(scheduler);
+        thread.join();
     }
 
     #[test]

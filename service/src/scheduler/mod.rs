@@ -31,6 +31,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use self::request::{FinishReason, GenerationEvent, GenerationRequest, PromptInput};
 use crate::engine::constraint::{Constraint, ConstraintError, ConstraintSpec};
+use crate::histogram::{Histogram, ITERATION_TOKEN_BUCKETS, REQUEST_TOKEN_BUCKETS};
 
 /// An engine failure, reported to clients as a 500 (details only in the operator's log).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -113,7 +114,7 @@ pub trait Generator: Send + 'static {
 }
 
 /// Live counts, read by `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SchedulerStats {
     /// Requests in the queue.
     pub waiting: AtomicUsize,
@@ -123,6 +124,44 @@ pub struct SchedulerStats {
     pub dropped: AtomicU64,
     /// Requests refused because the queue was full.
     pub rejected: AtomicU64,
+    /// The engine's KV slots ([`Generator::max_batch`]: one per sequence it can carry).
+    pub kv_slots: AtomicUsize,
+    /// KV slots held by sequences: taken when a prefill succeeds, given back when the
+    /// sequence is released, before its client hears that it finished.
+    pub kv_slots_held: AtomicUsize,
+    /// `max_tokens` of each request the engine admitted.
+    pub max_tokens: Histogram,
+    /// Tokens per engine step: the prompts prefilled in it plus the rows of its decode step.
+    pub iteration_tokens: Histogram,
+}
+
+impl Default for SchedulerStats {
+    fn default() -> Self {
+        SchedulerStats {
+            waiting: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            kv_slots: AtomicUsize::new(0),
+            kv_slots_held: AtomicUsize::new(0),
+            max_tokens: Histogram::tokens(REQUEST_TOKEN_BUCKETS),
+            iteration_tokens: Histogram::tokens(ITERATION_TOKEN_BUCKETS),
+        }
+    }
+}
+
+impl SchedulerStats {
+    /// Fraction of the KV cache in use, 0 to 1: slots held over all slots (0 before the
+    /// engine has any). A slot's memory is reserved whole for its sequence, so this is
+    /// the share of the cache that new requests cannot have.
+    pub fn kv_cache_usage(&self) -> f64 {
+        let slots = self.kv_slots.load(Ordering::Relaxed);
+        if slots == 0 {
+            return 0.0;
+        }
+        let held = self.kv_slots_held.load(Ordering::Relaxed).min(slots);
+        held as f64 / slots as f64
+    }
 }
 
 /// What the engine thread's queue carries.
@@ -190,6 +229,9 @@ impl Scheduler {
         // One slot more than the capacity, so a wake-up always finds room.
         let (queue, jobs) = mpsc::sync_channel(capacity + 1);
         let stats = Arc::new(SchedulerStats::default());
+        stats
+            .kv_slots
+            .store(generator.max_batch().max(1), Ordering::Relaxed);
         let stopping = Arc::new(AtomicBool::new(false));
         let thread_stats = stats.clone();
         let thread_stopping = stopping.clone();

@@ -291,34 +291,89 @@ async fn health_ready_and_metrics_need_no_key() {
         raw(server.addr, "GET", "/ready", &[], b"").await.status,
         200
     );
-    let body =
-        json!({"model": "toy", "messages": [{"role": "user", "content": "m"}], "temperature": 0})
-            .to_string();
     let auth = bearer(&server.user_key);
-    let answered = raw(
-        server.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        body.as_bytes(),
-    )
-    .await;
-    assert_eq!(answered.status, 200);
+    // Two answered requests, one after the other: one ends at end of sequence, the other
+    // at its `max_tokens`. (prompt tokens, completion tokens) from their usage.
+    let mut usage = Vec::new();
+    for body in [
+        json!({"model": "toy", "messages": [{"role": "user", "content": "m"}], "temperature": 0}),
+        json!({"model": "toy", "messages": [{"role": "user", "content": "mmm"}], "temperature": 0, "max_tokens": 3}),
+    ] {
+        let body = body.to_string();
+        let answered = raw(
+            server.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(answered.status, 200);
+        let json = answered.json();
+        let tokens = |field: &str| json["usage"][field].as_u64().unwrap();
+        usage.push((tokens("prompt_tokens"), tokens("completion_tokens")));
+    }
+    let prompt: u64 = usage.iter().map(|u| u.0).sum();
+    let generated: u64 = usage.iter().map(|u| u.1).sum();
+    assert_eq!(usage[1].1, 3, "{usage:?}");
     let metrics = raw(server.addr, "GET", "/metrics", &[], b"").await;
     assert_eq!(metrics.status, 200);
     let text = String::from_utf8(metrics.body).unwrap();
     for line in [
-        "sworn:request_success_total{finished_reason=\"stop\"} 1",
-        "sworn:prompt_tokens_total 8",
-        "sworn:ledger_entries 1",
-        "sworn:time_to_first_token_seconds_count 1",
-        "sworn:ledger_append_seconds_count 1",
-        "sworn:num_requests_waiting 0",
+        "sworn:request_success_total{finished_reason=\"stop\"} 1".to_string(),
+        "sworn:request_success_total{finished_reason=\"length\"} 1".to_string(),
+        format!("sworn:prompt_tokens_total {prompt}"),
+        "sworn:ledger_entries 2".to_string(),
+        "sworn:time_to_first_token_seconds_count 2".to_string(),
+        "sworn:ledger_append_seconds_count 2".to_string(),
+        "sworn:num_requests_waiting 0".to_string(),
+        // Idle: every sequence gave its slot back before its client was answered.
+        "sworn:kv_cache_usage_perc 0".to_string(),
+        format!("sworn:request_prompt_tokens_sum {prompt}"),
+        "sworn:request_prompt_tokens_count 2".to_string(),
+        format!("sworn:request_generation_tokens_sum {generated}"),
+        "sworn:request_generation_tokens_count 2".to_string(),
+        "sworn:request_params_max_tokens_count 2".to_string(),
+        // Only the second request asked for as few as 5.
+        "sworn:request_params_max_tokens_bucket{le=\"5\"} 1".to_string(),
+        // Each prompt is prefilled once with its first token; every later token is one
+        // decode row (the requests ran one at a time).
+        format!(
+            "sworn:iteration_tokens_total_sum {}",
+            prompt + generated - 2
+        ),
     ] {
-        assert!(text.contains(line), "missing `{line}` in\n{text}");
+        assert!(
+            text.contains(&format!("{line}\n")),
+            "missing `{line}` in\n{text}"
+        );
+    }
+    // Every histogram is cumulative and its `+Inf` bucket is its count.
+    for name in [
+        "sworn:request_prompt_tokens",
+        "sworn:request_generation_tokens",
+        "sworn:request_params_max_tokens",
+        "sworn:iteration_tokens_total",
+    ] {
+        let buckets: Vec<u64> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("{name}_bucket{{le=")))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(buckets.len() > 10, "{name} in\n{text}");
+        assert!(
+            buckets.windows(2).all(|w| w[0] <= w[1]),
+            "{name}: {buckets:?}"
+        );
+        let count = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}_count ")))
+            .unwrap();
+        assert_eq!(buckets.last().unwrap().to_string(), count, "{name}");
+        assert_ne!(count, "0", "{name}");
     }
     server.shutdown().await;
 }
