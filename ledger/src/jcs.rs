@@ -107,6 +107,29 @@ where
     (again == bytes).then_some(value)
 }
 
+/// `value` with every object's members in code-point order, the order serde_json's
+/// default map keeps. A build in which some dependency enables serde_json's
+/// `preserve_order` (llguidance does, and features unify across a workspace) keeps
+/// insertion order instead; JSON written for byte-exact files (test vectors) or for people
+/// goes through this first so that its bytes do not depend on that feature. Canonical
+/// bytes ([`canonicalize`]) never depend on it: they sort by UTF-16 themselves.
+pub fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_by_key(|(name, _)| *name);
+            Value::Object(
+                members
+                    .into_iter()
+                    .map(|(name, member)| (name.clone(), sorted(member)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
 /// Whether `bytes` are a JSON document in canonical form within the caps.
 pub fn is_canonical(bytes: &[u8]) -> bool {
     parse_canonical(bytes).is_ok()

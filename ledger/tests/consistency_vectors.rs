@@ -429,12 +429,12 @@ fn render(members: &[(&str, Value)]) -> String {
                 out += "[\n";
                 for (j, item) in items.iter().enumerate() {
                     out += "    ";
-                    out += &item.to_string();
+                    out += &sworn_ledger::jcs::sorted(item).to_string();
                     out += if j + 1 < items.len() { ",\n" } else { "\n" };
                 }
                 out += "  ]";
             }
-            other => out += &other.to_string(),
+            other => out += &sworn_ledger::jcs::sorted(other).to_string(),
         }
         out += if i < last { ",\n" } else { "\n" };
     }

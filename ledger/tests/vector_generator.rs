@@ -52,7 +52,7 @@ pub(crate) fn text(bytes: &[u8]) -> String {
 }
 
 fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap() + "\n"
+    serde_json::to_string_pretty(&sworn_ledger::jcs::sorted(v)).unwrap() + "\n"
 }
 
 // ---------------------------------------------------------------------------- jcs

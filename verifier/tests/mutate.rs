@@ -77,7 +77,7 @@ impl Vector {
 }
 
 pub(crate) fn pretty(v: &Value) -> Vec<u8> {
-    let mut out = serde_json::to_vec_pretty(v).unwrap();
+    let mut out = serde_json::to_vec_pretty(&sworn_ledger::jcs::sorted(v)).unwrap();
     out.push(b'\n');
     out
 }

@@ -163,7 +163,7 @@ fn files(material: &Value) -> Vec<(String, Vec<u8>)> {
             }
         }
     }
-    let mut m = serde_json::to_vec_pretty(&manifest(&vectors)).unwrap();
+    let mut m = serde_json::to_vec_pretty(&sworn_ledger::jcs::sorted(&manifest(&vectors))).unwrap();
     m.push(b'\n');
     out.push(("manifest.json".to_string(), m));
     out
@@ -173,7 +173,7 @@ fn write_all(material: &Value, into: &Path) {
     std::fs::create_dir_all(into).unwrap();
     std::fs::write(
         into.join("material.json"),
-        serde_json::to_vec_pretty(material).unwrap(),
+        serde_json::to_vec_pretty(&sworn_ledger::jcs::sorted(material)).unwrap(),
     )
     .unwrap();
     for (name, bytes) in files(material) {
