@@ -47,6 +47,23 @@ pub enum CheckpointError {
         /// Origin the verifier pinned.
         expected: String,
     },
+    /// The note is signed by a key of the log's history whose range does not cover the
+    /// checkpoint's size: a retired key past its rotation, or a key before it took over.
+    #[error(
+        "checkpoint of size {size} is signed by key id {key_id}, which signs checkpoints of sizes {from_size}..={} only{}",
+        until_size.map_or("∞".to_string(), |u| u.to_string()),
+        if until_size.is_some() { " (a key retired by a rotation)" } else { "" }
+    )]
+    KeyNotForSize {
+        /// The signing key's note key id, hex.
+        key_id: String,
+        /// The checkpoint's size.
+        size: u64,
+        /// The first size the key signs.
+        from_size: u64,
+        /// The last size the key signs (`None`: the current key).
+        until_size: Option<u64>,
+    },
 }
 
 /// An unsigned checkpoint.

@@ -90,6 +90,7 @@ mod ed25519;
 pub mod entry;
 pub mod ijson;
 pub mod jcs;
+pub mod key_history;
 pub mod keys;
 pub mod note;
 pub mod receipt;

@@ -9,6 +9,7 @@ mod content_folding;
 mod crash;
 mod high_water;
 mod hostile_input;
+mod key_rotation;
 mod known_answers;
 mod layout;
 mod merkle_vectors;

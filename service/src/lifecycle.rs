@@ -246,6 +246,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         // On a refusal the ledger is dropped, not shut down: no last checkpoint is sealed.
         check_against_chain(&ledger, newest.as_ref(), &config.data_dir)?;
     }
+    if let Some(anchor) = &config.anchor {
+        check_keys_against_chain(anchor, &ledger).await?;
+    }
 
     let model_path = config.model.clone();
     let (slots, weights) = (config.max_batch, config.weights);
@@ -294,6 +297,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         limits: Limits {
             max_tokens_limit: config.max_tokens_limit,
             default_max_tokens: config.default_max_tokens,
+            // Each choice of `n` holds a KV slot of its own.
+            max_choices: u8::try_from(config.max_batch).unwrap_or(u8::MAX),
         },
         max_body_bytes: config.max_body_bytes,
         auth,
@@ -450,6 +455,33 @@ fn check_against_chain(
             Err(ServeError::NotTheAnchoredLog { refusal, remedy })
         }
     }
+}
+
+/// Refuses a ledger whose key history is not the one the contract records: a rotation
+/// only one side knows (docs/OPERATIONS.md, "Log-key rotation"). An unregistered log has
+/// no keys on chain to compare (the anchorer reports that).
+async fn check_keys_against_chain(
+    anchor: &crate::config::AnchorConfig,
+    ledger: &Ledger,
+) -> Result<(), ServeError> {
+    let fail = |reason: String| ServeError::Anchor { reason };
+    let reader = ChainReader::new(
+        &anchor.rpc,
+        contract_address(anchor)?,
+        CHAIN_CHECK_RPC_TIMEOUT,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    let keys = sworn_ledger::anchor::chain_keys(&reader, log_id(ledger.origin()))
+        .await
+        .map_err(|e| fail(format!("cannot read the log's keys at {}: {e}", anchor.rpc)))?;
+    if let Some(keys) = keys {
+        sworn_ledger::anchor::compare_with_chain(ledger.key_history(), &keys).map_err(|e| {
+            fail(format!(
+                "refusing to start: {e}. What to do: docs/OPERATIONS.md, \"Log-key rotation\""
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 /// What an operator can do about a refused data directory (docs/OPERATIONS.md).

@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::chain::ChainCommand,
     },
+    /// Rotate the log's signing key (on the chain and in the store) or print its history.
+    LogKey {
+        #[command(subcommand)]
+        command: cli::log_key::LogKeyCommand,
+    },
 }
 
 fn main() -> Result<()> {
@@ -81,6 +86,7 @@ fn main() -> Result<()> {
         Some(Command::Keygen(args)) => println!("{}", sworn_service::lifecycle::keygen(&args)?),
         Some(Command::Backup(args)) => println!("{}", cli::backup::run(&args)?),
         Some(Command::Chain { command }) => println!("{}", cli::chain::run(&command)?),
+        Some(Command::LogKey { command }) => println!("{}", cli::log_key::run(&command)?),
         Some(Command::ConfigReference) => print!("{}", sworn_service::config::reference()),
         None => {
             use clap::CommandFactory;

@@ -8,6 +8,7 @@
 mod synthetic;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sworn_ledger::key_history::KeyHistory;
 use sworn_verifier::audit::{AuditOptions, audit_export};
 
 const ENTRIES: u64 = 20_000;
@@ -19,9 +20,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn audit_throughput(c: &mut Criterion) {
     let mut export = Vec::new();
     synthetic::write_synthetic_export(ENTRIES, &mut export).expect("in-memory write");
-    let key = synthetic::synthetic_key()
-        .pinned(synthetic::SYNTHETIC_ORIGIN)
-        .expect("valid origin");
+    let key = KeyHistory::single(
+        synthetic::synthetic_key()
+            .pinned(synthetic::SYNTHETIC_ORIGIN)
+            .expect("valid origin"),
+    );
     let mut group = c.benchmark_group("audit_export");
     group.throughput(Throughput::Elements(ENTRIES));
     group.sample_size(10);

@@ -67,6 +67,12 @@ def split_bundle(data):
         raise Refused("bundle is not a JSON object")
     if "receipt" in top:
         return full_bundle(top)
+    choices = top.get("choices")
+    if ("sworn" not in top and isinstance(choices, list) and len(choices) == 1
+            and isinstance(choices[0], dict) and "sworn" in choices[0]):
+        # One choice of an answer of several, its receipt inside it (FORMATS.md §7.2).
+        choices[0] = dict(choices[0])
+        top["sworn"] = choices[0].pop("sworn")
     if "sworn" in top:
         sworn = top.pop("sworn")
         answer = answer_text(top)
@@ -93,6 +99,10 @@ def answer_text(response):
     if not isinstance(choices, list) or len(choices) != 1:
         raise Refused("a sworn answer has exactly one choice")
     choice = choices[0] if isinstance(choices[0], dict) else {}
+    message = choice.get("message")
+    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    if isinstance(calls, list) and calls:
+        return tool_message(message, calls)
     if "message" in choice:
         message = choice["message"]
         answer = message.get("content") if isinstance(message, dict) else None
@@ -101,6 +111,28 @@ def answer_text(response):
     if type(answer) is not str:
         raise Refused("the choice has no string message.content or text")
     return answer
+
+
+def tool_message(message, calls):
+    """The committed answer of a chat answer that called tools (FORMATS.md §6): the
+    canonical JSON of {"content", "tool_calls"}, each call reduced to id, type and
+    function {name, arguments}."""
+    content = message.get("content")
+    if content is not None and type(content) is not str:
+        raise Refused("the message's content is neither text nor null")
+    reduced = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        fields = (call.get("id"), call.get("type")) if isinstance(call, dict) else (None, None)
+        name = function.get("name") if isinstance(function, dict) else None
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        if not all(type(x) is str for x in (*fields, name, arguments)):
+            raise Refused("a tool call lacks its id, type, function.name or function.arguments")
+        reduced.append({"id": fields[0], "type": fields[1],
+                        "function": {"name": name, "arguments": arguments}})
+    # Strings, null and arrays only: sorted keys and minimal separators are RFC 8785 here.
+    return json.dumps({"content": content, "tool_calls": reduced},
+                      sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def receipt_json(v):

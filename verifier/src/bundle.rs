@@ -7,9 +7,14 @@
 //!   {"size", "root_hash", "note"}, "anchor": <anchor record>, "erasure": {"entry",
 //!   "inclusion"}}` (every section but `receipt` optional; `erasure` is the signed
 //!   erasure event of an erased receipt with its own inclusion proof);
-//! - a completion response with its top-level `"sworn"` receipt: then the answer text
-//!   (`choices[0].message.content` or `choices[0].text`) is kept too, because the file
-//!   holds both the salts and the text and the text must open the commitment;
+//! - a completion response with its top-level `"sworn"` receipt: then the answer
+//!   (`choices[0].message.content` or `choices[0].text`; for a chat answer that called
+//!   tools, the canonical JSON of its `content` and `tool_calls`, as the service commits
+//!   it) is kept too, because the file holds both the salts and the answer and the answer
+//!   must open the commitment. A response of `n` > 1 choices carries each choice's
+//!   receipt in the choice (`choices[i].sworn`): one choice at a time is verified, as a
+//!   response whose `choices` holds that choice alone
+//!   (`jq '.choices |= [.[1]]' answer.json`);
 //! - the bare receipt (`{"v":1,"log",…,"body","signature","salts"}`, ledger's
 //!   `ReceiptJson`).
 //!
@@ -102,7 +107,10 @@ impl Bundle {
         if object.contains_key("receipt") {
             return Self::full(object);
         }
-        if let Some(sworn) = object.remove("sworn") {
+        let in_choice = (object.get_mut("choices").and_then(Value::as_array_mut))
+            .filter(|choices| choices.len() == 1)
+            .and_then(|choices| choices[0].as_object_mut()?.remove("sworn"));
+        if let Some(sworn) = object.remove("sworn").or(in_choice) {
             // A completion response: the rest is OpenAI's answer, of which only the answer
             // text matters here (the receipt commits to it).
             let answer = answer_text(&object)?;
@@ -181,8 +189,18 @@ fn answer_text(response: &Map<String, Value>) -> Result<Option<String>, BundleEr
         .ok_or_else(|| bad("`choices` is not an array"))?
         .as_slice()
     else {
-        return Err(bad("a sworn answer has exactly one choice"));
+        return Err(bad(
+            "a sworn answer has exactly one choice (each choice of an `n` > 1 answer is \
+             sworn on its own: keep the one to verify, e.g. `jq '.choices |= [.[1]]'`)",
+        ));
     };
+    let calls = (choice.get("message"))
+        .and_then(|m| m.get("tool_calls"))
+        .and_then(Value::as_array)
+        .filter(|calls| !calls.is_empty());
+    if let Some(calls) = calls {
+        return tool_message(choice.get("message"), calls).map(Some);
+    }
     let text = choice
         .get("message")
         .map(|m| m.get("content"))
@@ -193,6 +211,41 @@ fn answer_text(response: &Map<String, Value>) -> Result<Option<String>, BundleEr
             "the choice has no string `message.content` (chat) or `text` (completion)",
         )),
     }
+}
+
+/// The canonical JSON the service commits for an answer that called tools:
+/// `{"content": text or null, "tool_calls": [{"id", "type", "function": {"name",
+/// "arguments"}}]}`, each call reduced to those members.
+fn tool_message(message: Option<&Value>, calls: &[Value]) -> Result<String, BundleError> {
+    let bad = |reason: &str| BundleError::BadCompletion {
+        reason: reason.to_string(),
+    };
+    let content = match message.and_then(|m| m.get("content")) {
+        None | Some(Value::Null) => Value::Null,
+        Some(Value::String(text)) => Value::String(text.clone()),
+        Some(_) => return Err(bad("the message's `content` is neither text nor null")),
+    };
+    let mut reduced = Vec::with_capacity(calls.len());
+    for call in calls {
+        let text = |pointer: &str| call.pointer(pointer).and_then(Value::as_str);
+        let (Some(id), Some(kind), Some(name), Some(arguments)) = (
+            text("/id"),
+            text("/type"),
+            text("/function/name"),
+            text("/function/arguments"),
+        ) else {
+            return Err(bad(
+                "a tool call lacks its `id`, `type`, `function.name` or `function.arguments`",
+            ));
+        };
+        reduced.push(serde_json::json!({
+            "id": id, "type": kind, "function": {"name": name, "arguments": arguments},
+        }));
+    }
+    let message = serde_json::json!({"content": content, "tool_calls": reduced});
+    let canonical = sworn_ledger::jcs::canonicalize(&message)
+        .map_err(|e| bad(&format!("the tool calls cannot be canonicalised: {e}")))?;
+    String::from_utf8(canonical).map_err(|_| bad("the tool calls are not UTF-8"))
 }
 
 #[cfg(test)]
@@ -221,6 +274,32 @@ mod tests {
         let full = br#"{"receipt":{"v":1},"inclusion":{"index":0},"checkpoint":null}"#;
         let b = Bundle::parse(full).unwrap();
         assert!(b.inclusion.is_some() && b.checkpoint.is_none());
+    }
+
+    #[test]
+    fn tool_calls_and_a_choice_of_many_give_the_committed_answer() {
+        let calls = br#"{"choices":[{"message":{"role":"assistant","content":null,"tool_calls":[{"type":"function","id":"call_1","function":{"arguments":"{\"a\":1}","name":"f"}}]},"finish_reason":"tool_calls"}],"sworn":{"v":1}}"#;
+        assert_eq!(
+            Bundle::parse(calls).unwrap().answer.as_deref(),
+            Some(
+                r#"{"content":null,"tool_calls":[{"function":{"arguments":"{\"a\":1}","name":"f"},"id":"call_1","type":"function"}]}"#
+            )
+        );
+        let broken = br#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":"c"}]}}],"sworn":{"v":1}}"#;
+        assert!(matches!(
+            Bundle::parse(broken),
+            Err(BundleError::BadCompletion { .. })
+        ));
+        // One choice of an `n` > 1 answer, its receipt inside it.
+        let one =
+            br#"{"choices":[{"index":1,"message":{"content":"b"},"sworn":{"v":1,"body":"{}"}}]}"#;
+        let b = Bundle::parse(one).unwrap();
+        assert_eq!(
+            (b.answer.as_deref(), b.receipt["v"].clone()),
+            (Some("b"), 1.into())
+        );
+        let many = br#"{"choices":[{"message":{"content":"a"},"sworn":{"v":1}},{"message":{"content":"b"},"sworn":{"v":1}}]}"#;
+        assert_eq!(Bundle::parse(many), Err(BundleError::NoReceipt));
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub struct KeyArgs {
     /// origin too.
     #[arg(long, value_name = "KEY")]
     pub key: Option<String>,
-    /// Take the key from the contract (`keyForSeq`) instead; needs --origin, --rpc and
+    /// Take the keys from the contract (every key it records, `keyAt`) instead; needs --origin, --rpc and
     /// --contract.
     #[arg(long, conflicts_with = "key", requires_all = ["origin", "rpc", "contract"])]
     pub from_chain: bool,
@@ -133,6 +133,12 @@ pub struct ContentArgs {
     /// shape, when it finished with `stop`).
     #[arg(long, value_name = "FILE")]
     pub response_format: Option<PathBuf>,
+    /// The tools offered with the request (the canonical JSON of its `{parallel_tool_calls,
+    /// tool_choice, tools}` as applied): checked against the receipt's `tools_sha256`, and
+    /// the answer's tool calls against them (offered functions, arguments valid under their
+    /// schemas), when it finished with `stop`.
+    #[arg(long, value_name = "FILE")]
+    pub tools: Option<PathBuf>,
     /// The log's verifier key; without it the receipt's signature is not checked.
     #[arg(long, value_name = "KEY")]
     pub key: Option<String>,

@@ -147,10 +147,14 @@ pub fn content(args: &ContentArgs, rt: &Runtime) -> Result<Report, CommandError>
     let format = (args.response_format.as_ref())
         .map(|path| read_input(path, MAX_CONTENT_BYTES))
         .transpose()?;
+    let tools = (args.tools.as_ref())
+        .map(|path| read_input(path, MAX_CONTENT_BYTES))
+        .transpose()?;
     let disclosed = Disclosed {
         prompt: &prompt,
         response: &response,
         response_format: format.as_deref(),
+        tools: tools.as_deref(),
     };
     content_of(&bytes, disclosed, args.key.as_deref(), rt)
 }
@@ -164,6 +168,8 @@ pub struct Disclosed<'a> {
     pub response: &'a [u8],
     /// The request's `response_format`, canonical bytes, when it had one.
     pub response_format: Option<&'a [u8]>,
+    /// The tools offered, canonical bytes, when there were any.
+    pub tools: Option<&'a [u8]>,
 }
 
 /// The content check on bytes already read. Without a key the receipt is not
@@ -179,6 +185,7 @@ pub fn content_of(
         prompt: Some(disclosed.prompt),
         response: Some(disclosed.response),
         response_format: disclosed.response_format,
+        tools: disclosed.tools,
         request_id: None,
     };
     let mut report = match key {
@@ -203,7 +210,7 @@ pub fn audit(args: &AuditArgs, rt: &Runtime) -> Result<AuditOutcome, CommandErro
     let view = match &chain {
         None => None,
         Some((reader, pins)) => Some(
-            rt.block_on(chain_view(reader, pins, key.name()))
+            rt.block_on(chain_view(reader, pins, key.origin()))
                 .map_err(io)?,
         ),
     };
@@ -324,7 +331,7 @@ pub fn checkpoint(args: &CheckpointArgs, rt: &Runtime) -> Result<Report, Command
         (Some(path), _) => Some(read_input(path, MAX_BUNDLE_BYTES)?),
         (None, Some(c)) => {
             // Ask the server for a proof from the remembered size to the new one.
-            let seen = state.load(key.name()).map_err(io)?;
+            let seen = state.load(key.origin()).map_err(io)?;
             let size = parse_note(&note)
                 .ok()
                 .and_then(|n| Checkpoint::parse_text(&n.text).ok())
@@ -385,7 +392,7 @@ pub fn checkpoint(args: &CheckpointArgs, rt: &Runtime) -> Result<Report, Command
             rt.block_on(check_anchor(
                 &reader,
                 &pins,
-                key.name(),
+                key.origin(),
                 signed.as_ref(),
                 None,
                 &mut report,

@@ -30,6 +30,10 @@ pub struct Disclosure<'a> {
     /// checked against the receipt's hash of it, and the opened answer against it
     /// ([`crate::response_format`]).
     pub response_format: Option<&'a [u8]>,
+    /// The tools offered with the request (exact canonical bytes), when disclosed: checked
+    /// against the receipt's hash of them, and the opened answer's calls against them
+    /// ([`crate::tools`]).
+    pub tools: Option<&'a [u8]>,
 }
 
 /// Records the commitment layer for `receipt` (whose signature is checked separately).
@@ -111,6 +115,12 @@ fn content_outcome(
     }
     if let Some(format) = disclosure.response_format {
         match crate::response_format::check(&body, format, disclosure.response) {
+            Ok(held) => opened.push(held),
+            Err(reason) => return Outcome::Failed(reason),
+        }
+    }
+    if let Some(tools) = disclosure.tools {
+        match crate::tools::check(&body, tools, disclosure.response) {
             Ok(held) => opened.push(held),
             Err(reason) => return Outcome::Failed(reason),
         }

@@ -17,7 +17,8 @@ use serde_json::Value;
 use sworn_ledger::checkpoint::SignedCheckpoint;
 use sworn_ledger::entry::{EntryBody, Receipt, SignedEntry};
 use sworn_ledger::ijson;
-use sworn_ledger::keys::{PinnedKey, Signature};
+use sworn_ledger::key_history::KeyHistory;
+use sworn_ledger::keys::Signature;
 use sworn_ledger::merkle::{Hash, verify_inclusion};
 
 use crate::offline::parse_inclusion;
@@ -46,10 +47,10 @@ struct EntrySection {
 pub fn check_erasure(
     section: &Value,
     receipt: Option<&Receipt>,
-    key: Option<&PinnedKey>,
+    keys: Option<&KeyHistory>,
     checkpoint: Option<&SignedCheckpoint>,
 ) -> Result<String, String> {
-    let (Some(receipt), Some(key)) = (receipt, key) else {
+    let (Some(receipt), Some(keys)) = (receipt, keys) else {
         return Err(
             "the erasure event can only be believed with a pinned key (--key) and a receipt \
              whose signature verified"
@@ -75,6 +76,7 @@ pub fn check_erasure(
     if leaf != section.entry.leaf_hash {
         return Err("the erasure event's leaf hash is not SHA-256(0x00 ‖ body)".into());
     }
+    let key = keys.key_for_entry(entry.index);
     let EntryBody::Erasure(body) = entry
         .verify(key)
         .map_err(|e| format!("the erasure event does not verify: {e}"))?

@@ -29,5 +29,6 @@ pub mod render;
 pub mod report;
 pub mod response_format;
 pub mod state;
+pub mod tools;
 pub mod trust;
 pub mod watch;

@@ -12,7 +12,7 @@ use serde_json::Value;
 use sworn_ledger::checkpoint::{Checkpoint, SignedCheckpoint};
 use sworn_ledger::entry::{Receipt, ReceiptJson};
 use sworn_ledger::ijson;
-use sworn_ledger::keys::PinnedKey;
+use sworn_ledger::key_history::KeyHistory;
 use sworn_ledger::merkle::{Hash, MAX_INCLUSION_PROOF_LEN, hash_leaf, verify_inclusion};
 use sworn_ledger::note::parse_note;
 use sworn_ledger::receipt::ReceiptBody;
@@ -118,11 +118,13 @@ pub struct OfflineResult {
     pub checkpoint: Option<SignedCheckpoint>,
 }
 
-/// Runs the signature, inclusion and checkpoint layers of `bundle` against `key` (whose
-/// name is the pinned origin). `None` as key skips the layers that need one.
+/// Runs the signature, inclusion and checkpoint layers of `bundle` against `keys` (whose
+/// origin is the pinned one): the receipt under the key that signs its index, the
+/// checkpoint under a key whose range covers its size. `None` skips the layers that need
+/// a key.
 pub fn check_offline(
     bundle: &Bundle,
-    key: Option<&PinnedKey>,
+    key: Option<&KeyHistory>,
     report: &mut Report,
 ) -> OfflineResult {
     let mut result = OfflineResult::default();
@@ -143,7 +145,7 @@ pub fn check_offline(
 
 fn check_signature(
     receipt_json: &Result<ReceiptJson, String>,
-    key: Option<&PinnedKey>,
+    keys: Option<&KeyHistory>,
     report: &mut Report,
     result: &mut OfflineResult,
 ) {
@@ -169,7 +171,7 @@ fn check_signature(
             format!("{} (sha256 {})", body.model.id, body.model.sha256),
         );
     }
-    let Some(key) = key else {
+    let Some(keys) = keys else {
         report.set(
             Layer::Signature,
             true,
@@ -177,6 +179,9 @@ fn check_signature(
         );
         return;
     };
+    // The key that signs this index: after a rotation, a retired key's signature over a
+    // later index is refused. (The signed body's index must be the bundle's: checked.)
+    let key = keys.key_for_entry(json.index);
     match Receipt::verify_bundle(json, key) {
         Ok(receipt) => {
             report.set(
@@ -190,7 +195,22 @@ fn check_signature(
             );
             result.receipt = Some(receipt);
         }
-        Err(e) => report.set(Layer::Signature, true, Outcome::Failed(e.to_string())),
+        Err(e) => {
+            let reason = if keys.rotated() {
+                format!(
+                    "{e} (key id {}, which signs entries {}..{} of the log's key history)",
+                    hex::encode(key.key_id()),
+                    keys.epoch_for_entry(json.index).from_size,
+                    keys.epochs()
+                        .iter()
+                        .find(|ep| ep.from_size > json.index)
+                        .map_or("".to_string(), |ep| ep.from_size.to_string())
+                )
+            } else {
+                e.to_string()
+            };
+            report.set(Layer::Signature, true, Outcome::Failed(reason))
+        }
     }
 }
 
@@ -208,7 +228,7 @@ fn parse_checkpoint_section(value: &Value) -> ParsedCheckpoint {
 
 fn check_checkpoint(
     parsed: Option<&ParsedCheckpoint>,
-    key: Option<&PinnedKey>,
+    keys: Option<&KeyHistory>,
     report: &mut Report,
     result: &mut OfflineResult,
 ) {
@@ -227,7 +247,7 @@ fn check_checkpoint(
             return;
         }
     };
-    let Some(key) = key else {
+    let Some(keys) = keys else {
         report.set(
             Layer::Checkpoint,
             true,
@@ -235,8 +255,8 @@ fn check_checkpoint(
         );
         return;
     };
-    let signed = match SignedCheckpoint::verify(&section.note, key, key.name()) {
-        Ok(signed) => signed,
+    let (signed, key) = match keys.verify_checkpoint(&section.note) {
+        Ok((signed, epoch)) => (signed, &epoch.key),
         Err(e) => {
             report.set(Layer::Checkpoint, true, Outcome::Failed(e.to_string()));
             return;

@@ -2,10 +2,9 @@
 //! layers, the commitment layer (content, a completion response's answer text, or the
 //! erasure event), and the chain layers. `receipt` and `content` both come here.
 
-use alloy::primitives::B256;
-use sworn_ledger::anchor::log_id;
+use sworn_ledger::anchor::{chain_keys, history_from_chain, log_id};
 use sworn_ledger::ijson;
-use sworn_ledger::keys::PinnedKey;
+use sworn_ledger::key_history::KeyHistory;
 use sworn_ledger::receipt::ReceiptBody;
 use tokio::runtime::Runtime;
 
@@ -44,6 +43,8 @@ pub struct BundleInputs<'a> {
     pub response: Option<&'a [u8]>,
     /// The disclosed `response_format` (exact canonical bytes), for the commitment layer.
     pub response_format: Option<&'a [u8]>,
+    /// The disclosed tools (exact canonical bytes), for the commitment layer.
+    pub tools: Option<&'a [u8]>,
     /// The request id the bundle was asked for: a server that answers with another
     /// request's (valid) receipt must not pass.
     pub request_id: Option<&'a str>,
@@ -67,7 +68,7 @@ pub fn verify_bundle(
             return Ok(report);
         }
     };
-    let key = resolve_key(key_args, chain, &bundle, rt)?;
+    let key = resolve_key(key_args, chain, rt)?;
     let offline = check_offline(&bundle, key.as_ref().ok(), &mut report);
     report.set(
         Layer::Bundle,
@@ -99,7 +100,7 @@ pub fn verify_bundle(
             report.require(Layer::Checkpoint);
             let origin = key
                 .as_ref()
-                .map(|k| k.name().to_string())
+                .map(|k| k.origin().to_string())
                 .unwrap_or_default();
             rt.block_on(check_anchor(
                 reader,
@@ -160,7 +161,7 @@ fn bundle_outcome(bundle: &Bundle, offline: &OfflineResult, inputs: &BundleInput
 fn check_commitment(
     bundle: &Bundle,
     offline: &OfflineResult,
-    key: Option<&PinnedKey>,
+    key: Option<&KeyHistory>,
     inputs: &BundleInputs<'_>,
     report: &mut Report,
 ) {
@@ -200,18 +201,19 @@ fn check_commitment(
             .response
             .or(bundle.answer.as_deref().map(str::as_bytes)),
         response_format: inputs.response_format,
+        tools: inputs.tools,
     };
     check_content(json, disclosure, erasure, report);
 }
 
-/// The pinned key: from `--key`, or from the contract for the bundle's anchor seq. An
-/// `Err(reason)` is reported as a failed signature layer.
+/// The pinned keys: from `--key` (a key, or the log's key history), or from the contract
+/// (every key it records for the log, each from the tree size anchored just before the
+/// seq it applies from). An `Err(reason)` is reported as a failed signature layer.
 fn resolve_key(
     args: &KeyArgs,
     chain: Option<&(ChainReader, ChainPins)>,
-    bundle: &Bundle,
     rt: &Runtime,
-) -> Result<Result<PinnedKey, String>, CommandError> {
+) -> Result<Result<KeyHistory, String>, CommandError> {
     if let Some(arg) = &args.key {
         return load_key(arg)
             .map(Ok)
@@ -222,54 +224,18 @@ fn resolve_key(
             "--key or --from-chain is needed".into(),
         ));
     }
-    let (Some(origin), Some((reader, pins))) = (&args.origin, chain) else {
+    let (Some(origin), Some((reader, _))) = (&args.origin, chain) else {
         return Err(CommandError::Usage(
             "--from-chain needs --origin, --rpc and --contract".into(),
         ));
     };
-    let id = log_id(origin);
-    let seq = rt.block_on(seq_for_bundle(reader, pins, id, bundle));
-    let seq = match seq {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(format!("could not take the key from the chain: {e}"))),
-    };
-    Ok(match rt.block_on(reader.key_for_seq(id, seq)) {
-        Ok(bytes) => PinnedKey::new(origin, &bytes)
-            .map_err(|e| format!("the contract's key for seq {seq}: {e}")),
+    Ok(match rt.block_on(chain_keys(reader, log_id(origin))) {
+        Ok(Some(keys)) => history_from_chain(origin, &keys),
+        Ok(None) => Err(format!(
+            "the contract has no log {origin:?}: no key to take from the chain"
+        )),
         Err(e) => Err(format!("could not take the key from the chain: {e}")),
     })
-}
-
-/// Which seq's key applies: the bundled anchor record's, else the anchor carrying the
-/// bundle's checkpoint, else the next seq to be anchored.
-async fn seq_for_bundle(
-    reader: &ChainReader,
-    pins: &ChainPins,
-    id: B256,
-    bundle: &Bundle,
-) -> Result<u64, crate::chain::ReadError> {
-    if let Some(seq) = bundle
-        .anchor
-        .as_ref()
-        .and_then(|a| a.get("seq"))
-        .and_then(|s| s.as_u64())
-    {
-        return Ok(seq);
-    }
-    if let Some(note) = bundle
-        .checkpoint
-        .as_ref()
-        .and_then(|c| c.get("note"))
-        .and_then(|n| n.as_str())
-    {
-        use sha2::Digest;
-        let hash = B256::from(<[u8; 32]>::from(sha2::Sha256::digest(note.as_bytes())));
-        let events = reader.anchored_events(id, None, pins.from_block).await?;
-        if let Some(e) = events.iter().find(|e| e.checkpoint_hash == hash) {
-            return Ok(e.seq);
-        }
-    }
-    Ok(reader.latest(id).await?.seq.saturating_add(1))
 }
 
 /// The commitment layer alone, for an auditor without the log's key.

@@ -1,14 +1,16 @@
-//! The auditor's trust roots: the pinned log key (and with it the origin), given on the
-//! command line or in a file — never taken from the material being verified.
+//! The auditor's trust roots: the pinned log key (and with it the origin), or the log's key
+//! history when it rotated its key, given on the command line or in a file — never taken
+//! from the material being verified.
 
 use std::path::Path;
 
+use sworn_ledger::key_history::{KEY_HISTORY_FORMAT, KeyHistory};
 use sworn_ledger::keys::PinnedKey;
 use sworn_ledger::small_file::{CappedReadError, read_capped};
 
-/// Largest key file read: a verifier key is under 400 bytes; `/v1/audit/key`'s JSON a
-/// little more.
-const MAX_KEY_FILE_BYTES: u64 = 4096;
+/// Largest key file read: a verifier key is under 400 bytes, `/v1/audit/key`'s JSON a
+/// little more, a key history (at most 64 keys) under 32 KiB.
+const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 
 /// Why a key could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -29,11 +31,12 @@ pub enum TrustError {
     },
 }
 
-/// Loads a pinned key from `arg`: a C2SP verifier key string, or a file holding one
-/// (alone, or as the `vkey` member of the `/v1/audit/key` JSON).
-pub fn load_key(arg: &str) -> Result<PinnedKey, TrustError> {
+/// Loads the pinned keys from `arg`: a C2SP verifier key string, or a file holding one
+/// (alone, or as the `vkey` member of the `/v1/audit/key` JSON) — a log that never rotated
+/// its key — or a file holding the log's key history (`sworn-key-history`, FORMATS.md §8.1).
+pub fn load_key(arg: &str) -> Result<KeyHistory, TrustError> {
     if let Ok(key) = PinnedKey::from_vkey(arg.trim()) {
-        return Ok(key);
+        return Ok(KeyHistory::single(key));
     }
     let path = Path::new(arg);
     let io = |reason: String| TrustError::Io {
@@ -54,9 +57,14 @@ pub fn load_key(arg: &str) -> Result<PinnedKey, TrustError> {
 }
 
 /// Parses a key file's text.
-pub fn parse_key_text(text: &str) -> Result<PinnedKey, TrustError> {
+pub fn parse_key_text(text: &str) -> Result<KeyHistory, TrustError> {
     let text = text.trim();
     let vkey = match sworn_ledger::ijson::parse(text.as_bytes()) {
+        Ok(v) if v.get("format").and_then(|f| f.as_str()) == Some(KEY_HISTORY_FORMAT) => {
+            return KeyHistory::from_json_value(&v).map_err(|e| TrustError::BadKey {
+                reason: e.to_string(),
+            });
+        }
         Ok(v) => v
             .get("vkey")
             .and_then(|k| k.as_str())
@@ -66,9 +74,11 @@ pub fn parse_key_text(text: &str) -> Result<PinnedKey, TrustError> {
             })?,
         Err(_) => text.to_string(),
     };
-    PinnedKey::from_vkey(&vkey).map_err(|e| TrustError::BadKey {
-        reason: e.to_string(),
-    })
+    PinnedKey::from_vkey(&vkey)
+        .map(KeyHistory::single)
+        .map_err(|e| TrustError::BadKey {
+            reason: e.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -82,6 +92,7 @@ mod tests {
             .pinned("sworn.example/t")
             .unwrap();
         let vkey = key.to_vkey();
+        let key = KeyHistory::single(key);
         assert_eq!(load_key(&vkey).unwrap(), key);
         let dir = tempfile::tempdir().unwrap();
         let plain = dir.path().join("k.vkey");
@@ -97,6 +108,37 @@ mod tests {
         assert!(matches!(load_key("nonsense"), Err(TrustError::Io { .. })));
         assert!(matches!(
             parse_key_text("{\"x\":1}"),
+            Err(TrustError::BadKey { .. })
+        ));
+    }
+
+    #[test]
+    fn key_history_file() {
+        use sworn_ledger::key_history::KeyEpoch;
+        let origin = "sworn.example/t";
+        let history = KeyHistory::new(vec![
+            KeyEpoch {
+                key: LogKey::from_seed([5; 32]).pinned(origin).unwrap(),
+                from_size: 0,
+                from_seq: 1,
+            },
+            KeyEpoch {
+                key: LogKey::from_seed([6; 32]).pinned(origin).unwrap(),
+                from_size: 7,
+                from_seq: 2,
+            },
+        ])
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        std::fs::write(&path, history.to_json()).unwrap();
+        assert_eq!(load_key(path.to_str().unwrap()).unwrap(), history);
+        // A history that breaks its rules is refused, not read as a single key.
+        let bad = history
+            .to_json()
+            .replace("\"from_size\":7", "\"from_size\":7.5");
+        assert!(matches!(
+            parse_key_text(&bad),
             Err(TrustError::BadKey { .. })
         ));
     }

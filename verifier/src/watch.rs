@@ -17,7 +17,7 @@
 use serde::Deserialize;
 use sworn_ledger::checkpoint::SignedCheckpoint;
 use sworn_ledger::ijson;
-use sworn_ledger::keys::PinnedKey;
+use sworn_ledger::key_history::KeyHistory;
 use sworn_ledger::merkle::{Hash, MAX_CONSISTENCY_PROOF_LEN, verify_consistency};
 
 use crate::offline::CheckpointSection;
@@ -92,13 +92,13 @@ pub fn remember(state: &StateDir, signed: &SignedCheckpoint) -> Result<(), State
 /// [`remember`]). Returns the verified checkpoint (for the anchor layers).
 pub fn check_checkpoint(
     note: &str,
-    key: &PinnedKey,
+    keys: &KeyHistory,
     state: &StateDir,
     proof: Option<&ConsistencyJson>,
     report: &mut Report,
 ) -> Result<Option<SignedCheckpoint>, StateError> {
-    let signed = match SignedCheckpoint::verify(note, key, key.name()) {
-        Ok(s) => s,
+    let (signed, key) = match keys.verify_checkpoint(note) {
+        Ok((s, epoch)) => (s, &epoch.key),
         Err(e) => {
             report.set(Layer::Checkpoint, true, Outcome::Failed(e.to_string()));
             report.set(

@@ -5,6 +5,7 @@ use std::io::BufWriter;
 use std::process::Command;
 
 use serde_json::Value;
+use sworn_ledger::key_history::KeyHistory;
 use sworn_verifier::audit::{AuditOptions, audit_export};
 
 use crate::synthetic::{SYNTHETIC_ORIGIN, synthetic_key, write_synthetic_export};
@@ -70,7 +71,7 @@ fn one_thread_and_many_agree() {
     write_synthetic_export(3_000, &mut export).unwrap();
     let key = synthetic_key().pinned(SYNTHETIC_ORIGIN).unwrap();
     let one = audit_export(
-        &key,
+        &KeyHistory::single(key.clone()),
         &export[..],
         None,
         &AuditOptions {
@@ -80,7 +81,7 @@ fn one_thread_and_many_agree() {
     )
     .unwrap();
     let four = audit_export(
-        &key,
+        &KeyHistory::single(key),
         &export[..],
         None,
         &AuditOptions {
@@ -103,7 +104,13 @@ fn a_real_ledger_export_with_an_erasure_audits_clean_and_a_forged_erasure_is_fou
     log.ledger.seal_now().unwrap();
     let export = log.export();
     let key = log.ledger.public_key();
-    let clean = audit_export(&key, export.as_bytes(), None, &AuditOptions::default()).unwrap();
+    let clean = audit_export(
+        &KeyHistory::single(key.clone()),
+        export.as_bytes(),
+        None,
+        &AuditOptions::default(),
+    )
+    .unwrap();
     assert_eq!(clean.findings.total, 0, "{:?}", clean.findings.kept);
     assert_eq!((clean.summary.receipts, clean.summary.erasures), (5, 1));
     // Point the erasure at entry 3 (re-signed by the operator): the leaf hash it carries
@@ -128,7 +135,13 @@ fn a_real_ledger_export_with_an_erasure_audits_clean_and_a_forged_erasure_is_fou
         })
         .collect();
     let forged = forged.join("\n") + "\n";
-    let found = audit_export(&key, forged.as_bytes(), None, &AuditOptions::default()).unwrap();
+    let found = audit_export(
+        &KeyHistory::single(key),
+        forged.as_bytes(),
+        None,
+        &AuditOptions::default(),
+    )
+    .unwrap();
     assert!(
         found
             .findings

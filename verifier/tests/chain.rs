@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use sworn_ledger::anchor::{
     AnchorConfig, Anchorer, Deployment, StepOutcome, deploy_with, register_log_with,
 };
+use sworn_ledger::key_history::KeyHistory;
 use sworn_ledger::{Ledger, LedgerConfig};
 use sworn_verifier::audit::{AuditOptions, audit_export};
 use sworn_verifier::chain::{ChainPins, ChainReader};
@@ -315,7 +316,13 @@ async fn audit_with_anchors_reproduces_them_and_catches_a_truncated_export() {
         out
     };
     let key = a.ledger.public_key();
-    let clean = audit_export(&key, &export[..], Some(&view), &AuditOptions::default()).unwrap();
+    let clean = audit_export(
+        &KeyHistory::single(key.clone()),
+        &export[..],
+        Some(&view),
+        &AuditOptions::default(),
+    )
+    .unwrap();
     assert_eq!(clean.findings.total, 0, "{:?}", clean.findings.kept);
     assert_eq!(clean.report.exit_code(), EXIT_OK, "{:#?}", clean.report);
     assert_eq!(clean.summary.anchors_reproduced, 1);
@@ -333,7 +340,7 @@ async fn audit_with_anchors_reproduces_them_and_catches_a_truncated_export() {
         .collect();
     let short = short.join("\n") + "\n";
     let found = audit_export(
-        &key,
+        &KeyHistory::single(key),
         short.as_bytes(),
         Some(&view),
         &AuditOptions::default(),

@@ -4,6 +4,7 @@
 //! the ledger's second, test-only auditor; there is one auditor now, the verifier's.)
 
 use sworn_ledger::export::MAX_EXPORT_LINE_BYTES;
+use sworn_ledger::key_history::KeyHistory;
 use sworn_ledger::keys::LogKey;
 use sworn_verifier::audit::{AuditOptions, AuditOutcome, audit_export};
 use sworn_verifier::report::EXIT_OK;
@@ -24,7 +25,13 @@ fn exported() -> (Vec<String>, TestLog) {
 
 fn audit_with(key: &sworn_ledger::keys::PinnedKey, lines: &[String]) -> AuditOutcome {
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    audit_export(key, text.as_bytes(), None, &AuditOptions::default()).unwrap()
+    audit_export(
+        &KeyHistory::single(key.clone()),
+        text.as_bytes(),
+        None,
+        &AuditOptions::default(),
+    )
+    .unwrap()
 }
 
 fn audit(lines: &[String]) -> AuditOutcome {

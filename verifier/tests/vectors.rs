@@ -247,6 +247,7 @@ pub(crate) fn run_vector(v: &Vector, material: &Value) -> Result<(), String> {
                 prompt,
                 response,
                 response_format: None,
+                tools: None,
             };
             content_of(&v.content, disclosed, Some(vkey), &rt).unwrap()
         }

@@ -26,7 +26,7 @@
 //! record, submitting, and recovering from reorgs deeper than finality), [`resume`]
 //! (before a log serves again: does it extend the chain's newest anchor? A data
 //! directory restored from a stale backup does not), [`backoff`], [`chain_key`],
-//! [`deploy`](mod@deploy), [`error`].
+//! [`deploy`](mod@deploy), [`error`], [`keys`] (the log's keys on chain, rotations).
 //!
 //! Starting it in a server:
 //! ```no_run
@@ -49,6 +49,7 @@ pub mod chain_key;
 pub mod contract;
 pub mod deploy;
 pub mod error;
+pub mod keys;
 pub mod reader;
 pub mod resume;
 pub mod state;
@@ -61,6 +62,10 @@ pub use chain_key::load_chain_key;
 pub use contract::{SwornAnchor, checkpoint_hash, log_id};
 pub use deploy::{Deployment, deploy, deploy_with, register_log, register_log_with};
 pub use error::{AnchorError, ContractRevert};
+pub use keys::{
+    ChainKey, KeyHistoryMismatch, chain_keys, compare_with_chain, history_from_chain,
+    rotate_key_with,
+};
 pub use reader::{
     AnchoredEvent, ChainReader, Inclusion, MAX_ANCHOR_EVENTS, OnChainLatest, ReadError,
 };

@@ -5,8 +5,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::checkpoint::SignedCheckpoint;
-use crate::keys::PinnedKey;
+use crate::key_history::KeyHistory;
 
 use super::error::StoreError;
 use super::highwater::{HighWater, SignedMark};
@@ -18,7 +17,7 @@ pub(crate) struct CheckpointTree {
     tree: sled::Tree,
     db: sled::Db,
     high_water: Arc<HighWater>,
-    pinned: PinnedKey,
+    keys: KeyHistory,
     origin: String,
 }
 
@@ -35,14 +34,14 @@ impl CheckpointTree {
         tree: sled::Tree,
         db: sled::Db,
         high_water: Arc<HighWater>,
-        pinned: PinnedKey,
+        keys: KeyHistory,
         origin: String,
     ) -> CheckpointTree {
         CheckpointTree {
             tree,
             db,
             high_water,
-            pinned,
+            keys,
             origin,
         }
     }
@@ -58,7 +57,7 @@ impl CheckpointTree {
     ) -> Result<Option<sled::IVec>, StoreError> {
         let text = std::str::from_utf8(note)
             .map_err(|_| StoreError::corrupt("checkpoint note is not UTF-8"))?;
-        let signed = SignedCheckpoint::verify(text, &self.pinned, &self.origin)?;
+        let (signed, _) = self.keys.verify_checkpoint(text)?;
         let size = u64::from_be_bytes(key);
         if signed.checkpoint.size != size {
             return Err(StoreError::corrupt(format!(

@@ -22,7 +22,8 @@ pub struct LedgerConfig {
     pub high_water: Option<PathBuf>,
     /// The log's origin, e.g. `sworn.example/prod-eu-1`; fixed at first open.
     pub origin: String,
-    /// The log's signing key; its public key is fixed at first open.
+    /// The log's signing key: at first open it becomes the log's first key; later it must
+    /// be the newest key of the store's key history (`crate::key_history`).
     pub key: LogKey,
     /// Most appends in one group (one sled batch, one flush).
     pub max_batch: usize,
@@ -42,6 +43,10 @@ pub struct LedgerConfig {
     /// Request ids the request-id index keeps in memory before writing them as a sorted
     /// run (~80 bytes each); opening reads up to this many entries to rebuild them.
     pub request_memtable: usize,
+    /// Open a store whose key rotation was begun but not completed (only
+    /// `sworn log-key rotate` does, to finish or abort it). Off by default: such a store
+    /// refuses to open ([`StoreError::KeyRotationPending`](crate::StoreError::KeyRotationPending)).
+    pub allow_pending_key_rotation: bool,
 }
 
 impl LedgerConfig {
@@ -62,6 +67,7 @@ impl LedgerConfig {
             node_cache_bytes: 16 * 1024 * 1024,
             max_content_bytes: DEFAULT_MAX_CONTENT_BYTES,
             request_memtable: DEFAULT_REQUEST_MEMTABLE,
+            allow_pending_key_rotation: false,
         }
     }
 }

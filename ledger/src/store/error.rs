@@ -59,6 +59,43 @@ pub enum StoreError {
         /// Which identity field differs.
         what: &'static str,
     },
+    /// The configured key is one the log retired by a rotation: the log now signs with a
+    /// newer key, and a retired key must not sign again.
+    #[error(
+        "the configured log key (key id {key_id}) was retired when the log rotated to key id \
+         {current_key_id} at tree size {from_size}; start with the current key's file \
+         (docs/OPERATIONS.md, \"Log-key rotation\")"
+    )]
+    RetiredKey {
+        /// The configured key's note key id, hex.
+        key_id: String,
+        /// The current key's note key id, hex.
+        current_key_id: String,
+        /// The tree size from which the current key signs.
+        from_size: u64,
+    },
+    /// A key rotation was begun (recorded in the store before the chain transaction) and
+    /// not completed: whether the chain holds it is unknown here, so the log does not serve.
+    #[error(
+        "a rotation to log key id {key_id} (from tree size {from_size}, anchor seq \
+         {from_seq}) was begun and not completed; run `sworn log-key rotate` again with the \
+         same --new-key to finish it, or with --abort to cancel it if the chain does not \
+         hold it (docs/OPERATIONS.md, \"Log-key rotation\")"
+    )]
+    KeyRotationPending {
+        /// The new key's note key id, hex.
+        key_id: String,
+        /// The tree size it was to sign from.
+        from_size: u64,
+        /// The anchor seq it was to sign from.
+        from_seq: u64,
+    },
+    /// A key rotation was asked for in a state that does not allow it.
+    #[error("key rotation: {reason}")]
+    KeyRotation {
+        /// Why not.
+        reason: String,
+    },
     /// Signing a checkpoint failed.
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] CheckpointError),

@@ -14,7 +14,8 @@
 //! - `ledger`: the [`Ledger`] handle; `side`: its checkpoint, anchor and meta queries.
 //! - `shared`: the state the handle and the threads share, each field with its owner.
 //! - `open`: opening, the checks against the store itself and the high-water record,
-//!   recovery; `highwater`: that record's file.
+//!   recovery; `highwater`: that record's file; `rotation`: the key history and the
+//!   two-step record of a key rotation.
 //! - `writer` (its three threads) and `group` (one group's sled batch); `sealer`;
 //!   `checkpoint_tree` (storing a checkpoint records it); `fault` (the fault latch).
 //! - `schema` (keys and rows), `pack` (16 entries to a value), `compact` (the compact body
@@ -35,6 +36,7 @@ mod node_cache;
 mod open;
 mod pack;
 mod request_index;
+mod rotation;
 mod schema;
 mod sealer;
 mod shared;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use sha2::Digest;
 
 use crate::checkpoint::SignedCheckpoint;
+use crate::key_history::KeyHistory;
 use crate::keys::PinnedKey;
 use crate::keys::valid_key_name;
 use crate::merkle::{CompactRange, Hash, ProveError, root};
@@ -22,6 +23,7 @@ use super::highwater::{self, Found, HighWater, Record, SignedMark};
 use super::node_cache::NodeCache;
 use super::pack::{PACK_SLOTS, decode_open_pack, pack_of};
 use super::request_index::{RequestIndex, fingerprint};
+use super::rotation;
 use super::schema::{
     ANCHORS_TREE, CHECKPOINTS_TREE, LOG_TREE, META_TREE, decode_u64, entry_key, entry_range,
     meta_key, model_range, open_pack_key, pack_range,
@@ -79,7 +81,6 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
             reason: e.to_string(),
         })?;
 
-    let log_id = highwater::log_id(&config.origin, &pinned.public_key_bytes());
     let (recorded, repair) = match read_record(&record_path)? {
         Some((record, other_damaged)) => (Some(record), other_damaged),
         None => (None, false),
@@ -88,7 +89,20 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
     let not_new = recorded
         .filter(|r| r.acknowledged > 0)
         .map(|r| lost(0, &r, &record_path));
-    check_identity(&log, &config.origin, &pinned.public_key_bytes(), not_new)?;
+    let genesis = check_identity(&log, &config.origin, &pinned.public_key_bytes(), not_new)?;
+    // The record's log id names the log by its first key, which rotations do not change.
+    let log_id = highwater::log_id(&config.origin, &genesis);
+    let keys = rotation::read_history(&log, &config.origin, &genesis)?;
+    if let Some(pending) = rotation::read_pending(&log, &config.origin)? {
+        if !config.allow_pending_key_rotation {
+            return Err(StoreError::KeyRotationPending {
+                key_id: hex::encode(pending.key.key_id()),
+                from_size: pending.from_size,
+                from_seq: pending.from_seq,
+            });
+        }
+    }
+    check_current_key(&keys, &pinned)?;
     if recorded.is_some_and(|r| r.log_id != log_id) {
         return Err(StoreError::HighWaterRecord {
             path: record_path,
@@ -123,15 +137,9 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
 
     let has_record_marker = log.contains_key(meta_key(RECORD_MARKER))?;
     match &recorded {
-        Some(record) => check_against_record(
-            record,
-            size,
-            &hashes,
-            &checkpoints,
-            &pinned,
-            &config.origin,
-            &record_path,
-        )?,
+        Some(record) => {
+            check_against_record(record, size, &hashes, &checkpoints, &keys, &record_path)?
+        }
         None if has_record_marker => return Err(record_missing(&record_path)),
         None => {}
     }
@@ -139,7 +147,7 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
     let mut newest = None;
     if let Some(item) = checkpoints.last()? {
         let (_, note) = item;
-        let signed = verify_note(&note, &pinned, &config.origin)?;
+        let signed = verify_note(&note, &keys)?;
         let cp = &signed.checkpoint;
         if cp.size > size {
             return Err(StoreError::corrupt(format!(
@@ -213,7 +221,7 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
         checkpoints,
         db.clone(),
         Arc::clone(&high_water),
-        pinned.clone(),
+        keys.clone(),
         config.origin.clone(),
     );
     let shared = Shared {
@@ -225,6 +233,7 @@ pub(crate) fn open_shared(config: LedgerConfig) -> Result<(Arc<Shared>, CompactR
         origin: config.origin,
         key: config.key,
         pinned,
+        keys,
         durable_size: DurableSize::new(size),
         nodes,
         seal_lock: Mutex::new(()),
@@ -341,14 +350,31 @@ fn check_last_pack(log: &sled::Tree, packs_from: u64, size: u64) -> Result<(), S
     }
 }
 
-/// Checks the store's identity, or writes it into a store that has none; `not_new` is the
-/// error to return instead when a store without identity cannot be a new one.
+/// The configured key must be the history's current one: a retired key never signs again.
+fn check_current_key(keys: &KeyHistory, configured: &PinnedKey) -> Result<(), StoreError> {
+    if keys.current() == configured {
+        return Ok(());
+    }
+    let current = &keys.epochs()[keys.epochs().len() - 1];
+    if keys.epochs().iter().any(|e| &e.key == configured) {
+        return Err(StoreError::RetiredKey {
+            key_id: hex::encode(configured.key_id()),
+            current_key_id: hex::encode(current.key.key_id()),
+            from_size: current.from_size,
+        });
+    }
+    Err(StoreError::IdentityMismatch { what: "public key" })
+}
+
+/// Checks the store's origin, or writes the identity into a store that has none; returns
+/// the log's first public key (the configured one for a new store). `not_new` is the error
+/// to return instead when a store without identity cannot be a new one.
 fn check_identity(
     log: &sled::Tree,
     origin: &str,
     public_key: &[u8; 32],
     not_new: Option<StoreError>,
-) -> Result<(), StoreError> {
+) -> Result<[u8; 32], StoreError> {
     let stored_origin = log.get(meta_key("origin"))?;
     let stored_key = log.get(meta_key("public_key"))?;
     match (stored_origin, stored_key) {
@@ -360,16 +386,14 @@ fn check_identity(
             batch.insert(meta_key("origin"), origin.as_bytes());
             batch.insert(meta_key("public_key"), &public_key[..]);
             log.apply_batch(batch)?;
-            Ok(())
+            Ok(*public_key)
         }
         (Some(o), Some(k)) => {
             if &o[..] != origin.as_bytes() {
                 return Err(StoreError::IdentityMismatch { what: "origin" });
             }
-            if k[..] != public_key[..] {
-                return Err(StoreError::IdentityMismatch { what: "public key" });
-            }
-            Ok(())
+            <[u8; 32]>::try_from(&k[..])
+                .map_err(|_| StoreError::corrupt("stored public key is not 32 bytes"))
         }
         _ => Err(StoreError::corrupt("store has only half of its identity")),
     }
@@ -428,14 +452,11 @@ fn lost(size: u64, record: &Record, path: &Path) -> StoreError {
     }
 }
 
-fn verify_note(
-    note: &[u8],
-    pinned: &PinnedKey,
-    origin: &str,
-) -> Result<SignedCheckpoint, StoreError> {
+/// Verifies a stored note under the key of the history that signs its size.
+fn verify_note(note: &[u8], keys: &KeyHistory) -> Result<SignedCheckpoint, StoreError> {
     let note = std::str::from_utf8(note)
         .map_err(|_| StoreError::corrupt("checkpoint note is not UTF-8"))?;
-    Ok(SignedCheckpoint::verify(note, pinned, origin)?)
+    Ok(keys.verify_checkpoint(note)?.0)
 }
 
 /// Holds the store to its record: every acknowledged entry present with the recorded
@@ -445,8 +466,7 @@ fn check_against_record(
     size: u64,
     hashes: &SledHashes<'_>,
     checkpoints: &sled::Tree,
-    pinned: &PinnedKey,
-    origin: &str,
+    keys: &KeyHistory,
     path: &Path,
 ) -> Result<(), StoreError> {
     let refuse = |what: String| StoreError::HistoryLost {
@@ -485,7 +505,7 @@ fn check_against_record(
             mark.size
         )));
     }
-    let signed = verify_note(&note, pinned, origin)?;
+    let signed = verify_note(&note, keys)?;
     if signed.checkpoint.size != mark.size || signed.checkpoint.root != mark.root {
         return Err(refuse(format!(
             "the store's checkpoint at size {} does not name the recorded size and root",

@@ -20,7 +20,8 @@
 //! | `r` ‖ request id                     | index u64 BE (entries below `packs_from`)      |
 //! | `z` ‖ erased index u64 BE            | index u64 BE of the erasure event              |
 //! | `m` ‖ `size`                         | number of entries, u64 BE                      |
-//! | `m` ‖ `origin`, `m` ‖ `public_key`   | the log's identity, fixed at first open        |
+//! | `m` ‖ `origin`, `m` ‖ `public_key`   | the log's identity (origin and first key), fixed at first open |
+//! | `m` ‖ `key_history`, `m` ‖ `key_rotation_pending` | key rotations (see `rotation`)   |
 //! | `m` ‖ `packs_from`                   | first index stored in packs, u64 BE (the size when packs were first used) |
 //! | `m` ‖ `indexed_to`                   | entries below this are in the request index's runs, u64 BE |
 //!

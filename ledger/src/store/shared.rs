@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
+use crate::key_history::KeyHistory;
 use crate::keys::{LogKey, PinnedKey, Signature};
 use crate::receipt::ModelInfo;
 
@@ -40,6 +41,10 @@ pub(super) struct Shared {
     /// The log's public key under its origin. Read by `ledger` (`Ledger::public_key`) and
     /// `side` (verifying checkpoints as it reads them).
     pub(super) pinned: PinnedKey,
+    /// The log's key history as of open (its current key is `pinned`). Read by `ledger`
+    /// (`Ledger::key_history`), `rotation` and `side` (verifying stored checkpoints, which
+    /// older keys may have signed).
+    pub(super) keys: KeyHistory,
     /// Cap on each of prompt and response content. Read by `ledger` before an append is
     /// queued.
     pub(super) max_content_bytes: usize,

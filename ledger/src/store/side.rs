@@ -17,11 +17,7 @@ impl Ledger {
     fn decode_checkpoint(&self, note: &[u8]) -> Result<SignedCheckpoint, StoreError> {
         let text =
             std::str::from_utf8(note).map_err(|_| StoreError::corrupt("checkpoint not UTF-8"))?;
-        Ok(SignedCheckpoint::verify(
-            text,
-            &self.shared().pinned,
-            &self.shared().origin,
-        )?)
+        Ok(self.shared().keys.verify_checkpoint(text)?.0)
     }
 
     /// The newest checkpoint, if any was sealed.

@@ -5,10 +5,9 @@ use std::collections::HashSet;
 
 use alloy::primitives::B256;
 use sha2::{Digest, Sha256};
-use sworn_ledger::checkpoint::SignedCheckpoint;
 use sworn_ledger::entry::EntryBody;
 use sworn_ledger::export::{EXPORT_FORMAT, EXPORT_VERSION};
-use sworn_ledger::keys::PinnedKey;
+use sworn_ledger::key_history::KeyHistory;
 use sworn_ledger::merkle::CompactRange;
 
 use super::dedup::DuplicateFinder;
@@ -29,7 +28,7 @@ pub(super) struct PendingAnchor {
 }
 
 pub(super) struct Auditor<'k> {
-    pub(super) key: &'k PinnedKey,
+    pub(super) key: &'k KeyHistory,
     pub(super) range: CompactRange,
     pub(super) order: OrderTracker,
     pub(super) request_ids: DuplicateFinder,
@@ -94,7 +93,7 @@ impl<'k> Auditor<'k> {
                 format!("{format} v{version}"),
             );
         }
-        if origin != self.key.name() {
+        if origin != self.key.origin() {
             self.find(
                 Layer::Log,
                 "wrong-origin",
@@ -102,7 +101,7 @@ impl<'k> Auditor<'k> {
                 None,
                 format!(
                     "export is of log {origin:?}, the pinned origin is {:?}",
-                    self.key.name()
+                    self.key.origin()
                 ),
             );
         }
@@ -245,7 +244,7 @@ impl<'k> Auditor<'k> {
             );
         }
         self.last_checkpoint = Some(self.last_checkpoint.map_or(size, |l| l.max(size)));
-        match SignedCheckpoint::verify(note, self.key, self.key.name()) {
+        match self.key.verify_checkpoint(note).map(|(signed, _)| signed) {
             Err(e) => {
                 ok = false;
                 self.find(

@@ -58,7 +58,25 @@ pub(super) fn finish(
     let size = auditor.range.size();
     auditor.summary.root = auditor.range.root().to_hex();
     let mut report = Report::new("log");
-    report.fact("origin", auditor.key.name());
+    report.fact("origin", auditor.key.origin());
+    if auditor.key.rotated() {
+        report.fact(
+            "keys",
+            auditor
+                .key
+                .epochs()
+                .iter()
+                .map(|e| {
+                    format!(
+                        "key id {} from entry {}",
+                        hex::encode(e.key.key_id()),
+                        e.from_size
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
     report.fact("entries", size.to_string());
     report.fact("root", auditor.summary.root.clone());
     let log_findings = auditor.findings.count_in(Layer::Log);
@@ -69,7 +87,7 @@ pub(super) fn finish(
             Outcome::Failed(format!("{log_findings} finding(s) in the entries and checkpoints"))
         } else {
             Outcome::Ok(format!(
-                "{size} entries recomputed in order (no gap, duplicate or reorder), every signature strict under the pinned key, request ids unique, {} checkpoint(s) reproduced",
+                "{size} entries recomputed in order (no gap, duplicate or reorder), every signature strict under the pinned key (the key history's key for its index), request ids unique, {} checkpoint(s) reproduced",
                 auditor.summary.checkpoints_reproduced
             ))
         },

@@ -2,7 +2,7 @@
 //! streamed in bounded memory.
 //!
 //! Every entry is recomputed in order: its leaf hash from its body, its signature under
-//! the pinned key, its index against the ones before it (gap, duplicate, reorder). The
+//! the pinned key (after a rotation, the key of the history that signs its index), its index against the ones before it (gap, duplicate, reorder). The
 //! tree is the ledger's compact range — one hash per set bit of the size, O(log n) — so
 //! each checkpoint is reproduced by comparing the running root when the stream reaches
 //! its size. Request-id uniqueness is an external sort on disk ([`dedup`]), and erasure
@@ -30,7 +30,7 @@ pub mod verify;
 use std::io::BufRead;
 
 use sworn_ledger::export::{ExportError, ExportLine, ExportReader};
-use sworn_ledger::keys::PinnedKey;
+use sworn_ledger::key_history::KeyHistory;
 use sworn_ledger::merkle::CompactRange;
 
 use crate::report::Layer;
@@ -49,9 +49,11 @@ const CHUNK_ENTRIES: usize = 2048;
 /// Body bytes per chunk: bounds memory when entries are large (a line can be 160 KiB).
 const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 
-/// Audits an export read from `input`, trusting only `key` (and the chain view).
+/// Audits an export read from `input`, trusting only `key` — the log's key, or its key
+/// history if it rotated (each entry and checkpoint under the key that signs it) — and the
+/// chain view.
 pub fn audit_export<R: BufRead>(
-    key: &PinnedKey,
+    key: &KeyHistory,
     input: R,
     chain: Option<&ChainView>,
     options: &AuditOptions,

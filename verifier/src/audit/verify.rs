@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sworn_ledger::entry::{EntryBody, SignedEntry};
-use sworn_ledger::keys::{PinnedKey, Signature};
+use sworn_ledger::key_history::KeyHistory;
+use sworn_ledger::keys::Signature;
 use sworn_ledger::merkle::{Hash, hash_leaf};
 
 /// An entry line as read.
@@ -34,11 +35,19 @@ pub struct CheckedEntry {
 /// Entries whose signatures share one final point encoding (one field inversion).
 const BULK: usize = 64;
 
-/// Verifies `entries` under `key`, each at the index it claims, in order; the signatures
-/// are checked in bulk ([`SignedEntry::verify_each`]), each still on its own.
-pub fn check_bulk(key: &PinnedKey, entries: &[&RawEntry]) -> Vec<CheckedEntry> {
+/// Verifies `entries` under the keys of `keys`, each at the index it claims and under the
+/// key that signs that index, in order; the signatures are checked in bulk
+/// ([`SignedEntry::verify_each`]), each still on its own.
+pub fn check_bulk(keys: &KeyHistory, entries: &[&RawEntry]) -> Vec<CheckedEntry> {
     let mut out = Vec::with_capacity(entries.len());
-    for part in entries.chunks(BULK) {
+    let same_key = |a: &&RawEntry, b: &&RawEntry| {
+        std::ptr::eq(keys.key_for_entry(a.index), keys.key_for_entry(b.index))
+    };
+    for part in entries.chunks(BULK).flat_map(|c| c.chunk_by(same_key)) {
+        let key = match part.first() {
+            Some(first) => keys.key_for_entry(first.index),
+            None => continue,
+        };
         let mut signed = Vec::with_capacity(part.len());
         let decoded: Vec<Result<(), String>> = part
             .iter()
@@ -76,7 +85,7 @@ pub fn check_bulk(key: &PinnedKey, entries: &[&RawEntry]) -> Vec<CheckedEntry> {
 /// another still has a long share.
 #[derive(Debug)]
 pub struct SharedCheck<'a> {
-    key: &'a PinnedKey,
+    key: &'a KeyHistory,
     entries: Vec<&'a RawEntry>,
     next: AtomicUsize,
     batches: Vec<OnceLock<Vec<CheckedEntry>>>,
@@ -84,7 +93,7 @@ pub struct SharedCheck<'a> {
 
 impl<'a> SharedCheck<'a> {
     /// `entries` to verify under `key`.
-    pub fn new(key: &'a PinnedKey, entries: Vec<&'a RawEntry>) -> SharedCheck<'a> {
+    pub fn new(key: &'a KeyHistory, entries: Vec<&'a RawEntry>) -> SharedCheck<'a> {
         let batches = (0..entries.len().div_ceil(BULK))
             .map(|_| OnceLock::new())
             .collect();
