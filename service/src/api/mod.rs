@@ -21,4 +21,5 @@ pub mod responses;
 pub mod sse;
 pub mod state;
 pub mod streamed_body;
+pub mod tools;
 pub mod validation;

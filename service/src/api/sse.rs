@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use warp::sse::Event;
 
 use super::errors::ApiError;
-use super::responses::{AnswerMeta, ChunkBody, chunk};
+use super::responses::{AnswerMeta, ChunkBody, choice_chunk, chunk};
 use super::validation::Endpoint;
 use crate::swear::Outgoing;
 
@@ -33,6 +33,8 @@ struct StreamState {
     include_usage: bool,
     outgoing: mpsc::Receiver<Outgoing>,
     request_id: String,
+    /// Characters of answer text sent so far (completions' `text_offset`).
+    offset: u32,
 }
 
 /// The event stream for one answer.
@@ -51,26 +53,33 @@ pub fn events(
         include_usage,
         outgoing,
         request_id,
+        offset: 0,
     };
     let body = stream::unfold(Some(state), |state| async move {
         let mut state = state?;
         let next = state.outgoing.recv().await;
         let meta = &state.meta;
         Some(match next {
-            Some(Outgoing::Text(text)) => (
-                vec![data(&chunk(meta, ChunkBody::Text(&text)))],
-                Some(state),
-            ),
+            Some(Outgoing::Text(text, logprobs)) => {
+                let body = ChunkBody::Text(&text, &logprobs, state.offset);
+                let event = vec![data(&chunk(meta, body))];
+                let chars = u32::try_from(text.chars().count()).unwrap_or(u32::MAX);
+                state.offset = state.offset.saturating_add(chars);
+                (event, Some(state))
+            }
             Some(Outgoing::Done(sworn)) => {
                 let closing = ChunkBody::Closing {
                     sworn: &sworn,
                     include_usage: state.include_usage,
                 };
-                let events = vec![
-                    data(&chunk(meta, ChunkBody::Finish(sworn.finish_reason))),
-                    data(&chunk(meta, closing)),
-                    Ok(Event::default().data("[DONE]")),
-                ];
+                let mut events = Vec::with_capacity(4);
+                if !sworn.tool_calls.is_empty() {
+                    events.push(data(&chunk(meta, ChunkBody::ToolCalls(&sworn.tool_calls))));
+                }
+                let finish = ChunkBody::Finish(sworn.finish_reason, &sworn.tool_calls);
+                events.push(data(&chunk(meta, finish)));
+                events.push(data(&chunk(meta, closing)));
+                events.push(Ok(Event::default().data("[DONE]")));
                 (events, None)
             }
             Some(Outgoing::Failed(err)) => (
@@ -87,4 +96,94 @@ pub fn events(
         })
     });
     stream::iter(opening).chain(body.flat_map(stream::iter))
+}
+
+/// The event stream of an answer with `n` > 1: each choice's chunks as they come (their
+/// `index` says whose), each choice's finishing chunk carrying its receipt in the choice
+/// (`choices[0].sworn`), then one closing chunk with no choices (and `usage` over all
+/// choices when asked for) and `[DONE]`. A choice that fails ends the stream with the
+/// error event.
+pub fn choice_events(
+    meta: AnswerMeta,
+    include_usage: bool,
+    outgoing: Vec<mpsc::Receiver<Outgoing>>,
+    request_id: String,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    let choices = outgoing.len();
+    let opening: Vec<_> = match meta.endpoint {
+        Endpoint::Chat => (0..choices)
+            .map(|i| data(&choice_chunk(&meta, i, ChunkBody::Role, None)))
+            .collect(),
+        Endpoint::Completion => Vec::new(),
+    };
+    let tagged = outgoing.into_iter().enumerate().map(|(i, mut receiver)| {
+        stream::poll_fn(move |cx| receiver.poll_recv(cx)).map(move |message| (i, message))
+    });
+    let merged = stream::select_all(tagged);
+    struct Merge {
+        meta: AnswerMeta,
+        offsets: Vec<u32>,
+        done: usize,
+        prompt_tokens: u32,
+        completion_tokens: u32,
+        failed: bool,
+    }
+    let state = Merge {
+        meta,
+        offsets: vec![0; choices],
+        done: 0,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        failed: false,
+    };
+    let body = merged
+        .scan(state, move |state, (i, message)| {
+            let meta = &state.meta;
+            let events = if state.failed {
+                Vec::new()
+            } else {
+                match message {
+                    Outgoing::Text(text, logprobs) => {
+                        let body = ChunkBody::Text(&text, &logprobs, state.offsets[i]);
+                        let chars = u32::try_from(text.chars().count()).unwrap_or(u32::MAX);
+                        state.offsets[i] = state.offsets[i].saturating_add(chars);
+                        vec![data(&choice_chunk(meta, i, body, None))]
+                    }
+                    Outgoing::Done(sworn) => {
+                        state.done += 1;
+                        state.prompt_tokens = sworn.prompt_tokens;
+                        state.completion_tokens =
+                            state.completion_tokens.saturating_add(sworn.completion_tokens);
+                        let mut events = Vec::with_capacity(4);
+                        if !sworn.tool_calls.is_empty() {
+                            let calls = ChunkBody::ToolCalls(&sworn.tool_calls);
+                            events.push(data(&choice_chunk(meta, i, calls, None)));
+                        }
+                        let finish = ChunkBody::Finish(sworn.finish_reason, &sworn.tool_calls);
+                        events.push(data(&choice_chunk(meta, i, finish, Some(&sworn))));
+                        if state.done == choices {
+                            let mut closing = chunk(meta, ChunkBody::Role);
+                            closing["choices"] = Value::Array(Vec::new());
+                            if include_usage {
+                                closing["usage"] = serde_json::json!({
+                                    "prompt_tokens": state.prompt_tokens,
+                                    "completion_tokens": state.completion_tokens,
+                                    "total_tokens": state.prompt_tokens.saturating_add(state.completion_tokens),
+                                });
+                            }
+                            events.push(data(&closing));
+                            events.push(Ok(Event::default().data("[DONE]")));
+                        }
+                        events
+                    }
+                    Outgoing::Failed(err) => {
+                        state.failed = true;
+                        error_events(&ApiError::from_swear(&err, &request_id))
+                    }
+                }
+            };
+            futures::future::ready(Some(events))
+        })
+        .flat_map(stream::iter);
+    stream::iter(opening).chain(body)
 }

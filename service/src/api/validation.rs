@@ -12,9 +12,12 @@ use super::errors::ApiError;
 use super::messages::chat_turn;
 use super::models::{CreateChatCompletionRequest, CreateCompletionRequest};
 use super::response_format::{self, StructuredOutput};
+use super::tools::{self, ToolUse};
 use async_openai::types::chat::{ChatCompletionStreamOptions, StopConfiguration};
 
-use crate::engine::sampling::{SamplingError, SamplingParams, SamplingRequest, applied_value};
+use crate::engine::sampling::{
+    MAX_TOP_LOGPROBS, SamplingError, SamplingParams, SamplingRequest, applied_value,
+};
 use crate::scheduler::request::PromptInput;
 
 /// Most chat messages per request: bounds template work before tokenisation.
@@ -27,6 +30,9 @@ pub struct Limits {
     pub max_tokens_limit: u32,
     /// `max_tokens` when the client gives none (capped by what the context leaves).
     pub default_max_tokens: u32,
+    /// Largest `n`: each choice holds a KV slot, so at most the engine's slot count
+    /// (`--max-batch`).
+    pub max_choices: u8,
 }
 
 impl Default for Limits {
@@ -34,6 +40,7 @@ impl Default for Limits {
         Limits {
             max_tokens_limit: 4096,
             default_max_tokens: 256,
+            max_choices: 16,
         }
     }
 }
@@ -84,12 +91,16 @@ pub struct CheckedRequest {
     pub sampling: SamplingParams,
     /// Whether the seed was chosen by the client (recorded in the receipt).
     pub seed_given: bool,
+    /// How many choices (`n`, ≥ 1).
+    pub choices: u8,
     /// Server-sent events?
     pub stream: bool,
     /// `stream_options.include_usage`.
     pub include_usage: bool,
     /// A JSON `response_format` (chat only), enforced while decoding.
     pub structured: Option<StructuredOutput>,
+    /// The tools offered (chat only).
+    pub tools: Option<ToolUse>,
 }
 
 /// A request ready for the scheduler: prompt tokenised and fitted into the context.
@@ -118,6 +129,13 @@ pub fn check_chat(
     let messages_value = object.get("messages").cloned();
     // Read before the typed parse so that a malformed form gets this module's message.
     let structured = response_format::check(object.get("response_format"))?;
+    let tool_use = tools::check(&object)?;
+    if structured.is_some() && tool_use.as_ref().is_some_and(ToolUse::offered) {
+        return Err(ApiError::unsupported(
+            "response_format",
+            "A JSON `response_format` together with `tools` is not supported: tool calls              already constrain the answer. Use `tool_choice: \"none\"` or drop one.",
+        ));
+    }
     let request: CreateChatCompletionRequest = from_object(object)?;
     #[allow(deprecated)]
     let CreateChatCompletionRequest {
@@ -128,8 +146,6 @@ pub fn check_chat(
         top_logprobs,
         logprobs,
         logit_bias,
-        tools,
-        tool_choice,
         functions,
         function_call,
         audio,
@@ -158,11 +174,6 @@ pub fn check_chat(
         turns.push(chat_turn(i, message)?);
     }
     refuse_if(
-        tools.is_some() || tool_choice.is_some(),
-        "tools",
-        "Tool calling is not supported.",
-    )?;
-    refuse_if(
         functions.is_some() || function_call.is_some(),
         "functions",
         "Function calling is not supported.",
@@ -178,16 +189,7 @@ pub fn check_chat(
         "prediction",
         "Predicted outputs are not supported.",
     )?;
-    refuse_if(
-        logprobs == Some(true),
-        "logprobs",
-        "`logprobs` is not supported.",
-    )?;
-    refuse_if(
-        top_logprobs.is_some(),
-        "top_logprobs",
-        "`top_logprobs` is not supported.",
-    )?;
+    let logprobs = chat_logprobs(logprobs, top_logprobs)?;
     refuse_if(
         logit_bias.as_ref().is_some_and(|b| !b.is_empty()),
         "logit_bias",
@@ -206,10 +208,16 @@ pub fn check_chat(
     } else {
         "max_tokens"
     };
-    let prompt = (PromptInput::Chat(turns), prompt_canonical);
+    let input = match tool_use.as_ref().and_then(ToolUse::offer) {
+        Some(offer) => PromptInput::ChatWithTools(turns, offer),
+        None => PromptInput::Chat(turns),
+    };
+    let prompt = (input, prompt_canonical);
     let budget = (max_tokens, param);
     let mut checked = shared.check(Endpoint::Chat, model, prompt, budget, limits)?;
     checked.structured = structured;
+    checked.tools = tool_use;
+    checked.sampling = checked.sampling.with_logprobs(logprobs);
     Ok(checked)
 }
 
@@ -261,11 +269,10 @@ pub fn check_completion(
     }
     refuse_if(suffix.is_some(), "suffix", "`suffix` is not supported.")?;
     refuse_if(echo == Some(true), "echo", "`echo` is not supported.")?;
-    refuse_if(
-        logprobs.is_some(),
-        "logprobs",
-        "`logprobs` is not supported.",
-    )?;
+    let logprobs = match logprobs {
+        None => None,
+        Some(top) => Some(top_count("logprobs", i64::from(top))?),
+    };
     refuse_if(
         best_of.is_some_and(|b| b > 1),
         "best_of",
@@ -280,13 +287,44 @@ pub fn check_completion(
         ApiError::invalid_value("prompt", format!("`prompt` cannot be canonicalised: {e}"))
     })?;
     let prompt = (PromptInput::Text(text), prompt_canonical);
-    shared.check(
+    let mut checked = shared.check(
         Endpoint::Completion,
         model,
         prompt,
         (max_tokens, "max_tokens"),
         limits,
-    )
+    )?;
+    checked.sampling = checked.sampling.with_logprobs(logprobs);
+    Ok(checked)
+}
+
+/// Chat's `logprobs` (a flag) and `top_logprobs` (alternatives per token, which needs the
+/// flag): how many alternatives to report, `None` for no log probabilities.
+fn chat_logprobs(logprobs: Option<bool>, top: Option<u8>) -> Result<Option<u8>, ApiError> {
+    match (logprobs == Some(true), top) {
+        (false, None) => Ok(None),
+        (false, Some(_)) => Err(ApiError::invalid_value(
+            "top_logprobs",
+            "`top_logprobs` needs `logprobs` set to true.",
+        )),
+        (true, top) => Ok(Some(top_count(
+            "top_logprobs",
+            i64::from(top.unwrap_or(0)),
+        )?)),
+    }
+}
+
+/// A count of alternatives per token, within [`MAX_TOP_LOGPROBS`].
+fn top_count(param: &str, value: i64) -> Result<u8, ApiError> {
+    u8::try_from(value)
+        .ok()
+        .filter(|&n| n <= MAX_TOP_LOGPROBS)
+        .ok_or_else(|| {
+            ApiError::invalid_value(
+                param,
+                format!("`{param}` must be between 0 and {MAX_TOP_LOGPROBS}. Given: {value}"),
+            )
+        })
 }
 
 impl CheckedRequest {
@@ -371,10 +409,14 @@ impl SharedFields {
         (max_tokens, max_tokens_param): (Option<u32>, &'static str),
         limits: &Limits,
     ) -> Result<CheckedRequest, ApiError> {
-        if let Some(n) = self.n.filter(|&n| n != 1) {
-            return Err(ApiError::unsupported(
+        let choices = self.n.unwrap_or(1);
+        if choices == 0 || choices > limits.max_choices {
+            return Err(ApiError::invalid_value(
                 "n",
-                format!("`n` must be 1. Given: {n}"),
+                format!(
+                    "`n` must be between 1 and {} on this server. Given: {choices}",
+                    limits.max_choices
+                ),
             ));
         }
         for (name, value) in [
@@ -421,9 +463,11 @@ impl SharedFields {
             max_tokens,
             sampling,
             seed_given: self.seed.is_some(),
+            choices,
             stream,
             include_usage: self.stream_options.and_then(|o| o.include_usage) == Some(true),
             structured: None,
+            tools: None,
         })
     }
 }

@@ -42,10 +42,7 @@ fn a_plain_chat_request_gets_defaults() {
     assert!(!req.stream);
     assert_eq!(
         req.prompt,
-        PromptInput::Chat(vec![ChatTurn {
-            role: TurnRole::User,
-            content: "hi".into()
-        }])
+        PromptInput::Chat(vec![ChatTurn::text(TurnRole::User, "hi")])
     );
     // The commitment covers the messages array exactly as sent, canonicalised.
     assert_eq!(
@@ -165,12 +162,10 @@ fn stop_strings_are_bounded() {
 #[test]
 fn unimplemented_features_are_clear_400s() {
     let cases = [
-        ("n", json!(2)),
         (
-            "tools",
-            json!([{"type": "function", "function": {"name": "f"}}]),
+            "functions",
+            json!([{"name": "f", "parameters": {"type": "object"}}]),
         ),
-        ("logprobs", json!(true)),
         ("presence_penalty", json!(0.5)),
         ("logit_bias", json!({"1": 5})),
     ];
@@ -189,6 +184,119 @@ fn unimplemented_features_are_clear_400s() {
         (status, param.as_deref(), code),
         (400, Some("messages[0]"), Some("unsupported_parameter"))
     );
+}
+
+#[test]
+fn logprobs_are_counted_and_bounded() {
+    let asked = chat(with(
+        with(base(), "logprobs", json!(true)),
+        "top_logprobs",
+        json!(5),
+    ));
+    assert_eq!(asked.unwrap().sampling.logprobs(), Some(5));
+    let flag = chat(with(base(), "logprobs", json!(true))).unwrap();
+    assert_eq!(flag.sampling.logprobs(), Some(0));
+    assert_eq!(chat(base()).unwrap().sampling.logprobs(), None);
+    let off = chat(with(base(), "logprobs", json!(false))).unwrap();
+    assert_eq!(off.sampling.logprobs(), None);
+    for (body, param) in [
+        (with(base(), "top_logprobs", json!(2)), "top_logprobs"),
+        (
+            with(
+                with(base(), "logprobs", json!(true)),
+                "top_logprobs",
+                json!(21),
+            ),
+            "top_logprobs",
+        ),
+    ] {
+        let (status, got, code) = param_of(chat(body));
+        assert_eq!(
+            (status, got.as_deref(), code),
+            (400, Some(param), Some("invalid_value"))
+        );
+    }
+    let completion = |logprobs: Value| {
+        let body = json!({"model": "tiny", "prompt": "hi", "logprobs": logprobs});
+        check_completion(body.to_string().as_bytes(), "tiny", &Limits::default())
+    };
+    assert_eq!(completion(json!(3)).unwrap().sampling.logprobs(), Some(3));
+    let (status, got, _) = param_of(completion(json!(25)));
+    assert_eq!((status, got.as_deref()), (400, Some("logprobs")));
+}
+
+#[test]
+fn tools_reach_the_prompt_and_cannot_share_a_json_response_format() {
+    let tools = json!([{"type": "function", "function": {"name": "get_position",
+        "parameters": {"type": "object", "properties": {"account": {"type": "string"}}}}}]);
+    let with_system = json!([{"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Position of A-1?"}]);
+    let checked = chat(with(
+        with(base(), "tools", tools.clone()),
+        "messages",
+        with_system,
+    ))
+    .unwrap();
+    let PromptInput::ChatWithTools(turns, offer) = &checked.prompt else {
+        panic!("tools are offered with the prompt")
+    };
+    assert_eq!(turns.len(), 2);
+    assert_eq!(offer.tools[0]["function"]["name"], "get_position");
+    assert!(offer.instructions.contains("get_position"));
+    assert_eq!(checked.tools.as_ref().unwrap().kind(), "auto");
+    let none = chat(with(
+        with(base(), "tools", tools.clone()),
+        "tool_choice",
+        json!("none"),
+    ));
+    assert!(
+        matches!(none.unwrap().prompt, PromptInput::Chat(_)),
+        "none offers nothing"
+    );
+    let both = with(
+        with(base(), "tools", tools),
+        "response_format",
+        json!({"type": "json_object"}),
+    );
+    let (status, param, code) = param_of(chat(both));
+    assert_eq!(
+        (status, param.as_deref(), code),
+        (400, Some("response_format"), Some("unsupported_parameter"))
+    );
+}
+
+#[test]
+fn tool_turns_keep_their_calls_and_call_ids() {
+    let messages = json!([
+        {"role": "user", "content": "Position of A-1?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "get_position", "arguments": "{\"account\": \"A-1\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "120 shares"}
+    ]);
+    let checked = chat(with(base(), "messages", messages)).unwrap();
+    let PromptInput::Chat(turns) = &checked.prompt else {
+        panic!("chat")
+    };
+    assert_eq!(turns[1].tool_calls.len(), 1);
+    assert_eq!(turns[1].tool_calls[0].name, "get_position");
+    assert_eq!(turns[1].tool_calls[0].arguments, json!({"account": "A-1"}));
+    assert_eq!(turns[1].tool_calls[0].id, "call_1");
+    assert_eq!(turns[2].role, TurnRole::Tool);
+    assert_eq!(turns[2].tool_call_id.as_deref(), Some("call_1"));
+    assert_eq!(turns[2].content, "120 shares");
+}
+
+#[test]
+fn n_is_bounded_by_the_servers_choices() {
+    assert_eq!(chat(base()).unwrap().choices, 1);
+    assert_eq!(chat(with(base(), "n", json!(3))).unwrap().choices, 3);
+    for n in [0, 17] {
+        let (status, param, code) = param_of(chat(with(base(), "n", json!(n))));
+        assert_eq!(
+            (status, param.as_deref(), code),
+            (400, Some("n"), Some("invalid_value"))
+        );
+    }
 }
 
 #[test]

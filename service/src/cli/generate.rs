@@ -178,6 +178,7 @@ fn generation_request(prompt: Vec<u32>, params: &SamplingParams) -> GenerationRe
         params: params.clone(),
         constraint: None,
         enqueued_at: Instant::now(),
+        choices: 1,
     }
 }
 
@@ -221,7 +222,7 @@ fn stream_to_stdout(
     loop {
         match events.blocking_recv() {
             Some(GenerationEvent::Started { .. }) => {}
-            Some(GenerationEvent::Text { text, tokens }) => {
+            Some(GenerationEvent::Text { text, tokens, .. }) => {
                 first_text.get_or_insert((started.elapsed(), tokens));
                 stdout
                     .write_all(text.as_bytes())

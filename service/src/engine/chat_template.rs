@@ -12,6 +12,7 @@ use minijinja::{Environment, Error, ErrorKind, Value, context};
 use serde::Serialize;
 
 use crate::engine::gguf::{GgufError, GgufFile};
+use crate::scheduler::request::ToolSyntax;
 
 /// The name the template is stored under inside its environment.
 const TEMPLATE_NAME: &str = "chat";
@@ -77,6 +78,8 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    /// How the template lets the model call tools.
+    tool_syntax: ToolSyntax,
 }
 
 impl ChatTemplate {
@@ -167,7 +170,43 @@ impl ChatTemplate {
             env,
             bos_token: bos_token.into(),
             eos_token: eos_token.into(),
+            tool_syntax: tool_syntax_of(template),
         })
+    }
+
+    /// How the template lets the model call tools: Hermes / Qwen2-style when it renders
+    /// `tools` and writes `<tool_call>` blocks, Llama-3-style when it renders `tools` for
+    /// the `ipython` environment, and otherwise none of its own (generic).
+    pub fn tool_syntax(&self) -> ToolSyntax {
+        self.tool_syntax
+    }
+
+    /// The prompt text for `messages` given as JSON objects (`role`, `content`, and
+    /// `tool_calls` / `tool_call_id` as templates with tool syntax read them), with the
+    /// callable `tools` (OpenAI's `[{"type": "function", "function": {…}}]`) when offered.
+    pub fn render_with_tools(
+        &self,
+        messages: &[serde_json::Value],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String, ChatTemplateError> {
+        let template =
+            self.env
+                .get_template(TEMPLATE_NAME)
+                .map_err(|e| ChatTemplateError::Render {
+                    reason: describe(&e),
+                })?;
+        template
+            .render(context! {
+                messages => Value::from_serialize(messages),
+                add_generation_prompt => add_generation_prompt,
+                bos_token => &self.bos_token,
+                eos_token => &self.eos_token,
+                tools => tools.map_or(Value::from(()), Value::from_serialize),
+            })
+            .map_err(|e| ChatTemplateError::Render {
+                reason: describe(&e),
+            })
     }
 
     /// The prompt text for `messages`; `add_generation_prompt` appends the opening of an
@@ -194,6 +233,18 @@ impl ChatTemplate {
             .map_err(|e| ChatTemplateError::Render {
                 reason: describe(&e),
             })
+    }
+}
+
+/// The tool syntax a template's source shows (see [`ChatTemplate::tool_syntax`]).
+fn tool_syntax_of(source: &str) -> ToolSyntax {
+    let renders_tools = source.contains("tools");
+    if renders_tools && source.contains("<tool_call>") {
+        ToolSyntax::Hermes
+    } else if renders_tools && (source.contains("ipython") || source.contains("<|python_tag|>")) {
+        ToolSyntax::Llama3
+    } else {
+        ToolSyntax::Generic
     }
 }
 
@@ -316,6 +367,77 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A template in the Hermes / Qwen2 style, written for this test: it lists `tools`,
+    /// writes an answer's calls as `<tool_call>` blocks and a tool's result as its own turn.
+    const HERMES_STYLE: &str = r#"{% if tools %}<|im_start|>system
+You may call these functions:
+{% for tool in tools %}{{ tool | tojson }}
+{% endfor %}Write each call as <tool_call>
+{"name": ..., "arguments": ...}
+</tool_call><|im_end|>
+{% endif %}{% for message in messages %}{% if message.role == "tool" %}<|im_start|>user
+<tool_response>{{ message.content }}</tool_response><|im_end|>
+{% elif message.tool_calls %}<|im_start|>assistant
+{% for call in message.tool_calls %}<tool_call>
+{"name": "{{ call.function.name }}", "arguments": {{ call.function.arguments | tojson }}}
+</tool_call>{% endfor %}<|im_end|>
+{% else %}<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"#;
+
+    #[test]
+    fn tool_syntax_is_read_from_the_template() {
+        let syntax = |source: &str| {
+            ChatTemplate::from_str(source, "", "")
+                .unwrap()
+                .tool_syntax()
+        };
+        assert_eq!(syntax(HERMES_STYLE), ToolSyntax::Hermes);
+        let llama = "{% if tools %}Environment: ipython\n{% for t in tools %}{{ t | tojson }}{% endfor %}{% endif %}";
+        assert_eq!(syntax(llama), ToolSyntax::Llama3);
+        assert_eq!(syntax("{{ messages[0].content }}"), ToolSyntax::Generic);
+    }
+
+    #[test]
+    fn a_template_with_tool_syntax_renders_tools_calls_and_results() {
+        let template = ChatTemplate::from_str(HERMES_STYLE, "", "").unwrap();
+        let tools = serde_json::json!([{"type": "function", "function": {"name": "now"}}]);
+        let messages = [
+            serde_json::json!({"role": "user", "content": "Time?"}),
+            serde_json::json!({"role": "assistant", "content": "", "tool_calls": [{"id": "c1",
+                "type": "function", "function": {"name": "now", "arguments": {"tz": "UTC"}}}]}),
+            serde_json::json!({"role": "tool", "content": "12:00", "tool_call_id": "c1"}),
+        ];
+        let text = template
+            .render_with_tools(&messages, Some(&tools), true)
+            .unwrap();
+        assert!(
+            text.starts_with("<|im_start|>system\nYou may call"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""name":"now""#),
+            "the tool is listed: {text}"
+        );
+        assert!(
+            text.contains(
+                "<tool_call>\n{\"name\": \"now\", \"arguments\": {\"tz\":\"UTC\"}}\n</tool_call>"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("<tool_response>12:00</tool_response>"),
+            "{text}"
+        );
+        assert!(text.ends_with("<|im_start|>assistant\n"), "{text}");
+        // Without tools the template writes no offer.
+        let plain = template
+            .render_with_tools(&messages[..1], None, true)
+            .unwrap();
+        assert!(!plain.contains("You may call"), "{plain}");
+    }
 
     #[test]
     fn strftime_subset_formats_known_instants() {

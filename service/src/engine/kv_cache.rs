@@ -210,6 +210,27 @@ impl KvSlots {
         Ok(())
     }
 
+    /// Makes `to` hold a copy of what `from` holds (both in use): `n` choices of one prompt
+    /// share its prefill this way.
+    pub fn copy_slot(&mut self, from: usize, to: usize) -> Result<(), KvError> {
+        self.check(from)?;
+        self.check(to)?;
+        let len = self.lens[from];
+        if from != to && len > 0 {
+            for cache in self.keys.iter().chain(&self.values) {
+                let source = cache
+                    .f_narrow(0, from as i64, 1)?
+                    .f_narrow(2, 0, len as i64)?;
+                cache
+                    .f_narrow(0, to as i64, 1)?
+                    .f_narrow(2, 0, len as i64)?
+                    .f_copy_(&source)?;
+            }
+        }
+        self.lens[to] = len;
+        Ok(())
+    }
+
     /// Checks that `slot` is in use and can take `adding` more positions.
     pub(crate) fn check_room(&self, slot: usize, adding: usize) -> Result<usize, KvError> {
         self.check(slot)?;

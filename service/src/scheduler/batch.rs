@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::request::{FinishReason, GenerationEvent};
+use super::request::{FinishReason, GenerationEvent, GenerationRequest, TokenLogprob};
 use super::stop::StopMatcher;
 use super::{Command, Generator, Job, SchedulerStats, Token};
 
@@ -22,23 +22,36 @@ pub(crate) struct Running<S> {
     stop: StopMatcher,
     generated: u32,
     max_tokens: u32,
+    /// Log probabilities of tokens whose text is not out yet.
+    logprobs: Vec<TokenLogprob>,
 }
 
 impl<S> Running<S> {
-    fn new(sequence: S, job: Job) -> Self {
+    fn new(
+        sequence: S,
+        request: &GenerationRequest,
+        events: UnboundedSender<GenerationEvent>,
+    ) -> Self {
         Running {
             sequence,
-            stop: StopMatcher::new(job.request.params.stop().to_vec()),
+            stop: StopMatcher::new(request.params.stop().to_vec()),
             generated: 0,
-            max_tokens: job.request.params.max_tokens(),
-            events: job.events,
+            max_tokens: request.params.max_tokens(),
+            logprobs: Vec::new(),
+            events,
         }
     }
 
     /// Takes one generated token; returns the finish reason when the sequence is done.
     pub(crate) fn accept(&mut self, token: Token) -> Option<FinishReason> {
-        let Token { text, finish, .. } = token;
+        let Token {
+            text,
+            finish,
+            logprobs,
+            ..
+        } = token;
         self.generated = self.generated.saturating_add(1);
+        self.logprobs.extend(logprobs);
         let scan = self.stop.push(&text);
         self.emit(scan.emit);
         if scan.stopped {
@@ -86,12 +99,13 @@ impl<S> Running<S> {
         });
     }
 
-    fn emit(&self, text: String) {
+    fn emit(&mut self, text: String) {
         if !text.is_empty() {
             // A closed channel means the client left; the loop notices and drops the sequence.
             let _ = self.events.send(GenerationEvent::Text {
                 text,
                 tokens: self.generated,
+                logprobs: std::mem::take(&mut self.logprobs),
             });
         }
     }
@@ -114,56 +128,99 @@ pub(crate) fn run<G: Generator>(
     let max_batch = generator.max_batch().max(1);
     let mut batch: Vec<Running<G::Sequence>> = Vec::with_capacity(max_batch);
     let mut queue_open = true;
+    // A request of several choices that waits, first in line, for a slot per choice.
+    let mut held: Option<Job> = None;
     loop {
         if stopping.load(Ordering::SeqCst) {
-            cancel_all(&mut generator, &mut batch, jobs, stats);
+            cancel_all(&mut generator, &mut batch, held.take(), jobs, stats);
             return;
         }
         // This turn's work for `iteration_tokens`: prompt tokens prefilled, then decode rows.
         let mut prefilled = 0u64;
-        // Admit.
-        while queue_open && batch.len() < max_batch && !stopping.load(Ordering::SeqCst) {
-            let next = if batch.is_empty() {
-                jobs.recv().map_err(|_| TryRecvError::Disconnected)
-            } else {
-                jobs.try_recv()
-            };
-            let command = match next {
-                Ok(command) => command,
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    queue_open = false;
-                    break;
+        // Admit: collect this turn's jobs, a slot per choice, then prefill them together.
+        let mut admitted: Vec<Job> = Vec::new();
+        let mut reserved = batch.len();
+        while reserved < max_batch && !stopping.load(Ordering::SeqCst) {
+            let job = match held.take() {
+                Some(job) => job,
+                None if !queue_open => break,
+                None => {
+                    let next = if reserved == 0 {
+                        jobs.recv().map_err(|_| TryRecvError::Disconnected)
+                    } else {
+                        jobs.try_recv()
+                    };
+                    let command = match next {
+                        Ok(command) => command,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            queue_open = false;
+                            break;
+                        }
+                    };
+                    let Command::Run(job) = command else {
+                        continue;
+                    };
+                    stats.waiting.fetch_sub(1, Ordering::SeqCst);
+                    job
                 }
             };
-            let Command::Run(job) = command else {
-                continue;
-            };
-            stats.waiting.fetch_sub(1, Ordering::SeqCst);
-            if job.events.is_closed() {
+            if job.events.iter().all(UnboundedSender::is_closed) {
                 stats.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            let choices = job.events.len();
+            if choices > max_batch {
+                tracing::error!(choices, max_batch, "more choices than KV slots");
+                job.finish_all(FinishReason::Error);
+                continue;
+            }
+            if reserved + choices > max_batch {
+                held = Some(job);
+                break;
+            }
+            reserved += choices;
             stats
                 .max_tokens
                 .observe_tokens(u64::from(job.request.params.max_tokens()));
-            let _ = job.events.send(GenerationEvent::Started {
-                queued_for: job.request.enqueued_at.elapsed(),
-            });
-            match generator.start(&job.request) {
-                Ok((sequence, first)) => {
-                    stats.kv_slots_held.fetch_add(1, Ordering::Relaxed);
-                    prefilled += job.request.prompt_tokens.len() as u64;
-                    let mut running = Running::new(sequence, job);
-                    let outcome = running.accept(first);
-                    running.settle(outcome, &mut generator, stats, &mut batch);
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "prefill failed");
-                    let _ = job.events.send(GenerationEvent::Finished {
-                        reason: FinishReason::Error,
-                        completion_tokens: 0,
-                    });
+            for events in &job.events {
+                let _ = events.send(GenerationEvent::Started {
+                    queued_for: job.request.enqueued_at.elapsed(),
+                });
+            }
+            admitted.push(job);
+        }
+        if !admitted.is_empty() {
+            let requests: Vec<&GenerationRequest> = admitted.iter().map(|j| &j.request).collect();
+            let results = generator.start_batch(&requests);
+            if results.len() != admitted.len() {
+                tracing::error!(got = results.len(), want = admitted.len(), "start_batch");
+            }
+            let mut results = results.into_iter();
+            for job in admitted {
+                let choices = job.events.len();
+                match results.next() {
+                    Some(Ok(started)) if started.len() == choices => {
+                        prefilled += job.request.prompt_tokens.len() as u64;
+                        for ((sequence, first), events) in started.into_iter().zip(job.events) {
+                            stats.kv_slots_held.fetch_add(1, Ordering::Relaxed);
+                            let mut running = Running::new(sequence, &job.request, events);
+                            let outcome = running.accept(first);
+                            running.settle(outcome, &mut generator, stats, &mut batch);
+                        }
+                    }
+                    Some(Ok(started)) => {
+                        tracing::error!(got = started.len(), choices, "wrong number of choices");
+                        for (sequence, _) in started {
+                            generator.release(sequence);
+                        }
+                        job.finish_all(FinishReason::Error);
+                    }
+                    Some(Err(err)) => {
+                        tracing::error!(error = %err, "prefill failed");
+                        job.finish_all(FinishReason::Error);
+                    }
+                    None => job.finish_all(FinishReason::Error),
                 }
             }
         }
@@ -181,7 +238,7 @@ pub(crate) fn run<G: Generator>(
             if prefilled > 0 {
                 stats.iteration_tokens.observe_tokens(prefilled);
             }
-            if queue_open || stopping.load(Ordering::SeqCst) {
+            if queue_open || held.is_some() || stopping.load(Ordering::SeqCst) {
                 continue;
             }
             return;
@@ -224,9 +281,13 @@ pub(crate) fn run<G: Generator>(
 fn cancel_all<G: Generator>(
     generator: &mut G,
     batch: &mut Vec<Running<G::Sequence>>,
+    held: Option<Job>,
     jobs: &Receiver<Command>,
     stats: &SchedulerStats,
 ) {
+    if let Some(job) = held {
+        job.finish_all(FinishReason::Cancelled);
+    }
     for mut running in batch.drain(..) {
         // Text held back by a possible stop string was generated: deliver it.
         let rest = running.stop.flush();
@@ -237,10 +298,7 @@ fn cancel_all<G: Generator>(
     while let Ok(command) = jobs.try_recv() {
         if let Command::Run(job) = command {
             stats.waiting.fetch_sub(1, Ordering::SeqCst);
-            let _ = job.events.send(GenerationEvent::Finished {
-                reason: FinishReason::Cancelled,
-                completion_tokens: 0,
-            });
+            job.finish_all(FinishReason::Cancelled);
         }
     }
 }
@@ -269,6 +327,10 @@ mod tests {
     struct Spell {
         max_batch: usize,
         steps: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+        /// The number of requests of each `start_batch` call.
+        starts: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+        /// When set, the first step waits for a message on it.
+        gate: Option<std::sync::mpsc::Receiver<()>>,
     }
 
     struct Seq {
@@ -282,11 +344,13 @@ mod tests {
         match id {
             Some(id) => Token {
                 id,
+                logprobs: None,
                 text: format!("<{id}>"),
                 finish: None,
             },
             None => Token {
                 id: 0,
+                logprobs: None,
                 text: String::new(),
                 finish: Some(FinishReason::Stop),
             },
@@ -311,7 +375,17 @@ mod tests {
             let first = token(&mut seq);
             Ok((seq, first))
         }
+        fn start_batch(
+            &mut self,
+            requests: &[&GenerationRequest],
+        ) -> Vec<super::super::Started<Seq>> {
+            self.starts.lock().unwrap().push(requests.len());
+            requests.iter().map(|r| self.start_choices(r)).collect()
+        }
         fn step(&mut self, sequences: &mut [&mut Seq]) -> Result<Vec<Token>, GeneratorError> {
+            if let Some(gate) = self.gate.take() {
+                gate.recv().expect("the test opens the gate");
+            }
             self.steps.lock().unwrap().push(sequences.len());
             Ok(sequences.iter_mut().map(|s| token(s)).collect())
         }
@@ -333,6 +407,7 @@ mod tests {
             params,
             constraint: None,
             enqueued_at: Instant::now(),
+            choices: 1,
         }
     }
 
@@ -365,11 +440,45 @@ mod tests {
             Spell {
                 max_batch,
                 steps: steps.clone(),
+                starts: Default::default(),
+                gate: None,
             },
             capacity,
         )
         .unwrap();
         (scheduler, thread, steps)
+    }
+
+    #[test]
+    fn test_batch_admits_the_requests_that_arrived_during_a_step_in_one_prefill() {
+        let starts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (open, gate) = std::sync::mpsc::channel();
+        let (scheduler, thread) = Scheduler::start(
+            Spell {
+                max_batch: 4,
+                steps: Default::default(),
+                starts: starts.clone(),
+                gate: Some(gate),
+            },
+            8,
+        )
+        .unwrap();
+        // The first request is started alone (its first token is out); its first step
+        // waits at the gate while four more arrive. Three fit beside it, the fourth waits
+        // for a free slot.
+        let mut first = scheduler.submit(request(&[1, 2, 3], 10, &[])).unwrap();
+        while !matches!(first.blocking_recv(), Some(GenerationEvent::Text { .. })) {}
+        let later: Vec<_> = (0..4)
+            .map(|i| scheduler.submit(request(&[10 + i, 20], 10, &[])).unwrap())
+            .collect();
+        open.send(()).unwrap();
+        assert_eq!(drain(first).1, FinishReason::Stop);
+        for (i, rx) in (0u32..).zip(later) {
+            assert_eq!(drain(rx).0, format!("<{}><20>", 10 + i));
+        }
+        drop(scheduler);
+        thread.join();
+        assert_eq!(*starts.lock().unwrap(), vec![1, 3, 1]);
     }
 
     #[test]
@@ -470,6 +579,7 @@ mod tests {
                     (),
                     Token {
                         id: 0,
+                        logprobs: None,
                         text: String::new(),
                         finish: Some(FinishReason::Stop),
                     },

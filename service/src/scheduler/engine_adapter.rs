@@ -13,8 +13,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use super::request::{GenerationRequest, PromptInput};
-use super::{Generator, GeneratorError, PromptEncoder, Token};
+use super::request::{
+    ChatTurn, GenerationRequest, PromptInput, TokenLogprob, ToolOffer, ToolSyntax, TurnRole,
+};
+use super::{Generator, GeneratorError, PromptEncoder, Started, Token};
 use crate::engine::chat_template::{ChatMessage, ChatTemplate};
 use crate::engine::constraint::{Constraint, ConstraintCompiler, ConstraintError, ConstraintSpec};
 use crate::engine::runner::{Engine, EngineError, SeqEvent, SeqId};
@@ -50,7 +52,122 @@ impl EnginePromptEncoder {
     }
 }
 
+impl EnginePromptEncoder {
+    /// The prompt text of a conversation (with `offer`ed tools): in the template's own
+    /// tool syntax when it has one, else with tool turns and the offer written the generic
+    /// way ([`generic_turns`]).
+    fn render_chat(
+        &self,
+        template: &ChatTemplate,
+        turns: &[ChatTurn],
+        offer: Option<&ToolOffer>,
+    ) -> Result<String, crate::engine::chat_template::ChatTemplateError> {
+        let uses_tools = offer.is_some() || turns.iter().any(|t| t.role == TurnRole::Tool);
+        if template.tool_syntax() != ToolSyntax::Generic && uses_tools {
+            let messages: Vec<serde_json::Value> = turns.iter().map(native_message).collect();
+            return template.render_with_tools(&messages, offer.map(|o| &o.tools), true);
+        }
+        let messages: Vec<ChatMessage> = generic_turns(turns, offer)
+            .into_iter()
+            .map(|t| ChatMessage::new(t.role.as_str(), t.content))
+            .collect();
+        template.render(&messages, true)
+    }
+}
+
+/// Groups of request indices whose prompts are prefilled together: sorted by length, a
+/// group grows while padding every prompt to its longest costs at most a quarter more
+/// positions than the prompts hold, and at most [`MAX_PREFILL_TOKENS`] positions.
+pub(crate) fn prefill_groups(indices: &[usize], len: impl Fn(usize) -> usize) -> Vec<Vec<usize>> {
+    let mut sorted = indices.to_vec();
+    sorted.sort_by_key(|&i| len(i));
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut real = 0;
+    for i in sorted {
+        let fits = groups.last().is_some_and(|group| {
+            let padded = len(i) * (group.len() + 1);
+            4 * padded <= 5 * (real + len(i)) && padded <= MAX_PREFILL_TOKENS
+        });
+        if fits {
+            real += len(i);
+            if let Some(group) = groups.last_mut() {
+                group.push(i);
+            }
+        } else {
+            real = len(i);
+            groups.push(vec![i]);
+        }
+    }
+    groups
+}
+
+/// Most positions (prompts × the longest) one batched prefill runs.
+pub(crate) const MAX_PREFILL_TOKENS: usize = 4096;
+
+/// A turn as templates with tool syntax read it: `tool_calls` with each function's
+/// arguments as an object, and a tool result's `tool_call_id`.
+fn native_message(turn: &ChatTurn) -> serde_json::Value {
+    let mut message = serde_json::json!({"role": turn.role.as_str(), "content": turn.content});
+    if !turn.tool_calls.is_empty() {
+        message["tool_calls"] = turn
+            .tool_calls
+            .iter()
+            .map(|c| {
+                serde_json::json!({"id": c.id, "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments}})
+            })
+            .collect();
+    }
+    if let Some(id) = &turn.tool_call_id {
+        message["tool_call_id"] = serde_json::Value::String(id.clone());
+    }
+    message
+}
+
+/// The conversation for a template without tool syntax (llama.cpp's generic form): the
+/// offer's text after the first system turn's (or as a system turn of its own before
+/// everything), an answer that called tools as the JSON `{"tool_calls": [{"name",
+/// "arguments"}]}` the model is asked to write, and a tool result as a user turn holding
+/// `{"tool_response": {"tool_call_id", "content"}}`.
+pub(crate) fn generic_turns(turns: &[ChatTurn], offer: Option<&ToolOffer>) -> Vec<ChatTurn> {
+    let mut out: Vec<ChatTurn> = turns
+        .iter()
+        .map(|turn| match turn.role {
+            TurnRole::Tool => {
+                let response = serde_json::json!({"tool_response": {
+                    "tool_call_id": turn.tool_call_id,
+                    "content": turn.content,
+                }});
+                ChatTurn::text(TurnRole::User, response.to_string())
+            }
+            _ if !turn.tool_calls.is_empty() => {
+                let calls: Vec<serde_json::Value> = (turn.tool_calls.iter())
+                    .map(|c| serde_json::json!({"name": c.name, "arguments": c.arguments}))
+                    .collect();
+                let written = serde_json::json!({ "tool_calls": calls }).to_string();
+                ChatTurn::text(turn.role, written)
+            }
+            _ => ChatTurn::text(turn.role, turn.content.clone()),
+        })
+        .collect();
+    if let Some(offer) = offer {
+        match out.first_mut() {
+            Some(first) if first.role == TurnRole::System => {
+                first.content = format!("{}\n\n{}", first.content, offer.instructions);
+            }
+            _ => out.insert(0, ChatTurn::text(TurnRole::System, &offer.instructions)),
+        }
+    }
+    out
+}
+
 impl PromptEncoder for EnginePromptEncoder {
+    fn tool_syntax(&self) -> ToolSyntax {
+        self.template
+            .as_ref()
+            .map_or(ToolSyntax::Generic, |t| t.tool_syntax())
+    }
+
     fn constrain(&self, spec: &ConstraintSpec) -> Result<Constraint, ConstraintError> {
         self.constraint_compiler()?.compile(spec)
     }
@@ -72,19 +189,20 @@ impl PromptEncoder for EnginePromptEncoder {
                 .tokenizer
                 .encode(text, true)
                 .map_err(|e| encode_err(&e)),
-            PromptInput::Chat(turns) => {
+            PromptInput::Chat(_) | PromptInput::ChatWithTools(..) => {
                 let template = self
                     .template
                     .as_ref()
                     .ok_or_else(|| GeneratorError::Encode {
                         reason: "this model has no chat template; use /v1/completions".to_string(),
                     })?;
-                let messages: Vec<ChatMessage> = turns
-                    .iter()
-                    .map(|t| ChatMessage::new(t.role.as_str(), t.content.clone()))
-                    .collect();
-                let text = template
-                    .render(&messages, true)
+                let (turns, offer) = match prompt {
+                    PromptInput::ChatWithTools(turns, offer) => (turns, Some(offer)),
+                    PromptInput::Chat(turns) => (turns, None),
+                    PromptInput::Text(_) => unreachable!("matched above"),
+                };
+                let text = self
+                    .render_chat(template, turns, offer)
                     .map_err(|e| encode_err(&e))?;
                 // The template writes any BOS itself.
                 self.tokenizer
@@ -120,9 +238,21 @@ fn model_error(e: &EngineError) -> GeneratorError {
     }
 }
 
-fn token(event: SeqEvent) -> Token {
+/// The engine's event as the scheduler's token, log probabilities spelled as bytes.
+fn token(event: SeqEvent, tokenizer: &Tokenizer) -> Token {
+    let bytes = |id: u32| {
+        tokenizer
+            .token_bytes(id)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default()
+    };
     Token {
         id: event.token,
+        logprobs: event.logprobs.map(|lp| TokenLogprob {
+            bytes: bytes(event.token),
+            logprob: lp.logprob,
+            top: lp.top.into_iter().map(|(id, l)| (bytes(id), l)).collect(),
+        }),
         text: event.text,
         finish: event.finish,
     }
@@ -147,7 +277,74 @@ impl Generator for EngineGenerator {
                 request.constraint.clone(),
             )
             .map_err(|e| model_error(&e))?;
-        Ok((EngineSequence { id: event.id }, token(event)))
+        Ok((
+            EngineSequence { id: event.id },
+            token(event, self.engine.tokenizer()),
+        ))
+    }
+
+    /// Single-choice requests are prefilled together, in groups of prompts of similar
+    /// length ([`prefill_groups`]); a group whose batched prefill fails is started one by
+    /// one, so one bad request does not fail its neighbours.
+    fn start_batch(&mut self, requests: &[&GenerationRequest]) -> Vec<Started<EngineSequence>> {
+        let mut results: Vec<Option<Started<EngineSequence>>> =
+            requests.iter().map(|_| None).collect();
+        let singles: Vec<usize> = (0..requests.len())
+            .filter(|&i| requests[i].choices <= 1)
+            .collect();
+        for group in prefill_groups(&singles, |i| requests[i].prompt_tokens.len()) {
+            if group.len() < 2 {
+                continue;
+            }
+            let jobs = group
+                .iter()
+                .map(|&i| {
+                    let r = requests[i];
+                    (
+                        r.prompt_tokens.as_slice(),
+                        r.params.clone(),
+                        r.constraint.clone(),
+                    )
+                })
+                .collect();
+            match self.engine.add_batch(jobs) {
+                Ok(events) => {
+                    let tokenizer = self.engine.tokenizer();
+                    for (&i, event) in group.iter().zip(events) {
+                        let started = (EngineSequence { id: event.id }, token(event, tokenizer));
+                        results[i] = Some(Ok(vec![started]));
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "batched prefill failed; one by one"),
+            }
+        }
+        (requests.iter().zip(results))
+            .map(|(r, done)| done.unwrap_or_else(|| self.start_choices(r)))
+            .collect()
+    }
+
+    fn start_choices(
+        &mut self,
+        request: &GenerationRequest,
+    ) -> Result<Vec<(EngineSequence, Token)>, GeneratorError> {
+        if request.choices <= 1 {
+            return Ok(vec![self.start(request)?]);
+        }
+        let params: Vec<_> = (0..request.choices)
+            .map(|i| {
+                let seed = request.params.seed().wrapping_add(i as u64);
+                request.params.clone().with_seed(seed)
+            })
+            .collect();
+        let events = self
+            .engine
+            .add_choices(&request.prompt_tokens, &params, request.constraint.clone())
+            .map_err(|e| model_error(&e))?;
+        let tokenizer = self.engine.tokenizer();
+        Ok(events
+            .into_iter()
+            .map(|event| (EngineSequence { id: event.id }, token(event, tokenizer)))
+            .collect())
     }
 
     fn step(
@@ -163,7 +360,7 @@ impl Generator for EngineGenerator {
             .map(|&id| {
                 let at = events.iter().position(|e| e.id == id);
                 let at = at.ok_or_else(|| skipped(id))?;
-                Ok(token(events.swap_remove(at)))
+                Ok(token(events.swap_remove(at), self.engine.tokenizer()))
             })
             .collect()
     }
@@ -172,5 +369,58 @@ impl Generator for EngineGenerator {
         if let Err(err) = self.engine.remove(sequence.id) {
             tracing::error!(error = %err, "could not release an engine sequence");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::request::TurnCall;
+
+    #[test]
+    fn generic_turns_write_calls_results_and_the_offer() {
+        let turns = vec![
+            ChatTurn::text(TurnRole::System, "Be brief."),
+            ChatTurn::text(TurnRole::User, "Position of A-1?"),
+            ChatTurn {
+                tool_calls: vec![TurnCall {
+                    id: "c1".into(),
+                    name: "get_position".into(),
+                    arguments: serde_json::json!({"account": "A-1"}),
+                }],
+                ..ChatTurn::text(TurnRole::Assistant, "")
+            },
+            ChatTurn {
+                tool_call_id: Some("c1".into()),
+                ..ChatTurn::text(TurnRole::Tool, "120 shares")
+            },
+        ];
+        let offer = ToolOffer {
+            tools: serde_json::json!([]),
+            instructions: "You can call these tools: …".into(),
+        };
+        let written = generic_turns(&turns, Some(&offer));
+        assert_eq!(written.len(), 4);
+        assert_eq!(
+            written[0].content,
+            "Be brief.\n\nYou can call these tools: …"
+        );
+        let call: serde_json::Value = serde_json::from_str(&written[2].content).unwrap();
+        assert_eq!(
+            call,
+            serde_json::json!({"tool_calls": [{"name": "get_position", "arguments": {"account": "A-1"}}]})
+        );
+        assert_eq!(written[3].role, TurnRole::User);
+        let result: serde_json::Value = serde_json::from_str(&written[3].content).unwrap();
+        assert_eq!(
+            result,
+            serde_json::json!({"tool_response": {"tool_call_id": "c1", "content": "120 shares"}})
+        );
+        // Without a system turn the offer becomes one, first.
+        let written = generic_turns(&turns[1..2], Some(&offer));
+        assert_eq!(
+            (written[0].role, written[0].content.as_str()),
+            (TurnRole::System, "You can call these tools: …")
+        );
     }
 }

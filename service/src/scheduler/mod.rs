@@ -29,7 +29,9 @@ use std::time::Instant;
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use self::request::{FinishReason, GenerationEvent, GenerationRequest, PromptInput};
+use self::request::{
+    FinishReason, GenerationEvent, GenerationRequest, PromptInput, TokenLogprob, ToolSyntax,
+};
 use crate::engine::constraint::{Constraint, ConstraintError, ConstraintSpec};
 use crate::histogram::{Histogram, ITERATION_TOKEN_BUCKETS, REQUEST_TOKEN_BUCKETS};
 
@@ -51,10 +53,12 @@ pub enum GeneratorError {
 }
 
 /// One generated token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Token {
     /// Its id.
     pub id: u32,
+    /// Its log probability and alternatives, when the request asked for them.
+    pub logprobs: Option<TokenLogprob>,
     /// The text it makes final (may be empty while a multi-byte character is incomplete;
     /// with `finish`, whatever the model still held back).
     pub text: String,
@@ -77,6 +81,12 @@ pub trait PromptEncoder: Send + Sync + 'static {
         Err(GeneratorError::Encode {
             reason: "this model cannot detokenize".to_string(),
         })
+    }
+
+    /// How this model's chat template lets it call tools (generic when it has no syntax
+    /// of its own, or no template).
+    fn tool_syntax(&self) -> ToolSyntax {
+        ToolSyntax::Generic
     }
 
     /// Compiles `spec` for this model (structured outputs), for
@@ -103,6 +113,28 @@ pub trait Generator: Send + 'static {
         &mut self,
         request: &GenerationRequest,
     ) -> Result<(Self::Sequence, Token), GeneratorError>;
+
+    /// Starts `request.choices` sequences of one prompt, each with its first token (choice
+    /// `i` drawing with seed + `i`). A generator that cannot share a prefill serves one
+    /// choice only.
+    fn start_choices(
+        &mut self,
+        request: &GenerationRequest,
+    ) -> Result<Vec<(Self::Sequence, Token)>, GeneratorError> {
+        if request.choices > 1 {
+            return Err(GeneratorError::Model {
+                reason: "this generator serves one choice per request".to_string(),
+            });
+        }
+        Ok(vec![self.start(request)?])
+    }
+
+    /// Starts every request of a turn's admissions (each as [`start_choices`]
+    /// (Self::start_choices) would); one result per request, in order. A generator that
+    /// can prefill several prompts in one pass does so here.
+    fn start_batch(&mut self, requests: &[&GenerationRequest]) -> Vec<Started<Self::Sequence>> {
+        requests.iter().map(|r| self.start_choices(r)).collect()
+    }
 
     /// Advances every sequence by one token, in one batched step. Returns one token per
     /// sequence, in order. An error fails every sequence in the step.
@@ -173,11 +205,26 @@ pub(crate) enum Command {
     Wake,
 }
 
-/// A request handed to the engine thread with its event channel.
+/// The sequences a request started, one per choice, each with its first token.
+pub type Started<S> = Result<Vec<(S, Token)>, GeneratorError>;
+
+/// A request handed to the engine thread with an event channel per choice.
 #[derive(Debug)]
 pub(crate) struct Job {
     pub(crate) request: GenerationRequest,
-    pub(crate) events: UnboundedSender<GenerationEvent>,
+    pub(crate) events: Vec<UnboundedSender<GenerationEvent>>,
+}
+
+impl Job {
+    /// Ends every choice with `reason` and nothing generated.
+    pub(crate) fn finish_all(&self, reason: FinishReason) {
+        for events in &self.events {
+            let _ = events.send(GenerationEvent::Finished {
+                reason,
+                completion_tokens: 0,
+            });
+        }
+    }
 }
 
 /// Why a request was not queued.
@@ -251,16 +298,29 @@ impl Scheduler {
         ))
     }
 
-    /// Queues a request; its events arrive on the returned channel. Dropping the receiver
-    /// cancels the generation.
+    /// Queues a request of one choice; its events arrive on the returned channel.
+    /// Dropping the receiver cancels the generation.
     pub fn submit(
         &self,
         mut request: GenerationRequest,
     ) -> Result<UnboundedReceiver<GenerationEvent>, SubmitError> {
+        request.choices = 1;
+        let mut receivers = self.submit_choices(request)?;
+        Ok(receivers.remove(0))
+    }
+
+    /// Queues a request of `request.choices` (≥ 1) choices; each choice's events arrive on
+    /// its own channel, in order. Dropping a receiver cancels that choice.
+    pub fn submit_choices(
+        &self,
+        mut request: GenerationRequest,
+    ) -> Result<Vec<UnboundedReceiver<GenerationEvent>>, SubmitError> {
         if self.stopping.load(Ordering::SeqCst) {
             return Err(SubmitError::Stopped);
         }
-        let (events, receiver) = unbounded_channel();
+        request.choices = request.choices.max(1);
+        let (events, receivers): (Vec<_>, Vec<_>) =
+            (0..request.choices).map(|_| unbounded_channel()).unzip();
         request.enqueued_at = Instant::now();
         // Count before sending so the engine's decrement can never run first; the count
         // also keeps the spare slot for [`Scheduler::stop`]'s wake-up.
@@ -273,7 +333,7 @@ impl Scheduler {
             });
         }
         match self.queue.try_send(Command::Run(Job { request, events })) {
-            Ok(()) => Ok(receiver),
+            Ok(()) => Ok(receivers),
             Err(err) => {
                 self.stats.waiting.fetch_sub(1, Ordering::SeqCst);
                 match err {

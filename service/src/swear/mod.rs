@@ -13,6 +13,7 @@
 //! task settles exactly once, whatever way the request ends. Dependencies point one way:
 //! api → swear → ledger, and swear → scheduler for the event vocabulary.
 
+pub mod answer;
 mod charge;
 mod in_flight;
 mod record;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use sworn_ledger::receipt::ModelInfo;
 use sworn_ledger::store::Ledger;
 
+pub use answer::{Answer, ToolCall};
 pub use charge::Charge;
 pub use in_flight::{AbortSignal, InFlight, InFlightGuard};
 pub use record::SwornRequest;

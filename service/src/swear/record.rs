@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use sworn_ledger::receipt::ParamValue;
 
 use crate::engine::sampling::SamplingParams;
+use crate::scheduler::request::ToolSyntax;
 
 /// One request as its receipt will describe it, built by the API once the request is valid.
 #[derive(Debug, Clone)]
@@ -38,11 +39,44 @@ pub struct SwornRequest {
     /// The JSON `response_format` the answer was constrained to: its type and the SHA-256
     /// (hex) of its canonical JSON.
     pub response_format: Option<(&'static str, String)>,
+    /// The tools offered (`tool_choice` as `none`, `auto`, `required` or `function`, the
+    /// SHA-256 (hex) of the canonical applied tools, [`crate::api::tools`], and the syntax
+    /// calls are written in), when any.
+    pub tools: Option<(&'static str, String, ToolSyntax)>,
+    /// Which choice of how many this is, for a request with `n` > 1.
+    pub choice: Option<(usize, usize)>,
     /// When the HTTP request arrived.
     pub arrived: Instant,
 }
 
 impl SwornRequest {
+    /// Choice `i` of `n` of this request: its own request id (`<id>.<i>`), its own seed
+    /// (the request's plus `i`, as the engine draws it), and `n` and `choice` recorded.
+    pub fn for_choice(&self, i: usize, n: usize) -> SwornRequest {
+        let seed = self.sampling.seed().wrapping_add(i as u64);
+        SwornRequest {
+            request_id: format!("{}.{i}", self.request_id),
+            sampling: self.sampling.clone().with_seed(seed),
+            choice: Some((i, n)),
+            ..self.clone()
+        }
+    }
+
+    /// Whether the answer is the constrained JSON of offered tools, read into calls or
+    /// content only once whole ([`super::Answer::from_tool_json`]).
+    pub fn tools_offered(&self) -> bool {
+        self.tools
+            .as_ref()
+            .is_some_and(|(choice, ..)| *choice != "none")
+    }
+
+    /// The id of the answer's `i`-th tool call: `call_`, the request id without its `req-`
+    /// prefix, and `i`.
+    pub fn call_id(&self, i: usize) -> String {
+        let request = self.request_id.trim_start_matches("req-");
+        format!("call_{request}_{i}")
+    }
+
     /// The parameters recorded in the receipt, as applied.
     pub fn params(&self) -> BTreeMap<String, ParamValue> {
         let sampling = &self.sampling;
@@ -69,6 +103,18 @@ impl SwornRequest {
                 "stop_sha256".into(),
                 text(hex::encode(Sha256::digest(canonical))),
             );
+        }
+        if let Some((i, n)) = self.choice {
+            params.insert("n".into(), ParamValue::Int(n as i64));
+            params.insert("choice".into(), ParamValue::Int(i as i64));
+        }
+        if let Some(top) = sampling.logprobs() {
+            // Log probabilities were reported, with this many alternatives per token.
+            params.insert("logprobs".into(), ParamValue::Int(i64::from(top)));
+        }
+        if let Some((choice, sha256, _)) = &self.tools {
+            params.insert("tool_choice".into(), text((*choice).to_string()));
+            params.insert("tools_sha256".into(), text(sha256.clone()));
         }
         if let Some((kind, sha256)) = &self.response_format {
             params.insert("response_format".into(), text((*kind).to_string()));

@@ -5,6 +5,11 @@
 //! client channel closes; dropping the engine channel then stops the engine) or when
 //! shutdown aborts it, and records the answer as `cancelled` either way. Only once the
 //! receipt is durable does the client get it; the request's [`Charge`] is settled before.
+//!
+//! An answer under offered tools is the model's constrained JSON, which means nothing to
+//! the client until it is whole: the task holds it back, reads it into calls or content
+//! ([`Answer::from_tool_json`]) when the engine finishes, swears that, and only then sends
+//! the content (if any) and the calls with the receipt.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,8 +19,10 @@ use sworn_ledger::store::AppendRequest;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
-use super::{AbortSignal, Charge, SwearContext, SwearError, SwearMode, SwornRequest};
-use crate::scheduler::request::{FinishReason, GenerationEvent};
+use super::{
+    AbortSignal, Answer, Charge, SwearContext, SwearError, SwearMode, SwornRequest, ToolCall,
+};
+use crate::scheduler::request::{FinishReason, GenerationEvent, TokenLogprob};
 
 /// Pieces buffered between the generation task and a slow client.
 const CLIENT_CHANNEL_DEPTH: usize = 64;
@@ -23,8 +30,9 @@ const CLIENT_CHANNEL_DEPTH: usize = 64;
 /// What the client side receives.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// More answer text.
-    Text(String),
+    /// More answer text, with the log probabilities of the tokens that made it (empty
+    /// unless the request asked for them).
+    Text(String, Vec<TokenLogprob>),
     /// The end, with the durable receipt.
     Done(Box<Sworn>),
     /// The generation or the ledger failed.
@@ -42,6 +50,8 @@ pub struct Sworn {
     pub completion_tokens: u32,
     /// The receipt (`None` only in the benchmark's skip mode).
     pub receipt: Option<ReceiptJson>,
+    /// The tool calls the answer made (empty unless tools were offered and called).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// Starts the task for `request` over the engine's `events`; the returned channel yields
@@ -67,9 +77,12 @@ async fn drive(
     let in_flight = context.in_flight.enter();
     let mut abort = context.in_flight.abort_signal();
     let metrics = &context.metrics;
-    // Exactly the text handed to the client, and the tokens that made it.
+    // Exactly the text handed to the client, and the tokens that made it (under offered
+    // tools: the text held back, and its tokens' log probabilities).
     let mut answer = String::new();
     let mut tokens = 0u32;
+    let held = request.tools_offered();
+    let mut held_logprobs = Vec::new();
     let mut last_piece: Option<Instant> = None;
     let (reason, completion_tokens) = loop {
         let event = tokio::select! {
@@ -85,6 +98,7 @@ async fn drive(
             Some(GenerationEvent::Text {
                 text,
                 tokens: so_far,
+                logprobs,
             }) => {
                 let now = Instant::now();
                 match last_piece {
@@ -92,9 +106,15 @@ async fn drive(
                     Some(previous) => metrics.next_text(now - previous),
                 }
                 last_piece = Some(now);
+                if held {
+                    answer.push_str(&text);
+                    held_logprobs.extend(logprobs);
+                    tokens = so_far;
+                    continue;
+                }
                 let sent = tokio::select! {
                     biased;
-                    sent = client.send(Outgoing::Text(text.clone())) => sent.is_ok(),
+                    sent = client.send(Outgoing::Text(text.clone(), logprobs)) => sent.is_ok(),
                     // A client that stops reading must not hold shutdown, nor its receipt.
                     _ = abort.aborted() => false,
                     () = tokio::time::sleep(context.client_stall_timeout) => {
@@ -124,6 +144,12 @@ async fn drive(
     drop(events);
     charge.settle(u64::from(request.prompt_tokens) + u64::from(completion_tokens));
 
+    let answer =
+        if let (true, FinishReason::Stop, Some((.., syntax))) = (held, reason, &request.tools) {
+            Answer::from_tool_output(answer, *syntax, |i| request.call_id(i))
+        } else {
+            Answer::text(answer)
+        };
     let receipt = match context.mode {
         SwearMode::SkipForBenchmark => None,
         SwearMode::Durable => {
@@ -171,12 +197,17 @@ async fn drive(
         u64::from(request.prompt_tokens),
         u64::from(completion_tokens),
     );
+    if held && !answer.content_text().is_empty() {
+        let text = Outgoing::Text(answer.content_text().to_owned(), held_logprobs);
+        deliver(&context, &client, text, &mut abort).await;
+    }
     // The client may have gone (cancelled): the receipt is durable regardless.
     let done = Outgoing::Done(Box::new(Sworn {
         finish_reason: reason,
         prompt_tokens: request.prompt_tokens,
         completion_tokens,
         receipt,
+        tool_calls: answer.tool_calls,
     }));
     deliver(&context, &client, done, &mut abort).await;
 }
@@ -200,7 +231,7 @@ async fn deliver(
 fn append_request(
     context: &SwearContext,
     request: &SwornRequest,
-    answer: &str,
+    answer: &Answer,
     completion_tokens: u32,
     reason: FinishReason,
 ) -> AppendRequest {
@@ -211,7 +242,7 @@ fn append_request(
         params: request.params(),
         prompt: request.prompt_canonical.clone(),
         prompt_tokens: u64::from(request.prompt_tokens),
-        response: answer.as_bytes().to_vec(),
+        response: answer.committed(),
         response_tokens: u64::from(completion_tokens),
         finish_reason: reason.as_str().to_string(),
         time: OffsetDateTime::now_utc(),
@@ -229,6 +260,7 @@ mod tests {
 
     use super::*;
     use crate::engine::sampling::SamplingRequest;
+    use crate::scheduler::request::ToolSyntax;
     use crate::swear::{InFlight, MetricsSink};
 
     struct Quiet;
@@ -289,6 +321,8 @@ mod tests {
             seed_given: true,
             stream: true,
             response_format: None,
+            tools: None,
+            choice: None,
             arrived: Instant::now(),
         }
     }
@@ -315,6 +349,7 @@ mod tests {
         GenerationEvent::Text {
             text: text.to_string(),
             tokens,
+            logprobs: Vec::new(),
         }
     }
 
@@ -323,7 +358,7 @@ mod tests {
         let mut answer = String::new();
         while let Some(message) = outgoing.recv().await {
             match message {
-                Outgoing::Text(piece) => answer.push_str(&piece),
+                Outgoing::Text(piece, _) => answer.push_str(&piece),
                 last => return (answer, Some(last)),
             }
         }
@@ -336,6 +371,88 @@ mod tests {
             receipt.body.response.finish_reason.clone(),
             receipt.body.response.tokens,
         )
+    }
+
+    #[tokio::test]
+    async fn tool_calls_are_held_back_read_whole_and_sworn_as_the_client_gets_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = context(dir.path());
+        let offered = |id: &str| SwornRequest {
+            tools: Some(("auto", "ab".repeat(32), ToolSyntax::Generic)),
+            ..request(id)
+        };
+        let charge = || Charge::new(1, |_| {});
+        // Calls: nothing goes out until the whole JSON is read; the receipt commits to the
+        // canonical message with the calls.
+        let (events, engine) = mpsc::unbounded_channel();
+        let mut outgoing = spawn(context.clone(), offered("req-call"), charge(), engine);
+        for piece in [
+            r#"{"tool_calls": [{"name": "now", "#,
+            r#""arguments": {}}]}"#,
+        ] {
+            events.send(text(piece, 1)).unwrap();
+        }
+        events
+            .send(GenerationEvent::Finished {
+                reason: FinishReason::Stop,
+                completion_tokens: 2,
+            })
+            .unwrap();
+        let (sent, last) = read_all(&mut outgoing).await;
+        assert_eq!(sent, "", "no raw JSON reaches the client");
+        let Some(Outgoing::Done(sworn)) = last else {
+            panic!("{last:?}")
+        };
+        let call = ToolCall {
+            id: "call_call_0".into(),
+            name: "now".into(),
+            arguments: "{}".into(),
+        };
+        assert_eq!(sworn.tool_calls, std::slice::from_ref(&call));
+        let receipt = context
+            .ledger
+            .receipt_by_request_id("req-call")
+            .unwrap()
+            .unwrap();
+        let salts = receipt.salts.unwrap();
+        let expected = Answer {
+            content: None,
+            tool_calls: vec![call],
+        };
+        assert!(sworn_ledger::commitment::opens(
+            &receipt.body.response.commitment,
+            sworn_ledger::commitment::Domain::Response,
+            &salts.response,
+            &expected.committed(),
+        ));
+        assert_eq!(
+            receipt.body.params.get("tool_choice"),
+            Some(&sworn_ledger::receipt::ParamValue::Str("auto".into()))
+        );
+        // Content: sent once whole, and sworn as plain text.
+        let (events, engine) = mpsc::unbounded_channel();
+        let mut outgoing = spawn(context.clone(), offered("req-say"), charge(), engine);
+        events.send(text(r#"{"content": "4"}"#, 3)).unwrap();
+        events
+            .send(GenerationEvent::Finished {
+                reason: FinishReason::Stop,
+                completion_tokens: 3,
+            })
+            .unwrap();
+        let (sent, last) = read_all(&mut outgoing).await;
+        assert_eq!(sent, "4");
+        assert!(matches!(last, Some(Outgoing::Done(s)) if s.tool_calls.is_empty()));
+        let receipt = context
+            .ledger
+            .receipt_by_request_id("req-say")
+            .unwrap()
+            .unwrap();
+        assert!(sworn_ledger::commitment::opens(
+            &receipt.body.response.commitment,
+            sworn_ledger::commitment::Domain::Response,
+            &receipt.salts.unwrap().response,
+            b"4",
+        ));
     }
 
     #[tokio::test]
@@ -392,7 +509,7 @@ mod tests {
         let context = context(dir.path());
         let (events, mut outgoing, refunds) = start(&context, "req-cut");
         events.send(text("abc", 3)).unwrap();
-        assert!(matches!(outgoing.recv().await, Some(Outgoing::Text(t)) if t == "abc"));
+        assert!(matches!(outgoing.recv().await, Some(Outgoing::Text(t, _)) if t == "abc"));
         // The engine is still running (its channel stays open) when shutdown gives up.
         context.in_flight.abort_all();
         let (_, last) = read_all(&mut outgoing).await;

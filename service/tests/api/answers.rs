@@ -360,3 +360,100 @@ async fn headers_name_the_request_and_its_index() {
     assert!(models.header("x-request-id").is_some());
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n_choices_are_each_sworn_with_their_own_seed_whole_and_streamed() {
+    let server = toy_server(Options::default()).await;
+    let client = server.client(&server.user_key);
+    let request = chat_request(
+        "pick",
+        &json!({"n": 3, "temperature": 1, "seed": 40, "max_tokens": 6}),
+    );
+    let answer: Value = client.chat().create_byot(request.clone()).await.unwrap();
+    assert!(answer.get("sworn").is_none(), "receipts are per choice");
+    let choices = answer["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 3);
+    let mut texts = Vec::new();
+    for (i, choice) in choices.iter().enumerate() {
+        assert_eq!(choice["index"], i);
+        let text = choice["message"]["content"].as_str().unwrap();
+        let receipt = verify_sworn(
+            &server,
+            &choice["sworn"],
+            &canonical(&request["messages"]),
+            text,
+        );
+        let request_id = answer["id"].as_str().unwrap().replace("chatcmpl-", "req-");
+        assert_eq!(receipt.body.request_id, format!("{request_id}.{i}"));
+        assert_eq!(receipt.body.params["n"], ParamValue::Int(3));
+        assert_eq!(receipt.body.params["choice"], ParamValue::Int(i as i64));
+        assert_eq!(
+            receipt.body.params["seed"],
+            ParamValue::Str((40 + i).to_string()),
+            "choice i draws with seed + i"
+        );
+        texts.push(text.to_string());
+    }
+    assert!(
+        texts[0] != texts[1] || texts[1] != texts[2],
+        "three draws: {texts:?}"
+    );
+    assert_eq!(answer["usage"]["completion_tokens"], 18);
+    // Choice 1 is the answer a request with seed 41 gets.
+    let mut one = request.clone();
+    one["n"] = json!(1);
+    one["seed"] = json!(41);
+    let single: Value = client.chat().create_byot(one).await.unwrap();
+    assert_eq!(
+        single["choices"][0]["message"]["content"],
+        texts[1].as_str()
+    );
+
+    // Streamed: every choice's text arrives under its index, its finishing chunk carries its
+    // receipt, and one closing chunk counts everything.
+    let mut streamed = request.clone();
+    streamed["stream"] = json!(true);
+    streamed["stream_options"] = json!({"include_usage": true});
+    let mut stream = client
+        .chat()
+        .create_stream_byot::<_, Value>(streamed)
+        .await
+        .unwrap();
+    let mut chunks = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        chunks.push(chunk.unwrap());
+    }
+    for (i, whole) in texts.iter().enumerate() {
+        let of_choice = |c: &&Value| c["choices"].get(0).is_some_and(|x| x["index"] == i);
+        let text: String = (chunks.iter().filter(of_choice))
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(&text, whole, "same seeds, same text");
+        let finish: Vec<_> = (chunks.iter().filter(of_choice))
+            .filter(|c| !c["choices"][0]["finish_reason"].is_null())
+            .collect();
+        assert_eq!(finish.len(), 1);
+        verify_sworn(
+            &server,
+            &finish[0]["choices"][0]["sworn"],
+            &canonical(&request["messages"]),
+            &text,
+        );
+    }
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(last["usage"]["completion_tokens"], 18);
+    // More choices than the server allows is a 400 naming `n`.
+    let mut many = request;
+    many["n"] = json!(5);
+    let refused = client
+        .chat()
+        .create_byot::<_, Value>(many)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("`n` must be between 1 and 4"),
+        "{refused}"
+    );
+    server.shutdown().await;
+}

@@ -151,7 +151,7 @@ async fn tenants_see_only_their_receipts_and_admins_export_and_erase() {
     let export = get(&server, "/v1/audit/export", &admin).await;
     assert_eq!(export.status, 200);
     assert_eq!(export.header("content-type"), Some("application/x-ndjson"));
-    let key = server.ledger.public_key();
+    let key = sworn_ledger::key_history::KeyHistory::single(server.ledger.public_key());
     let audited =
         audit_export(&key, export.body.as_slice(), None, &AuditOptions::default()).unwrap();
     assert_eq!(audited.report.exit_code(), 0, "{:?}", audited.findings);
@@ -201,6 +201,7 @@ async fn tenants_see_only_their_receipts_and_admins_export_and_erase() {
                 prompt: b"[]",
                 response: b"x",
                 response_format: None,
+                tools: None,
             };
             content_of(&b, disclosed, Some(&vkey), &rt).unwrap()
         })

@@ -108,6 +108,7 @@ impl TestServer {
             limits: Limits {
                 max_tokens_limit: 256,
                 default_max_tokens: 32,
+                max_choices: 4,
             },
             max_body_bytes: options.max_body_bytes,
             auth,

@@ -19,7 +19,7 @@ impl PromptEncoder for ToyEncoder {
     fn encode(&self, prompt: &PromptInput) -> Result<Vec<u32>, GeneratorError> {
         let text = match prompt {
             PromptInput::Text(text) => text.clone(),
-            PromptInput::Chat(turns) => turns
+            PromptInput::Chat(turns) | PromptInput::ChatWithTools(turns, _) => turns
                 .iter()
                 .map(|t| format!("{}: {}\n", t.role.as_str(), t.content))
                 .collect(),
@@ -64,6 +64,7 @@ impl ToySequence {
             return Token {
                 id: u32::from(letter),
                 text: (letter as char).to_string(),
+                logprobs: None,
                 finish: None,
             };
         }
@@ -71,10 +72,12 @@ impl ToySequence {
             Some(&b) => Token {
                 id: u32::from(b),
                 text: (b as char).to_string(),
+                logprobs: None,
                 finish: None,
             },
             None => Token {
                 id: EOS,
+                logprobs: None,
                 text: String::new(),
                 finish: Some(FinishReason::Stop),
             },
@@ -109,6 +112,21 @@ impl Generator for ToyGenerator {
         };
         let first = sequence.next();
         Ok((sequence, first))
+    }
+
+    /// Each choice as a request of its own, choice `i` drawing with seed + `i`.
+    fn start_choices(
+        &mut self,
+        request: &GenerationRequest,
+    ) -> Result<Vec<(ToySequence, Token)>, GeneratorError> {
+        (0..request.choices.max(1))
+            .map(|i| {
+                let mut choice = request.clone();
+                let seed = request.params.seed().wrapping_add(i as u64);
+                choice.params = request.params.clone().with_seed(seed);
+                self.start(&choice)
+            })
+            .collect()
     }
 
     fn step(&mut self, sequences: &mut [&mut ToySequence]) -> Result<Vec<Token>, GeneratorError> {

@@ -87,14 +87,8 @@ fn engine(weights: WeightsChoice, slots: usize) -> Option<Engine> {
 
 fn chat(encoder: &EnginePromptEncoder, user: &str) -> Vec<u32> {
     let turns = vec![
-        ChatTurn {
-            role: TurnRole::System,
-            content: "You answer with JSON only.".into(),
-        },
-        ChatTurn {
-            role: TurnRole::User,
-            content: user.into(),
-        },
+        ChatTurn::text(TurnRole::System, "You answer with JSON only."),
+        ChatTurn::text(TurnRole::User, user),
     ];
     encoder.encode(&PromptInput::Chat(turns)).unwrap()
 }
@@ -301,6 +295,7 @@ fn the_scheduler_carries_a_request_constraint_to_the_engine() {
                 .unwrap(),
         ),
         enqueued_at: Instant::now(),
+        choices: 1,
     };
     let (scheduler, engine_thread) = Scheduler::start(EngineGenerator::new(engine), 1).unwrap();
     let mut events = scheduler.submit(request).unwrap();
@@ -329,4 +324,93 @@ fn the_scheduler_carries_a_request_constraint_to_the_engine() {
         completion_tokens >= 4,
         "{completion_tokens} tokens for {text}"
     );
+}
+
+/// Calls in a template's own tool syntax (Hermes / Qwen2-style `<tool_call>` blocks, and
+/// Llama-3-style JSON), sampled at temperature 1 under the constraint the API builds for
+/// `tool_choice: "required"` without parallel calls: every whole answer reads back into
+/// one call to an offered function whose arguments are valid under its schema (the
+/// `jsonschema` crate).
+#[test]
+fn tool_calls_in_a_templates_own_syntax_hold_their_schemas() {
+    use sworn_service::api::tools;
+    use sworn_service::scheduler::request::ToolSyntax;
+    use sworn_service::swear::Answer;
+
+    let Some(mut engine) = engine(WeightsChoice::Auto, 8) else {
+        return;
+    };
+    let encoder = EnginePromptEncoder::new(&engine);
+    let functions = json!([
+        {"type": "function", "function": {"name": "get_position",
+            "parameters": {"type": "object",
+                "properties": {"account": {"type": "string", "maxLength": 12}},
+                "required": ["account"], "additionalProperties": false}}},
+        {"type": "function", "function": {"name": "get_price",
+            "parameters": {"type": "object",
+                "properties": {"symbol": {"enum": ["ACME", "GLOBEX"]},
+                    "days": {"type": "integer", "minimum": 1, "maximum": 30}},
+                "required": ["symbol", "days"], "additionalProperties": false}}}
+    ]);
+    let schemas: std::collections::HashMap<String, jsonschema::Validator> = functions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let f = &t["function"];
+            let name = f["name"].as_str().unwrap().to_string();
+            (name, jsonschema::validator_for(&f["parameters"]).unwrap())
+        })
+        .collect();
+    // One call per answer: at temperature 1 a small model offered more rarely stops.
+    let request = json!({"tools": functions, "tool_choice": "required",
+        "parallel_tool_calls": false});
+    let offer = tools::check(request.as_object().unwrap()).unwrap().unwrap();
+    let prompt = chat(
+        &encoder,
+        "Look up the position of account A-17 and ACME's price.",
+    );
+    for syntax in [ToolSyntax::Hermes, ToolSyntax::Llama3] {
+        let spec = offer.constraint(syntax).unwrap();
+        let jobs = (0..8)
+            .map(|seed| {
+                let constraint = encoder.constrain(&spec).unwrap();
+                (prompt.as_slice(), sampled(seed, 160), Some(constraint))
+            })
+            .collect();
+        let outputs = run_all(&mut engine, jobs, 8);
+        let mut calls = 0;
+        for output in outputs
+            .iter()
+            .filter(|o| o.finish_reason == FinishReason::Stop)
+        {
+            let answer =
+                Answer::from_tool_output(output.text.clone(), syntax, |i| format!("call_{i}"));
+            assert!(
+                !answer.tool_calls.is_empty(),
+                "{syntax:?}: {:?}",
+                output.text
+            );
+            assert_eq!(
+                answer.tool_calls.len(),
+                1,
+                "{syntax:?}: one call per answer"
+            );
+            for call in &answer.tool_calls {
+                let validator = schemas.get(&call.name).expect("an offered function");
+                let arguments: serde_json::Value = serde_json::from_str(&call.arguments).unwrap();
+                assert!(validator.is_valid(&arguments), "{syntax:?}: {call:?}");
+                calls += 1;
+            }
+        }
+        eprintln!("{syntax:?}: {calls} calls, e.g. {:?}", outputs[0].text);
+        assert!(
+            outputs
+                .iter()
+                .filter(|o| o.finish_reason == FinishReason::Stop)
+                .count()
+                >= 6,
+            "most answers end whole"
+        );
+    }
 }

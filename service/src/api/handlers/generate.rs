@@ -15,13 +15,13 @@ use warp::{Buf, Reply};
 
 use crate::api::errors::ApiError;
 use crate::api::request_id::RequestId;
-use crate::api::responses::{AnswerMeta, whole_answer};
+use crate::api::responses::{self, AnswerMeta, whole_answer};
 use crate::api::sse;
 use crate::api::state::{AppState, Lifecycle};
 use crate::api::validation::{self, Endpoint, ValidRequest};
 use crate::scheduler::request::GenerationRequest;
 use crate::scheduler::{GeneratorError, PromptEncoder, SubmitError};
-use crate::swear::{self, Charge, Outgoing, SwornRequest};
+use crate::swear::{self, Charge, Outgoing, SwearError, SwornRequest};
 
 /// `POST /v1/chat/completions` or `POST /v1/completions`, as `endpoint` says.
 pub async fn answer<S, B>(
@@ -111,10 +111,15 @@ where
     let valid = checked.into_valid(prompt_tokens, state.model.context_length, &state.limits)?;
     // A JSON response_format is compiled for this model's vocabulary before anything is
     // charged or queued: a schema it cannot enforce is a 400 naming what is unsupported.
-    let constraint = match &valid.checked.structured {
-        Some(structured) => {
-            let spec = structured.shape.constraint();
-            let compiled = with_encoder(state, "response_format", request_id, move |e| {
+    let syntax = state.model.encoder.tool_syntax();
+    let spec = match (&valid.checked.structured, &valid.checked.tools) {
+        (Some(structured), _) => Some(("response_format", structured.shape.constraint())),
+        (None, Some(tools)) => tools.constraint(syntax).map(|spec| ("tools", spec)),
+        (None, None) => None,
+    };
+    let constraint = match spec {
+        Some((param, spec)) => {
+            let compiled = with_encoder(state, param, request_id, move |e| {
                 e.constrain(&spec).map_err(|err| GeneratorError::Encode {
                     reason: err.to_string(),
                 })
@@ -123,31 +128,38 @@ where
         }
         None => None,
     };
+    // Each choice is charged as a request of its own.
+    let choices = usize::from(valid.checked.choices.max(1));
     let charged = valid.prompt_tokens.len() as u64 + u64::from(valid.max_tokens());
-    state.rate_limiter.admit_tokens(&tenant, charged)?;
-    // From here on the charge is given back by whichever way the request ends.
-    let charge = {
-        let state = state.clone();
-        let tenant = tenant.clone();
-        Charge::new(charged, move |unused| {
-            state.rate_limiter.refund_tokens(&tenant, unused);
+    state
+        .rate_limiter
+        .admit_tokens(&tenant, charged * choices as u64)?;
+    // From here on each charge is given back by whichever way its choice ends.
+    let mut charges: Vec<Charge> = (0..choices)
+        .map(|_| {
+            let state = state.clone();
+            let tenant = tenant.clone();
+            Charge::new(charged, move |unused| {
+                state.rate_limiter.refund_tokens(&tenant, unused);
+            })
         })
-    };
+        .collect();
     let ValidRequest {
         checked,
         prompt_tokens,
     } = valid;
     let prompt_count = u32::try_from(prompt_tokens.len()).unwrap_or(u32::MAX);
-    let submitted = state.scheduler.submit(GenerationRequest {
+    let submitted = state.scheduler.submit_choices(GenerationRequest {
         prompt_tokens,
         params: checked.sampling.clone(),
         constraint,
         enqueued_at: arrived,
+        choices,
     });
     let events = match submitted {
         Ok(events) => events,
         Err(err) => {
-            drop(charge);
+            drop(charges);
             return Err(match err {
                 SubmitError::QueueFull { capacity } => ApiError::Overloaded {
                     queued: capacity,
@@ -161,7 +173,8 @@ where
             });
         }
     };
-    let meta = AnswerMeta::new(endpoint, request_id, &state.model.id);
+    let logprobs = checked.sampling.logprobs().is_some();
+    let meta = AnswerMeta::new(endpoint, request_id, &state.model.id, logprobs);
     let stream = checked.stream;
     let include_usage = checked.include_usage;
     let sworn = SwornRequest {
@@ -173,15 +186,75 @@ where
         seed_given: checked.seed_given,
         stream,
         response_format: (checked.structured.as_ref()).map(|s| (s.kind(), s.sha256.clone())),
+        tools: (checked.tools.as_ref()).map(|t| (t.kind(), t.sha256.clone(), syntax)),
+        choice: None,
         prompt_canonical: checked.prompt_canonical,
         arrived,
     };
-    let outgoing = swear::spawn(state.swear.clone(), sworn, charge, events);
+    if choices == 1 {
+        let (Some(charge), Some(events)) = (charges.pop(), events.into_iter().next()) else {
+            return Err(ApiError::Internal {
+                request_id: request_id.to_string(),
+            });
+        };
+        let outgoing = swear::spawn(state.swear.clone(), sworn, charge, events);
+        if stream {
+            let events = sse::events(meta, include_usage, outgoing, request_id.to_string());
+            return Ok(warp::sse::reply(events).into_response());
+        }
+        return collect(meta, outgoing, request_id).await;
+    }
+    // `n` > 1: each choice is sworn on its own, as a request of its own
+    // ([`SwornRequest::for_choice`]).
+    let outgoing: Vec<_> = (events.into_iter().zip(charges).enumerate())
+        .map(|(i, (events, charge))| {
+            let choice = sworn.for_choice(i, choices);
+            swear::spawn(state.swear.clone(), choice, charge, events)
+        })
+        .collect();
     if stream {
-        let events = sse::events(meta, include_usage, outgoing, request_id.to_string());
+        let events = sse::choice_events(meta, include_usage, outgoing, request_id.to_string());
         return Ok(warp::sse::reply(events).into_response());
     }
-    collect(meta, outgoing, request_id).await
+    let answers = futures::future::join_all(outgoing.into_iter().map(whole)).await;
+    let mut whole_answers = Vec::with_capacity(answers.len());
+    for answer in answers {
+        match answer {
+            Some(Ok(answer)) => whole_answers.push(answer),
+            Some(Err(err)) => return Err(ApiError::from_swear(&err, request_id.as_str())),
+            None => {
+                return Err(ApiError::Internal {
+                    request_id: request_id.to_string(),
+                });
+            }
+        }
+    }
+    Ok(warp::reply::json(&responses::choices_answer(&meta, whole_answers)).into_response())
+}
+
+/// One choice read to its end: its text and log probabilities, and its sworn end (or
+/// why it failed); `None` if its task ended without either.
+async fn whole(
+    mut outgoing: tokio::sync::mpsc::Receiver<Outgoing>,
+) -> Option<Result<responses::WholeChoice, SwearError>> {
+    let mut text = String::new();
+    let mut logprobs = Vec::new();
+    loop {
+        match outgoing.recv().await? {
+            Outgoing::Text(piece, tokens) => {
+                text.push_str(&piece);
+                logprobs.extend(tokens);
+            }
+            Outgoing::Done(sworn) => {
+                return Some(Ok(responses::WholeChoice {
+                    text,
+                    logprobs,
+                    sworn: *sworn,
+                }));
+            }
+            Outgoing::Failed(err) => return Some(Err(err)),
+        }
+    }
 }
 
 /// Templates and tokenises off the async runtime.
@@ -222,13 +295,17 @@ async fn collect(
     request_id: &RequestId,
 ) -> Result<Response, ApiError> {
     let mut text = String::new();
+    let mut logprobs = Vec::new();
     loop {
         match outgoing.recv().await {
-            Some(Outgoing::Text(piece)) => text.push_str(&piece),
+            Some(Outgoing::Text(piece, tokens)) => {
+                text.push_str(&piece);
+                logprobs.extend(tokens);
+            }
             Some(Outgoing::Done(sworn)) => {
                 let index = sworn.receipt.as_ref().map(|r| r.index);
-                let mut response =
-                    warp::reply::json(&whole_answer(&meta, text, &sworn)).into_response();
+                let mut response = warp::reply::json(&whole_answer(&meta, text, &logprobs, &sworn))
+                    .into_response();
                 if let Some(index) = index {
                     response.headers_mut().insert("x-sworn-index", index.into());
                 }

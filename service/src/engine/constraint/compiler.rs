@@ -50,26 +50,41 @@ impl ConstraintCompiler {
     /// Compiles `spec` into a constraint ready for one sequence. A schema using anything
     /// llguidance does not implement is an error naming it.
     pub fn compile(&self, spec: &ConstraintSpec) -> Result<Constraint, ConstraintError> {
-        let mut schema = match spec {
-            ConstraintSpec::JsonObject => serde_json::json!({ "type": "object" }),
-            ConstraintSpec::JsonSchema { schema } if schema.is_object() => schema.clone(),
-            ConstraintSpec::JsonSchema { .. } => {
-                return Err(ConstraintError::new(
-                    "the JSON schema must be a JSON object",
-                ));
+        let grammar = match spec {
+            ConstraintSpec::JsonObject => json_grammar(serde_json::json!({ "type": "object" }))?,
+            ConstraintSpec::JsonSchema { schema } => json_grammar(schema.clone())?,
+            ConstraintSpec::Tagged {
+                open,
+                schema,
+                close,
+                separator,
+            } => {
+                let mut schema = schema.clone();
+                if !schema.is_object() {
+                    return Err(ConstraintError::new(
+                        "the JSON schema must be a JSON object",
+                    ));
+                }
+                json_options().apply_to(&mut schema);
+                // Lark string literals read JSON string escapes.
+                let literal = |s: &str| serde_json::Value::from(s).to_string();
+                let start = match separator {
+                    None => "start: item".to_string(),
+                    Some(sep) => format!("start: item ({} item)*", literal(sep)),
+                };
+                TopLevelGrammar::from_lark(format!(
+                    "{start}\nitem: {} %json {schema} {}\n",
+                    literal(open),
+                    literal(close)
+                ))
             }
         };
-        // Our options, whatever `x-guidance` the schema carried.
-        json_options().apply_to(&mut schema);
-        let parser = self
-            .factory
-            .create_parser(TopLevelGrammar::from_json_schema(schema))
-            .map_err(|e| {
-                ConstraintError::new(format!(
-                    "the JSON schema cannot be used: {}",
-                    for_client(&e)
-                ))
-            })?;
+        let parser = self.factory.create_parser(grammar).map_err(|e| {
+            ConstraintError::new(format!(
+                "the JSON schema cannot be used: {}",
+                for_client(&e)
+            ))
+        })?;
         let mut matcher = Matcher::new(Ok(parser));
         if let Some(e) = matcher.get_error() {
             return Err(ConstraintError::new(format!(
@@ -84,6 +99,18 @@ impl ConstraintCompiler {
         }
         Ok(Constraint::new(matcher))
     }
+}
+
+/// The grammar of one JSON value valid under `schema` (an object), in our layout.
+fn json_grammar(mut schema: serde_json::Value) -> Result<TopLevelGrammar, ConstraintError> {
+    if !schema.is_object() {
+        return Err(ConstraintError::new(
+            "the JSON schema must be a JSON object",
+        ));
+    }
+    // Our options, whatever `x-guidance` the schema carried.
+    json_options().apply_to(&mut schema);
+    Ok(TopLevelGrammar::from_json_schema(schema))
 }
 
 /// llguidance's message, less advice about its own options (which clients cannot set).

@@ -61,6 +61,19 @@ pub enum ConstraintSpec {
     },
     /// The output is a JSON object, any object (OpenAI's `{"type": "json_object"}`).
     JsonObject,
+    /// The output is JSON valid under `schema` between `open` and `close` (a tool call in
+    /// a template's own syntax, such as `<tool_call>\n…\n</tool_call>`), once, or, with a
+    /// `separator`, one or more times separated by it.
+    Tagged {
+        /// Text before each JSON value.
+        open: String,
+        /// The JSON value's schema.
+        schema: serde_json::Value,
+        /// Text after each JSON value.
+        close: String,
+        /// Between repetitions; `None`: exactly one.
+        separator: Option<String>,
+    },
 }
 
 /// Why a constraint could not be built or could not go on: one line, fit for a client.

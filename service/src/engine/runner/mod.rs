@@ -36,7 +36,7 @@ use super::constraint::{self, Constraint, TokenMask};
 use super::cuda_graph::{self, CudaGraphs, DecodeGraphs, GraphUse};
 use super::kv_cache::KvSlots;
 use super::model::{DecodeInput, LlamaModel, Logits, ModelError};
-use super::sampling::{self, SamplingParams};
+use super::sampling::SamplingParams;
 use super::tokenizer::{Tokenizer, TokenizerError};
 
 /// How to load a model and size its KV cache.
@@ -264,13 +264,190 @@ impl Engine {
         })?;
         let id = SeqId(self.next_id);
         self.next_id += 1;
-        let token = self
+        let picked = self
             .prefill_and_sample(slot, prompt, &params, constraint.as_mut())
             .inspect_err(|_| drop(self.kv.release(slot)))?;
         let mut seq = Sequence::new(id, slot, params, prompt.len(), constraint, &self.tokenizer);
-        let event = seq.accept(token, &self.tokenizer, prompt.len() >= max);
+        let event = seq.accept(picked, &self.tokenizer, prompt.len() >= max);
         self.sequences.push(seq);
         self.settle(id, event)
+    }
+
+    /// Prefills `prompt` once for `params.len()` choices (`n`), each in a slot of its own
+    /// holding a copy of the prompt's keys and values, and samples each choice's first
+    /// token from the same logits with its own parameters. Each choice is then a sequence
+    /// like any other; `constraint` (if any) is copied to each. Needs a free slot per
+    /// choice.
+    pub fn add_choices(
+        &mut self,
+        prompt: &[u32],
+        params: &[SamplingParams],
+        mut constraint: Option<Constraint>,
+    ) -> Result<Vec<SeqEvent>, EngineError> {
+        self.check_prompt(prompt)?;
+        if params.is_empty() || self.kv.free_slots() < params.len() {
+            return Err(EngineError::NoFreeSlot {
+                slots: self.kv.slots(),
+            });
+        }
+        let max = self.kv.max_ctx();
+        let mut slots = Vec::with_capacity(params.len());
+        let release = |kv: &mut KvSlots, slots: &[usize]| {
+            for &slot in slots {
+                drop(kv.release(slot));
+            }
+        };
+        let first = self.kv.acquire().ok_or(EngineError::NoFreeSlot {
+            slots: self.kv.slots(),
+        })?;
+        slots.push(first);
+        let row = self
+            .prefill_row(first, prompt, constraint.as_mut())
+            .inspect_err(|_| release(&mut self.kv, &slots))?;
+        for _ in 1..params.len() {
+            let copied = self
+                .kv
+                .acquire()
+                .map(|slot| (slot, self.kv.copy_slot(first, slot)));
+            match copied {
+                Some((slot, Ok(()))) => slots.push(slot),
+                Some((slot, Err(e))) => {
+                    slots.push(slot);
+                    release(&mut self.kv, &slots);
+                    return Err(ModelError::from(e).into());
+                }
+                None => {
+                    release(&mut self.kv, &slots);
+                    return Err(EngineError::NoFreeSlot {
+                        slots: self.kv.slots(),
+                    });
+                }
+            }
+        }
+        let mut picks = Vec::with_capacity(params.len());
+        for p in params {
+            match pick::pick_host(&row, p, 0) {
+                Ok(picked) => picks.push(picked),
+                Err(e) => {
+                    release(&mut self.kv, &slots);
+                    return Err(e.into());
+                }
+            }
+        }
+        let mut events = Vec::with_capacity(params.len());
+        for ((slot, p), picked) in slots.into_iter().zip(params).zip(picks) {
+            let id = SeqId(self.next_id);
+            self.next_id += 1;
+            let mut seq = Sequence::new(
+                id,
+                slot,
+                p.clone(),
+                prompt.len(),
+                constraint.clone(),
+                &self.tokenizer,
+            );
+            let event = seq.accept(picked, &self.tokenizer, prompt.len() >= max);
+            self.sequences.push(seq);
+            events.push(self.settle(id, event)?);
+        }
+        Ok(events)
+    }
+
+    /// Prefills several prompts in one forward pass (each in a free slot of its own,
+    /// padded to the longest: [`LlamaModel::prefill_batch`]) and samples each one's first
+    /// token with its own parameters and constraint; events in the order given. A burst of
+    /// arrivals so costs one pass of wide matrix products instead of one per prompt. Needs
+    /// a free slot per prompt; on any error no sequence is added.
+    pub fn add_batch(
+        &mut self,
+        jobs: Vec<(&[u32], SamplingParams, Option<Constraint>)>,
+    ) -> Result<Vec<SeqEvent>, EngineError> {
+        for (prompt, ..) in &jobs {
+            self.check_prompt(prompt)?;
+        }
+        if self.kv.free_slots() < jobs.len() {
+            return Err(EngineError::NoFreeSlot {
+                slots: self.kv.slots(),
+            });
+        }
+        let max = self.kv.max_ctx();
+        let mut slots = Vec::with_capacity(jobs.len());
+        for _ in &jobs {
+            slots.extend(self.kv.acquire());
+        }
+        let (prompts, mut rest): (Vec<&[u32]>, Vec<_>) = jobs
+            .into_iter()
+            .map(|(prompt, params, constraint)| (prompt, (params, constraint)))
+            .unzip();
+        let rows: Vec<(usize, &[u32])> =
+            slots.iter().copied().zip(prompts.iter().copied()).collect();
+        let constrained: Vec<(usize, &mut Constraint)> = (rest.iter_mut().enumerate())
+            .filter_map(|(row, (_, c))| Some((row, c.as_mut()?)))
+            .collect();
+        let (logits, masks) = constraint::masks_during(constrained, || {
+            self.model.prefill_batch(&mut self.kv, &rows)
+        });
+        let release = |kv: &mut KvSlots| {
+            for &slot in &slots {
+                drop(kv.release(slot));
+            }
+        };
+        let mut logits = match logits {
+            Ok(logits) => logits,
+            Err(e) => {
+                release(&mut self.kv);
+                return Err(e.into());
+            }
+        };
+        let mut kept = Vec::with_capacity(masks.len());
+        for (row, mask) in masks {
+            match mask {
+                Ok(mask) => kept.push((row, mask)),
+                // Sampled freely, then refused at commit: the sequence ends `Error`.
+                Err(error) => {
+                    if let Some(c) = rest[row].1.as_mut() {
+                        c.fail(error);
+                    }
+                }
+            }
+        }
+        let kept: Vec<(usize, &TokenMask)> = kept.iter().map(|(row, m)| (*row, m)).collect();
+        let host = (|| -> Result<Vec<f32>, EngineError> {
+            pick::mask_rows(&mut logits, &kept)?;
+            let flat = logits.f_flatten(0, -1).map_err(ModelError::from)?;
+            Ok(Vec::<f32>::try_from(flat).map_err(ModelError::from)?)
+        })();
+        let host = match host {
+            Ok(host) => host,
+            Err(e) => {
+                release(&mut self.kv);
+                return Err(e);
+            }
+        };
+        let vocab = host.len() / prompts.len().max(1);
+        let mut picks = Vec::with_capacity(prompts.len());
+        for (row, (params, _)) in host.chunks_exact(vocab.max(1)).zip(&rest) {
+            match pick::pick_host(row, params, 0) {
+                Ok(picked) => picks.push(picked),
+                Err(e) => {
+                    release(&mut self.kv);
+                    return Err(e.into());
+                }
+            }
+        }
+        let mut events = Vec::with_capacity(prompts.len());
+        for (((slot, prompt), (params, constraint)), picked) in
+            slots.into_iter().zip(prompts).zip(rest).zip(picks)
+        {
+            let id = SeqId(self.next_id);
+            self.next_id += 1;
+            let mut seq =
+                Sequence::new(id, slot, params, prompt.len(), constraint, &self.tokenizer);
+            let event = seq.accept(picked, &self.tokenizer, prompt.len() >= max);
+            self.sequences.push(seq);
+            events.push(self.settle(id, event)?);
+        }
+        Ok(events)
     }
 
     /// Decodes one token for every running sequence. Events come in the order the
@@ -326,13 +503,13 @@ impl Engine {
         let picked = pick::pick_tokens(&logits, &rows)?;
         let max = self.kv.max_ctx();
         let mut events = Vec::with_capacity(batch.len());
-        for ((input, index), token) in batch.iter().zip(owners).zip(picked) {
-            let Some(token) = token else {
+        for ((input, index), picked) in batch.iter().zip(owners).zip(picked) {
+            let Some(picked) = picked else {
                 continue;
             };
             let seq = &mut self.sequences[index];
             let slot_full = self.kv.len(input.slot).map_or(true, |len| len >= max);
-            let event = seq.accept(token, &self.tokenizer, slot_full);
+            let event = seq.accept(picked, &self.tokenizer, slot_full);
             let id = seq.id;
             events.push(self.settle(id, event)?);
         }
@@ -384,8 +561,20 @@ impl Engine {
         slot: usize,
         prompt: &[u32],
         params: &SamplingParams,
+        constraint: Option<&mut Constraint>,
+    ) -> Result<pick::Picked, EngineError> {
+        let row = self.prefill_row(slot, prompt, constraint)?;
+        Ok(pick::pick_host(&row, params, 0)?)
+    }
+
+    /// Prefills `prompt` into `slot` and returns the last position's logits on the host,
+    /// masked by `constraint` (computed during the prefill).
+    fn prefill_row(
+        &mut self,
+        slot: usize,
+        prompt: &[u32],
         mut constraint: Option<&mut Constraint>,
-    ) -> Result<u32, EngineError> {
+    ) -> Result<Vec<f32>, EngineError> {
         let constrained: Vec<(usize, &mut Constraint)> = constraint
             .as_deref_mut()
             .map(|c| (0, c))
@@ -403,7 +592,7 @@ impl Engine {
         }
         let row = Vec::<f32>::try_from(logits.f_flatten(0, -1).map_err(ModelError::from)?)
             .map_err(ModelError::from)?;
-        Ok(sampling::sample(&row, params, 0)?)
+        Ok(row)
     }
 
     /// Frees the slot of a sequence whose event finished it; maps a detokeniser error.

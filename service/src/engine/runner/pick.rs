@@ -10,6 +10,10 @@
 //! maximum, a row with a NaN refused (the maximum of such a row is NaN), a row of −∞
 //! refused.
 //!
+//! A row that asks for log probabilities always copies its row to the host: they are
+//! computed there from the same row and parameters the token was drawn with
+//! ([`sampling::logprobs`]).
+//!
 //! Constrained rows are masked first, where the logits are ([`mask_rows`]): their packed
 //! token masks (4 bytes per 32 tokens) cross to the device and are unpacked there, and
 //! disallowed tokens become −∞ in place. So a greedy row picks the best allowed token and a
@@ -20,7 +24,31 @@ use tch::{Kind, Tensor};
 use super::error::EngineError;
 use crate::engine::constraint::TokenMask;
 use crate::engine::model::ModelError;
-use crate::engine::sampling::{self, SamplingError, SamplingParams};
+use crate::engine::sampling::{self, SamplingError, SamplingParams, TokenLogprobs};
+
+/// One row's next token, and its log probabilities when the row asked for them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Picked {
+    /// The token.
+    pub(crate) token: u32,
+    /// Its log probability and the most likely alternatives.
+    pub(crate) logprobs: Option<TokenLogprobs>,
+}
+
+/// Picks the token of step `step` from a host row, with its log probabilities when
+/// `params` asks for them.
+pub(crate) fn pick_host(
+    row: &[f32],
+    params: &SamplingParams,
+    step: u64,
+) -> Result<Picked, SamplingError> {
+    let token = sampling::sample(row, params, step)?;
+    let logprobs = match params.logprobs() {
+        Some(top) => Some(sampling::logprobs(row, params, token, usize::from(top))?),
+        None => None,
+    };
+    Ok(Picked { token, logprobs })
+}
 
 /// Sets to −∞, in place, the logits (`[rows, vocab]`, any device) of the tokens each
 /// `(row, mask)` does not allow. Tokens past the mask's vocabulary (a model whose logits
@@ -73,12 +101,14 @@ pub(crate) fn mask_rows(
 pub(crate) fn pick_tokens(
     logits: &Tensor,
     rows: &[Option<(&SamplingParams, u64)>],
-) -> Result<Vec<Option<u32>>, EngineError> {
+) -> Result<Vec<Option<Picked>>, EngineError> {
     let torch = |e: tch::TchError| EngineError::from(ModelError::from(e));
     let mut picked = vec![None; rows.len()];
     let (greedy, sampled): (Vec<usize>, Vec<usize>) = (0..rows.len())
         .filter(|&i| rows[i].is_some())
-        .partition(|&i| rows[i].is_some_and(|(params, _)| params.is_greedy()));
+        .partition(|&i| {
+            rows[i].is_some_and(|(params, _)| params.is_greedy() && params.logprobs().is_none())
+        });
 
     if !greedy.is_empty() {
         let (values, indices) = select_rows(logits, &greedy, rows.len())
@@ -96,9 +126,13 @@ pub(crate) fn pick_tokens(
                 }
                 .into());
             }
-            picked[row] = Some(u32::try_from(index).map_err(|_| SamplingError::BadLogits {
+            let token = u32::try_from(index).map_err(|_| SamplingError::BadLogits {
                 reason: "index out of range",
-            })?);
+            })?;
+            picked[row] = Some(Picked {
+                token,
+                logprobs: None,
+            });
         }
     }
 
@@ -110,7 +144,7 @@ pub(crate) fn pick_tokens(
         let vocab = host.len() / sampled.len();
         for (&row, values) in sampled.iter().zip(host.chunks_exact(vocab.max(1))) {
             if let Some((params, step)) = rows[row] {
-                picked[row] = Some(sampling::sample(values, params, step)?);
+                picked[row] = Some(pick_host(values, params, step)?);
             }
         }
     }
@@ -144,6 +178,10 @@ mod tests {
         .unwrap()
     }
 
+    fn tokens(picked: Vec<Option<Picked>>) -> Vec<Option<u32>> {
+        picked.into_iter().map(|p| p.map(|p| p.token)).collect()
+    }
+
     fn logits(rows: &[Vec<f32>]) -> Tensor {
         let width = rows[0].len() as i64;
         let flat: Vec<f32> = rows.concat();
@@ -165,7 +203,7 @@ mod tests {
             None,
             Some((&greedy, 1)),
         ];
-        let picked = pick_tokens(&logits(&rows), &which).unwrap();
+        let picked = tokens(pick_tokens(&logits(&rows), &which).unwrap());
         assert_eq!(picked[0], Some(sampling::argmax(&rows[0]).unwrap()));
         assert_eq!(picked[0], Some(1), "first index of a tied maximum");
         assert_eq!(
@@ -176,12 +214,12 @@ mod tests {
         assert_eq!(picked[3], Some(0));
         // All rows greedy (no row selection) and all rows sampled take the same answers.
         let all_greedy = [Some((&greedy, 0)); 4];
-        let picked = pick_tokens(&logits(&rows), &all_greedy).unwrap();
+        let picked = tokens(pick_tokens(&logits(&rows), &all_greedy).unwrap());
         for (row, pick) in rows.iter().zip(picked) {
             assert_eq!(pick, Some(sampling::argmax(row).unwrap()));
         }
         let all_hot = [Some((&hot, 9)); 3];
-        let picked = pick_tokens(&logits(&rows[..3]), &all_hot).unwrap();
+        let picked = tokens(pick_tokens(&logits(&rows[..3]), &all_hot).unwrap());
         for (row, pick) in rows.iter().zip(picked) {
             assert_eq!(pick, Some(sampling::sample(row, &hot, 9).unwrap()));
         }
@@ -210,16 +248,19 @@ mod tests {
         assert_eq!(host[1], rows[1], "an unmasked row is untouched");
         assert_eq!(host[2], [1.0, inf, inf, 2.0, inf]);
         let (greedy, hot) = (params(0.0), params(1.0));
-        let picked = pick_tokens(
-            &masked,
-            &[Some((&greedy, 0)), Some((&greedy, 0)), Some((&greedy, 0))],
-        )
-        .unwrap();
+        let picked = tokens(
+            pick_tokens(
+                &masked,
+                &[Some((&greedy, 0)), Some((&greedy, 0)), Some((&greedy, 0))],
+            )
+            .unwrap(),
+        );
         assert_eq!(picked, [Some(4), Some(1), Some(3)]);
         // Sampling draws from the allowed tokens only.
         for step in 0..200 {
-            let picked =
-                pick_tokens(&masked, &[Some((&hot, step)), None, Some((&hot, step))]).unwrap();
+            let picked = tokens(
+                pick_tokens(&masked, &[Some((&hot, step)), None, Some((&hot, step))]).unwrap(),
+            );
             assert!(first.is_allowed(picked[0].unwrap()), "{picked:?}");
             assert!(last.is_allowed(picked[2].unwrap()), "{picked:?}");
         }
@@ -227,6 +268,36 @@ mod tests {
         let mut free = logits(&rows);
         mask_rows(&mut free, &[]).unwrap();
         assert!(free.equal(&logits(&rows)));
+    }
+
+    #[test]
+    fn rows_asking_for_logprobs_get_them_from_the_masked_row_they_were_picked_from() {
+        let rows = vec![
+            vec![0.5, 9.0, 2.0, -1.0, 3.0],
+            vec![1.0, 0.0, 3.0, 2.0, 8.0],
+        ];
+        let mut masked = logits(&rows);
+        let mask = TokenMask::from_allowed(5, &[0, 2, 4]);
+        mask_rows(&mut masked, &[(0, &mask)]).unwrap();
+        let greedy = params(0.0).with_logprobs(Some(2));
+        let hot = params(1.0).with_logprobs(Some(0));
+        let picked = pick_tokens(&masked, &[Some((&greedy, 0)), Some((&hot, 4))]).unwrap();
+        let first = picked[0].clone().unwrap();
+        assert_eq!(first.token, 4, "best allowed token");
+        let lp = first.logprobs.unwrap();
+        // Softmax over the allowed tokens 0, 2 and 4 only.
+        let z: f64 = [0.5f64, 2.0, 3.0].iter().map(|l| l.exp()).sum();
+        assert!((f64::from(lp.logprob) - (3.0 - z.ln())).abs() < 1e-6);
+        assert_eq!(lp.top.iter().map(|t| t.0).collect::<Vec<_>>(), [4, 2]);
+        let second = picked[1].clone().unwrap();
+        assert_eq!(second.token, sampling::sample(&rows[1], &hot, 4).unwrap());
+        assert!(
+            second.logprobs.unwrap().top.is_empty(),
+            "0 alternatives asked"
+        );
+        // Without the option, nothing is computed.
+        let plain = pick_tokens(&masked, &[Some((&params(0.0), 0))]).unwrap();
+        assert_eq!(plain[0].clone().unwrap().logprobs, None);
     }
 
     #[test]

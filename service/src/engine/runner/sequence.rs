@@ -2,8 +2,9 @@
 //! constraint if any, and the rules that end it (EOS, a complete or failed constraint,
 //! `max_tokens`, a full slot). Stop strings are the scheduler's.
 
+use super::pick::Picked;
 use crate::engine::constraint::Constraint;
-use crate::engine::sampling::SamplingParams;
+use crate::engine::sampling::{SamplingParams, TokenLogprobs};
 use crate::engine::tokenizer::decoder::StreamDecoder;
 use crate::engine::tokenizer::{Tokenizer, TokenizerError};
 
@@ -40,12 +41,15 @@ impl FinishReason {
 }
 
 /// What one step produced for one sequence.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SeqEvent {
     /// The sequence.
     pub id: SeqId,
     /// The token generated.
     pub token: u32,
+    /// Its log probability and the most likely alternatives, when the sequence's sampling
+    /// parameters ask for them.
+    pub logprobs: Option<TokenLogprobs>,
     /// Text that became final with this token (may be empty: an unfinished character is
     /// held back until its last byte).
     pub text: String,
@@ -113,10 +117,11 @@ impl Sequence {
     /// `slot_full` says the KV slot cannot take this token back in as input.
     pub(crate) fn accept(
         &mut self,
-        token: u32,
+        picked: Picked,
         tokenizer: &Tokenizer,
         slot_full: bool,
     ) -> Result<SeqEvent, TokenizerError> {
+        let Picked { token, logprobs } = picked;
         self.tokens.push(token);
         let mut text = String::new();
         let eos = tokenizer.eos_ids().contains(&token);
@@ -141,6 +146,7 @@ impl Sequence {
         Ok(SeqEvent {
             id: self.id,
             token,
+            logprobs,
             text,
             finish,
         })

@@ -25,6 +25,8 @@ pub const MAX_TOP_K: u64 = 10_000;
 /// Longest stop string accepted, in bytes: stop strings are held back while a match is
 /// possible, so this also bounds how much text streaming may delay.
 pub const MAX_STOP_BYTES: usize = 256;
+/// Most alternatives reported per token (`top_logprobs`, the OpenAI API's own bound).
+pub const MAX_TOP_LOGPROBS: u8 = 20;
 
 /// The one rule for a request's sampling floats: a value is applied as the shortest
 /// decimal of its `f32` rounding, and that decimal is what the receipt records. So the
@@ -114,6 +116,8 @@ pub struct SamplingParams {
     seed: u64,
     max_tokens: u32,
     stop: Vec<String>,
+    /// Report each token's log probability and this many alternatives (`None`: off).
+    logprobs: Option<u8>,
 }
 
 impl SamplingRequest {
@@ -159,6 +163,7 @@ impl SamplingRequest {
             seed,
             max_tokens,
             stop: self.stop.clone(),
+            logprobs: None,
         })
     }
 }
@@ -173,7 +178,27 @@ impl SamplingParams {
             seed: 0,
             max_tokens: max_tokens.max(1),
             stop: Vec::new(),
+            logprobs: None,
         }
+    }
+
+    /// The same options with another seed (choice `i` of `n` draws with seed + `i`).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The same options, reporting each token's log probability and `top` alternatives
+    /// (capped at [`MAX_TOP_LOGPROBS`]); `None` reports nothing.
+    pub fn with_logprobs(mut self, top: Option<u8>) -> Self {
+        self.logprobs = top.map(|t| t.min(MAX_TOP_LOGPROBS));
+        self
+    }
+
+    /// How many alternatives each token reports with its log probability; `None`: no
+    /// log probabilities.
+    pub fn logprobs(&self) -> Option<u8> {
+        self.logprobs
     }
 
     /// The same options with a completion budget of `max_tokens` (at least 1): the API
@@ -289,9 +314,36 @@ pub fn sample(logits: &[f32], params: &SamplingParams, step: u64) -> Result<u32,
             reason: "infinite logit",
         });
     }
+    let uniform = step_uniform(params.seed, step);
+    let walked = match candidates(logits, params, max) {
+        Candidates::All(weights) => {
+            let total: f64 = weights.iter().sum();
+            let in_id_order = weights.iter().enumerate().map(|(i, &w)| (i as u32, w));
+            walk(in_id_order, uniform * total)
+        }
+        Candidates::Kept(kept) => {
+            let total: f64 = kept.iter().map(|&key| key_weight(key)).sum();
+            walk(
+                kept.iter().map(|&key| (key_id(key), key_weight(key))),
+                uniform * total,
+            )
+        }
+    };
+    Ok(walked.unwrap_or(best))
+}
+
+/// The tokens a sampled row draws from, with their weights `exp((logit − max) / T)`.
+enum Candidates {
+    /// Every token, weights in id order (0 for a −∞ logit): no top-k or top-p cut.
+    All(Vec<f64>),
+    /// The tokens top-k / top-p keep, as rank keys in rank order.
+    Kept(Vec<u128>),
+}
+
+/// What [`sample`] draws from for a non-greedy row whose largest logit is the finite `max`.
+fn candidates(logits: &[f32], params: &SamplingParams, max: f64) -> Candidates {
     let inv_t = 1.0 / params.temperature;
     let score = |l: f32| (f64::from(l) - max) * inv_t;
-    let uniform = step_uniform(params.seed, step);
     let k = params.top_k as usize;
     let finite = logits.iter().filter(|l| **l > f32::NEG_INFINITY).count();
     let top_k = k > 0 && k < finite;
@@ -307,9 +359,7 @@ pub fn sample(logits: &[f32], params: &SamplingParams, step: u64) -> Result<u32,
                 }
             })
             .collect();
-        let total: f64 = weights.iter().sum();
-        let in_id_order = weights.iter().enumerate().map(|(i, &w)| (i as u32, w));
-        return Ok(walk(in_id_order, uniform * total).unwrap_or(best));
+        return Candidates::All(weights);
     }
 
     // Ranked: each candidate as one integer whose ascending order is the ranking.
@@ -319,24 +369,105 @@ pub fn sample(logits: &[f32], params: &SamplingParams, step: u64) -> Result<u32,
         .filter(|(_, l)| **l > f32::NEG_INFINITY)
         .map(|(i, &l)| rank_key(score(l), i as u32))
         .collect();
-    let weight = |key: u128| key_score(key).exp();
     let kept = if top_k {
         ranked.select_nth_unstable(k - 1);
         ranked.truncate(k);
         ranked.sort_unstable();
-        let total: f64 = ranked.iter().map(|&key| weight(key)).sum();
+        let total: f64 = ranked.iter().map(|&key| key_weight(key)).sum();
         prefix_reaching(&ranked, params.top_p * total)
     } else {
-        let total: f64 = ranked.iter().map(|&key| weight(key)).sum();
+        let total: f64 = ranked.iter().map(|&key| key_weight(key)).sum();
         ranked_prefix(&mut ranked, params.top_p * total)
     };
-    let kept = &ranked[..kept];
-    let total: f64 = kept.iter().map(|&key| weight(key)).sum();
-    let walked = walk(
-        kept.iter().map(|&key| (key_id(key), weight(key))),
-        uniform * total,
-    );
-    Ok(walked.unwrap_or(best))
+    ranked.truncate(kept);
+    Candidates::Kept(ranked)
+}
+
+/// A generated token's log probability and the most likely alternatives at its step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprobs {
+    /// ln P(token).
+    pub logprob: f32,
+    /// The most likely tokens at this step, most likely first (ties: lower id first), with
+    /// their ln P; only tokens that could have been drawn (finite log probability).
+    pub top: Vec<(u32, f32)>,
+}
+
+/// The log probability of `chosen` and of the `top` most likely tokens in the distribution
+/// row `logits` was drawn from under `params`.
+///
+/// A sampled row's distribution is the one [`sample`] draws from: weights after the
+/// temperature, renormalised over what top-k / top-p keep (a token they cut has
+/// probability 0, so it is never listed). A greedy row's own distribution puts everything
+/// on one token, which says nothing; it reports the model's distribution instead
+/// (temperature 1, no cut), as OpenAI and vLLM do. Either way the logits are those the row
+/// was picked from, after any constraint mask.
+pub fn logprobs(
+    logits: &[f32],
+    params: &SamplingParams,
+    chosen: u32,
+    top: usize,
+) -> Result<TokenLogprobs, SamplingError> {
+    let best = argmax(logits)?;
+    let max = f64::from(logits[best as usize]);
+    if max == f64::INFINITY {
+        return Err(SamplingError::BadLogits {
+            reason: "infinite logit",
+        });
+    }
+    let as_greedy;
+    let params = if params.is_greedy() {
+        as_greedy = SamplingParams {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            ..params.clone()
+        };
+        &as_greedy
+    } else {
+        params
+    };
+    // (id, ln weight) for every candidate, then normalised by ln of the total weight.
+    let (scored, ranked_already): (Vec<(u32, f64)>, bool) = match candidates(logits, params, max) {
+        Candidates::All(_) => {
+            let inv_t = 1.0 / params.temperature;
+            let scored = (logits.iter().enumerate())
+                .filter(|(_, l)| **l > f32::NEG_INFINITY)
+                .map(|(i, &l)| (i as u32, (f64::from(l) - max) * inv_t))
+                .collect();
+            (scored, false)
+        }
+        Candidates::Kept(kept) => (
+            kept.iter().map(|&k| (key_id(k), key_score(k))).collect(),
+            true,
+        ),
+    };
+    let total: f64 = scored.iter().map(|(_, s)| s.exp()).sum();
+    let ln_total = total.ln();
+    let logprob = scored
+        .iter()
+        .find(|(id, _)| *id == chosen)
+        .map_or(f32::NEG_INFINITY, |(_, s)| (s - ln_total) as f32);
+    let mut ranked: Vec<u128> = if ranked_already {
+        scored
+            .iter()
+            .take(top)
+            .map(|&(id, s)| rank_key(s, id))
+            .collect()
+    } else {
+        let mut all: Vec<u128> = scored.iter().map(|&(id, s)| rank_key(s, id)).collect();
+        if top < all.len() && top > 0 {
+            all.select_nth_unstable(top - 1);
+        }
+        all.truncate(top);
+        all
+    };
+    ranked.sort_unstable();
+    let top = ranked
+        .iter()
+        .map(|&k| (key_id(k), (key_score(k) - ln_total) as f32))
+        .collect();
+    Ok(TokenLogprobs { logprob, top })
 }
 
 /// The candidate where `threshold` falls in the running sum of `weights`; when rounding
@@ -395,6 +526,10 @@ fn rank_key(score: f64, id: u32) -> u128 {
 
 fn key_score(key: u128) -> f64 {
     -f64::from_bits((key >> 32) as u64)
+}
+
+fn key_weight(key: u128) -> f64 {
+    key_score(key).exp()
 }
 
 fn key_id(key: u128) -> u32 {

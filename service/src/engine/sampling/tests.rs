@@ -342,3 +342,67 @@ fn the_applied_value_prints_as_the_recorded_decimal() {
     }
     assert!(checked > 4_000_000);
 }
+
+/// Draws `n` tokens at successive steps and returns each token's frequency.
+fn frequencies(logits: &[f32], p: &SamplingParams, n: u64) -> std::collections::HashMap<u32, f64> {
+    let mut counts = std::collections::HashMap::new();
+    for step in 0..n {
+        *counts
+            .entry(sample(logits, p, step).unwrap())
+            .or_insert(0.0) += 1.0 / n as f64;
+    }
+    counts
+}
+
+#[test]
+fn logprobs_are_the_distribution_the_sampler_draws_from() {
+    // Six tokens, one of them impossible (a masked token).
+    let logits = [1.0, 0.2, f32::NEG_INFINITY, 2.0, -0.5, 1.5];
+    for (p, support) in [
+        (params(1.0, 1.0, 0, 7), 5),
+        (params(0.7, 1.0, 3, 7), 3),
+        (params(1.3, 0.6, 0, 7), 2),
+    ] {
+        let drawn = frequencies(&logits, &p, 20_000);
+        for token in 0..logits.len() as u32 {
+            let lp = logprobs(&logits, &p, token, 20).unwrap();
+            assert!(lp.top.len() == support, "{lp:?}");
+            let probability = f64::from(lp.logprob).exp();
+            let seen = drawn.get(&token).copied().unwrap_or(0.0);
+            assert!(
+                (probability - seen).abs() < 0.015,
+                "token {token}: P = {probability}, drawn {seen} ({p:?})"
+            );
+            let mass: f64 = lp.top.iter().map(|(_, l)| f64::from(*l).exp()).sum();
+            assert!((mass - 1.0).abs() < 1e-5, "whole support listed: {mass}");
+            assert!(
+                lp.top.windows(2).all(|w| w[0].1 >= w[1].1),
+                "most likely first"
+            );
+            assert!(lp.top.iter().all(|(_, l)| *l <= 0.0));
+        }
+    }
+    // Fewer alternatives than the support: the most likely ones, mass below 1.
+    let lp = logprobs(&logits, &params(1.0, 1.0, 0, 7), 1, 2).unwrap();
+    assert_eq!(lp.top.iter().map(|t| t.0).collect::<Vec<_>>(), [3, 5]);
+    assert!(lp.top.iter().map(|(_, l)| f64::from(*l).exp()).sum::<f64>() < 1.0);
+}
+
+#[test]
+fn greedy_logprobs_are_the_models_softmax() {
+    let logits = [1.0f32, 3.0, f32::NEG_INFINITY, 3.0, 0.0];
+    let lp = logprobs(&logits, &params(0.0, 1.0, 0, 1), 1, 3).unwrap();
+    let z: f64 = logits.iter().map(|&l| f64::from(l).exp()).sum();
+    let expect = |i: usize| (f64::from(logits[i]).exp() / z).ln() as f32;
+    assert!((lp.logprob - expect(1)).abs() < 1e-6);
+    // Tied tokens in id order, then the next.
+    assert_eq!(lp.top.iter().map(|t| t.0).collect::<Vec<_>>(), [1, 3, 0]);
+    for (id, l) in &lp.top {
+        assert!((l - expect(*id as usize)).abs() < 1e-6);
+    }
+    // A masked-out token has no probability at all.
+    let masked = logprobs(&logits, &params(0.0, 1.0, 0, 1), 2, 0).unwrap();
+    assert_eq!(masked.logprob, f32::NEG_INFINITY);
+    assert!(masked.top.is_empty());
+    assert!(logprobs(&[f32::NAN, 1.0], &params(0.0, 1.0, 0, 1), 1, 1).is_err());
+}
