@@ -190,23 +190,9 @@ impl ChatTemplate {
         tools: Option<&serde_json::Value>,
         add_generation_prompt: bool,
     ) -> Result<String, ChatTemplateError> {
-        let template =
-            self.env
-                .get_template(TEMPLATE_NAME)
-                .map_err(|e| ChatTemplateError::Render {
-                    reason: describe(&e),
-                })?;
-        template
-            .render(context! {
-                messages => Value::from_serialize(messages),
-                add_generation_prompt => add_generation_prompt,
-                bos_token => &self.bos_token,
-                eos_token => &self.eos_token,
-                tools => tools.map_or(Value::from(()), Value::from_serialize),
-            })
-            .map_err(|e| ChatTemplateError::Render {
-                reason: describe(&e),
-            })
+        let tools = tools.map_or(Value::from(()), Value::from_serialize);
+        let messages = Value::from_serialize(messages);
+        self.render_values(&messages, &tools, add_generation_prompt)
     }
 
     /// The prompt text for `messages`; `add_generation_prompt` appends the opening of an
@@ -216,23 +202,29 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, ChatTemplateError> {
-        let template =
-            self.env
-                .get_template(TEMPLATE_NAME)
-                .map_err(|e| ChatTemplateError::Render {
-                    reason: describe(&e),
-                })?;
+        let messages = Value::from_serialize(messages);
+        self.render_values(&messages, &Value::from(()), add_generation_prompt)
+    }
+
+    fn render_values(
+        &self,
+        messages: &Value,
+        tools: &Value,
+        add_generation_prompt: bool,
+    ) -> Result<String, ChatTemplateError> {
+        let render_error = |e: &Error| ChatTemplateError::Render {
+            reason: describe(e),
+        };
+        let template = (self.env.get_template(TEMPLATE_NAME)).map_err(|e| render_error(&e))?;
         template
             .render(context! {
                 messages => messages,
                 add_generation_prompt => add_generation_prompt,
                 bos_token => &self.bos_token,
                 eos_token => &self.eos_token,
-                tools => Value::from(()),
+                tools => tools,
             })
-            .map_err(|e| ChatTemplateError::Render {
-                reason: describe(&e),
-            })
+            .map_err(|e| render_error(&e))
     }
 }
 
