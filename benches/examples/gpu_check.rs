@@ -296,6 +296,7 @@ fn throughput(model: &LlamaModel) -> Result<Value> {
     }
     times.sort_by(f64::total_cmp);
     let prefill_s = times[times.len() / 2];
+    let burst = prefill_burst(model, &mut kv, &mut ids)?;
 
     let mut decode = serde_json::Map::new();
     for batch in BENCH_BATCHES {
@@ -345,8 +346,73 @@ fn throughput(model: &LlamaModel) -> Result<Value> {
     Ok(json!({
         "prefill_tokens": BENCH_PROMPT,
         "prefill_tokens_per_s": BENCH_PROMPT as f64 / prefill_s,
+        "prefill_burst": burst,
         "decode": decode,
         "kv_cache_bytes": kv.bytes(),
+    }))
+}
+
+/// Prompts of one burst of arrivals in [`prefill_burst`].
+const BURST: usize = 16;
+
+/// A burst of [`BURST`] prompts of lengths 96..128 prefilled one by one (as `sworn serve
+/// --prefill-batch-tokens 0` does) and in one padded batch (`LlamaModel::prefill_batch`):
+/// median seconds of each over 5 after a warm-up, and the largest difference between their
+/// last-position logits.
+fn prefill_burst(model: &LlamaModel, kv: &mut KvSlots, ids: &mut Ids) -> Result<Value> {
+    let vocab = model.config().vocab_size;
+    let prompts: Vec<Vec<u32>> = (0..BURST)
+        .map(|i| ids.take(BENCH_PROMPT - 2 * i, vocab))
+        .collect();
+    let mut run = |batched: bool| -> Result<(f64, Vec<f32>)> {
+        let slots: Vec<usize> = (0..BURST)
+            .map(|_| kv.acquire().ok_or("no free slot"))
+            .collect::<std::result::Result<_, _>>()?;
+        let started = Instant::now();
+        let mut rows = Vec::with_capacity(BURST * vocab);
+        if batched {
+            let jobs: Vec<(usize, &[u32])> = (slots.iter().copied())
+                .zip(prompts.iter().map(Vec::as_slice))
+                .collect();
+            rows = host_rows(&model.prefill_batch(kv, &jobs)?)?;
+        } else {
+            for (&slot, prompt) in slots.iter().zip(&prompts) {
+                rows.extend(host_rows(&model.prefill(
+                    kv,
+                    slot,
+                    prompt,
+                    Logits::Last,
+                )?)?);
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        for slot in slots {
+            kv.release(slot)?;
+        }
+        Ok((seconds, rows))
+    };
+    let mut median = |batched: bool| -> Result<(f64, Vec<f32>)> {
+        let (_, rows) = run(batched)?;
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            times.push(run(batched)?.0);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok((times[times.len() / 2], rows))
+    };
+    let (alone_s, alone) = median(false)?;
+    let (batched_s, batched) = median(true)?;
+    let diff = (alone.iter().zip(&batched))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    let tokens: usize = prompts.iter().map(Vec::len).sum();
+    Ok(json!({
+        "prompts": BURST,
+        "tokens": tokens,
+        "one_by_one_ms": alone_s * 1e3,
+        "batched_ms": batched_s * 1e3,
+        "batched_speedup": alone_s / batched_s,
+        "max_abs_logit_diff": diff,
     }))
 }
 

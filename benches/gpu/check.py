@@ -455,6 +455,13 @@ def main():
     if args.target == "cuda" and "cuda: 0 device" in report["sworn_version"]:
         failures.append("sworn --version sees no CUDA device")
 
+    # Batched prefill is the same arithmetic in other GEMM shapes: float32 holds it to the
+    # tolerance the numerics above use.
+    f32_burst = ours["variants"]["gpu_f32"]["throughput"]["prefill_burst"]
+    if f32_burst["max_abs_logit_diff"] > F32_ABS_TOL:
+        failures.append(f"f32 batched prefill: max |Δ| {f32_burst['max_abs_logit_diff']:.3e} "
+                        f"> {F32_ABS_TOL:e} from one by one")
+
     report["failures"] = failures
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2))
 
@@ -496,6 +503,11 @@ def main():
     print_engine_table(report, engine_steps, agreement)
     print(f"prefill {bf16['prefill_tokens']} tokens: bf16 {bf16['prefill_tokens_per_s']:.0f} tok/s, "
           f"f32 {f32['prefill_tokens_per_s']:.0f} tok/s; KV cache {bf16['kv_cache_bytes'] / 2**20:.0f} MiB (bf16, 64 slots x 512)")
+    for dtype, figures in (("bf16", bf16), ("f32", f32)):
+        burst = figures["prefill_burst"]
+        print(f"prefill burst ({dtype}), {burst['prompts']} prompts / {burst['tokens']} tokens: "
+              f"one by one {burst['one_by_one_ms']:.1f} ms, batched {burst['batched_ms']:.1f} ms "
+              f"({burst['batched_speedup']:.2f}x), max |logit diff| {burst['max_abs_logit_diff']:.2e}")
     for device, result in report["sworn_generate"].items():
         print(f"sworn generate --device {device}: exit {result['exit']}, {result['seconds']:.1f} s")
     print("version:", " | ".join(report["sworn_version"].strip().splitlines()[:4]))

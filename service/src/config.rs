@@ -91,6 +91,11 @@ pub struct ServeArgs {
     /// Sequences decoded together [default: 16].
     #[arg(long, env = "SWORN_MAX_BATCH")]
     pub max_batch: Option<usize>,
+    /// Most positions (prompts × the longest of them) one batched prefill of requests that
+    /// arrived together runs; `0` prefills each prompt alone [default: 4096 on a GPU, 0 on
+    /// the CPU, where batching prompts gains no speed and delays the first token].
+    #[arg(long, env = "SWORN_PREFILL_BATCH_TOKENS")]
+    pub prefill_batch_tokens: Option<usize>,
     /// The decode step as CUDA graphs, on CUDA: `auto` (when the CUDA-graph shim loads
     /// and the capture succeeds; else eager, the reason logged), `on` (or refuse to start)
     /// or `off` [default: auto].
@@ -175,6 +180,9 @@ pub struct ServeConfig {
     pub weights: WeightsChoice,
     /// Engine batch size.
     pub max_batch: usize,
+    /// Cap of one batched prefill, in padded positions (0: none batched; `None`: the
+    /// device's default).
+    pub prefill_batch_tokens: Option<usize>,
     /// Whether the decode step runs as CUDA graphs.
     pub cuda_graphs: CudaGraphs,
     /// Body cap.
@@ -235,7 +243,8 @@ impl ServeArgs {
         }
         overlay!(
             options: model, model_id, listen, data_dir, log_key, origin, api_keys, tls_cert,
-                tls_key, rpc, contract, chain_key, queue_capacity, weights, max_batch, cuda_graphs, max_body_bytes,
+                tls_key, rpc, contract, chain_key, queue_capacity, weights, max_batch, prefill_batch_tokens, cuda_graphs,
+                max_body_bytes,
                 max_tokens_limit, default_max_tokens, seal_every, seal_interval_ms,
                 shutdown_grace_s, client_stall_timeout_s, max_connections, header_read_timeout_s,
                 body_read_timeout_s, keep_alive_timeout_s;
@@ -344,6 +353,7 @@ impl ServeArgs {
                     .map_err(|e| ConfigError::Invalid(format!("--weights {e}")))?,
             },
             max_batch: positive("max-batch", a.max_batch, 16)?,
+            prefill_batch_tokens: a.prefill_batch_tokens,
             cuda_graphs: match a.cuda_graphs.as_deref() {
                 None => CudaGraphs::Auto,
                 Some(g) => g

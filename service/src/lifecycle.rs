@@ -275,12 +275,14 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     tracing::info!(model = %info.id, device = %info.device, dtype = %info.dtype, context = info.max_ctx, slots = info.slots, "model loaded");
     let libtorch = crate::device::DeviceReport::probe().libtorch;
     let served = ServedModel::of_engine(&config.model_id, &engine, libtorch);
+    let mut generator = EngineGenerator::new(engine);
+    if let Some(tokens) = config.prefill_batch_tokens {
+        generator = generator.with_prefill_batch_tokens(tokens);
+    }
     let (scheduler, engine_thread) =
-        Scheduler::start(EngineGenerator::new(engine), config.queue_capacity).map_err(|e| {
-            ServeError::Model {
-                path: config.model.clone(),
-                reason: format!("cannot start the engine thread: {e}"),
-            }
+        Scheduler::start(generator, config.queue_capacity).map_err(|e| ServeError::Model {
+            path: config.model.clone(),
+            reason: format!("cannot start the engine thread: {e}"),
         })?;
 
     let anchorer = match &config.anchor {
@@ -407,12 +409,7 @@ async fn read_newest_anchor(
     origin: &str,
 ) -> Result<Option<NewestAnchor>, ServeError> {
     let fail = |reason: String| ServeError::Anchor { reason };
-    let reader = ChainReader::new(
-        &anchor.rpc,
-        contract_address(anchor)?,
-        CHAIN_CHECK_RPC_TIMEOUT,
-    )
-    .map_err(|e| fail(e.to_string()))?;
+    let reader = start_up_reader(anchor)?;
     let mut backoff = Backoff::new(BackoffPolicy::default());
     loop {
         match newest_anchor(&reader, log_id(origin), 0).await {
@@ -457,6 +454,18 @@ fn check_against_chain(
     }
 }
 
+/// A reader of the contract for the start-up comparisons with the chain.
+fn start_up_reader(anchor: &crate::config::AnchorConfig) -> Result<ChainReader, ServeError> {
+    ChainReader::new(
+        &anchor.rpc,
+        contract_address(anchor)?,
+        CHAIN_CHECK_RPC_TIMEOUT,
+    )
+    .map_err(|e| ServeError::Anchor {
+        reason: e.to_string(),
+    })
+}
+
 /// Refuses a ledger whose key history is not the one the contract records: a rotation
 /// only one side knows (docs/OPERATIONS.md, "Log-key rotation"). An unregistered log has
 /// no keys on chain to compare (the anchorer reports that).
@@ -465,12 +474,7 @@ async fn check_keys_against_chain(
     ledger: &Ledger,
 ) -> Result<(), ServeError> {
     let fail = |reason: String| ServeError::Anchor { reason };
-    let reader = ChainReader::new(
-        &anchor.rpc,
-        contract_address(anchor)?,
-        CHAIN_CHECK_RPC_TIMEOUT,
-    )
-    .map_err(|e| fail(e.to_string()))?;
+    let reader = start_up_reader(anchor)?;
     let keys = sworn_ledger::anchor::chain_keys(&reader, log_id(ledger.origin()))
         .await
         .map_err(|e| fail(format!("cannot read the log's keys at {}: {e}", anchor.rpc)))?;

@@ -77,8 +77,12 @@ impl EnginePromptEncoder {
 
 /// Groups of request indices whose prompts are prefilled together: sorted by length, a
 /// group grows while padding every prompt to its longest costs at most a quarter more
-/// positions than the prompts hold, and at most [`MAX_PREFILL_TOKENS`] positions.
-pub(crate) fn prefill_groups(indices: &[usize], len: impl Fn(usize) -> usize) -> Vec<Vec<usize>> {
+/// positions than the prompts hold, and at most `cap` positions.
+pub(crate) fn prefill_groups(
+    indices: &[usize],
+    len: impl Fn(usize) -> usize,
+    cap: usize,
+) -> Vec<Vec<usize>> {
     let mut sorted = indices.to_vec();
     sorted.sort_by_key(|&i| len(i));
     let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -86,7 +90,7 @@ pub(crate) fn prefill_groups(indices: &[usize], len: impl Fn(usize) -> usize) ->
     for i in sorted {
         let fits = groups.last().is_some_and(|group| {
             let padded = len(i) * (group.len() + 1);
-            4 * padded <= 5 * (real + len(i)) && padded <= MAX_PREFILL_TOKENS
+            4 * padded <= 5 * (real + len(i)) && padded <= cap
         });
         if fits {
             real += len(i);
@@ -101,8 +105,11 @@ pub(crate) fn prefill_groups(indices: &[usize], len: impl Fn(usize) -> usize) ->
     groups
 }
 
-/// Most positions (prompts × the longest) one batched prefill runs.
-pub(crate) const MAX_PREFILL_TOKENS: usize = 4096;
+/// Most positions (prompts × the longest) one batched prefill runs on a GPU, unless
+/// configured (`--prefill-batch-tokens`). On the CPU prompts are prefilled one by one: its
+/// prefill is compute-bound, so batching gains nothing and every prompt of a batch waits
+/// for the whole batch's first tokens (BENCHMARKS.md, "Batched prefill").
+pub const DEFAULT_GPU_PREFILL_BATCH_TOKENS: usize = 4096;
 
 /// A turn as templates with tool syntax read it: `tool_calls` with each function's
 /// arguments as an object, and a tool result's `tool_call_id`.
@@ -217,6 +224,8 @@ impl PromptEncoder for EnginePromptEncoder {
 #[derive(Debug)]
 pub struct EngineGenerator {
     engine: Engine,
+    /// Cap of one batched prefill in padded positions (0: none).
+    prefill_batch_tokens: usize,
 }
 
 /// A sequence living in one of the engine's KV slots.
@@ -228,7 +237,23 @@ pub struct EngineSequence {
 impl EngineGenerator {
     /// Wraps a loaded engine.
     pub fn new(engine: Engine) -> Self {
-        EngineGenerator { engine }
+        let on_gpu = engine.info().device.starts_with("cuda");
+        EngineGenerator {
+            engine,
+            prefill_batch_tokens: if on_gpu {
+                DEFAULT_GPU_PREFILL_BATCH_TOKENS
+            } else {
+                0
+            },
+        }
+    }
+
+    /// Caps one batched prefill at `tokens` padded positions; 0 prefills each prompt
+    /// alone.
+    #[must_use]
+    pub fn with_prefill_batch_tokens(mut self, tokens: usize) -> Self {
+        self.prefill_batch_tokens = tokens;
+        self
     }
 }
 
@@ -292,7 +317,8 @@ impl Generator for EngineGenerator {
         let singles: Vec<usize> = (0..requests.len())
             .filter(|&i| requests[i].choices <= 1)
             .collect();
-        for group in prefill_groups(&singles, |i| requests[i].prompt_tokens.len()) {
+        let cap = self.prefill_batch_tokens;
+        for group in prefill_groups(&singles, |i| requests[i].prompt_tokens.len(), cap) {
             if group.len() < 2 {
                 continue;
             }
@@ -376,6 +402,31 @@ impl Generator for EngineGenerator {
 mod tests {
     use super::*;
     use crate::scheduler::request::TurnCall;
+
+    #[test]
+    fn prefill_groups_bound_padding_and_size() {
+        let lens = [100, 7, 98, 9, 8, 300, 95];
+        let len = |i: usize| lens[i];
+        let all: Vec<usize> = (0..lens.len()).collect();
+        // Short with short, long with long; 300 alone (padding the others to it would
+        // cost far more than a quarter).
+        assert_eq!(
+            prefill_groups(&all, len, 4096),
+            vec![vec![1, 4, 3], vec![6, 2, 0], vec![5]]
+        );
+        // Every group padded costs at most 5/4 of its real positions.
+        for group in prefill_groups(&all, len, 4096) {
+            let longest = group.iter().map(|&i| len(i)).max().unwrap();
+            let real: usize = group.iter().map(|&i| len(i)).sum();
+            assert!(4 * longest * group.len() <= 5 * real, "{group:?}");
+        }
+        // The cap bounds the padded positions; 0 leaves every prompt alone.
+        assert_eq!(
+            prefill_groups(&all, len, 200),
+            vec![vec![1, 4, 3], vec![6, 2], vec![0], vec![5]]
+        );
+        assert!(prefill_groups(&all, len, 0).iter().all(|g| g.len() == 1));
+    }
 
     #[test]
     fn generic_turns_write_calls_results_and_the_offer() {

@@ -176,6 +176,7 @@ fn stop_string_spanning_tokens_is_trimmed() {
             .unwrap(),
             constraint: None,
             enqueued_at: Instant::now(),
+            choices: 1,
         })
         .unwrap();
     let mut streamed = String::new();
@@ -258,4 +259,46 @@ fn engine_can_move_to_the_engine_thread() {
     // The server owns the engine on a dedicated thread: it must be `Send`.
     fn assert_send<T: Send>() {}
     assert_send::<Engine>();
+}
+
+#[test]
+fn batched_admission_draws_what_each_draws_alone() {
+    let mut alone = engine(1, 256);
+    let params = [sampled(5, 20), sampled(6, 16), SamplingParams::greedy(12)];
+    let expected: Vec<Vec<u32>> = (0..3)
+        .map(|i| run(&mut alone, &prompt(i), params[i].clone()))
+        .collect();
+
+    let mut shared = engine(4, 256);
+    let prompts: Vec<Vec<u32>> = (0..3).map(prompt).collect();
+    let jobs = (0..3)
+        .map(|i| (prompts[i].as_slice(), params[i].clone(), None))
+        .collect();
+    let firsts = shared.add_batch(jobs).unwrap();
+    assert_eq!(firsts.len(), 3);
+    let mut tokens: Vec<Vec<u32>> = firsts.iter().map(|e| vec![e.token]).collect();
+    while shared.running() > 0 {
+        for event in shared.step().unwrap() {
+            let i = firsts.iter().position(|f| f.id == event.id).unwrap();
+            tokens[i].push(event.token);
+        }
+    }
+    for (i, first) in firsts.iter().enumerate() {
+        let out = shared.remove(first.id).unwrap();
+        assert_eq!(
+            out.tokens, expected[i],
+            "request {i}: batched prefill changed it"
+        );
+        assert_eq!(tokens[i], expected[i], "request {i}: streamed events");
+    }
+    assert_eq!(shared.free_slots(), 4, "every slot back");
+    // More prompts than free slots: refused whole, nothing held.
+    let jobs = (0..5)
+        .map(|i| (prompts[i % 3].as_slice(), SamplingParams::greedy(4), None))
+        .collect();
+    assert!(matches!(
+        shared.add_batch(jobs),
+        Err(EngineError::NoFreeSlot { .. })
+    ));
+    assert_eq!(shared.free_slots(), 4);
 }

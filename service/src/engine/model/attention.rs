@@ -4,6 +4,11 @@
 //! slot indices) and shared by every layer. Two shapes of work exist:
 //!
 //! * **prefill**: one sequence, `n` new positions written into its slot from `start`;
+//! * **batched prefill**: `b` new sequences at once, each prompt padded to the longest
+//!   (`n`), written into its own slot from position 0. The causal mask alone keeps a real
+//!   query from the padding keys after it, and what a padding position writes lies past
+//!   its sequence's length, where no later read looks (decode masks keys beyond each
+//!   sequence's own position, and overwrites them as it goes);
 //! * **decode**: one new position for each of `b` sequences, each in its own slot at its
 //!   own position. Keys beyond a sequence's own length are masked, so sequences of
 //!   different lengths share one batched computation.
@@ -30,6 +35,16 @@ pub(crate) enum AttentionPlan {
         cos: Tensor,
         sin: Tensor,
         /// `[len, start + len]`, true where a key lies in a query's future.
+        blocked: Option<Tensor>,
+    },
+    /// `len` positions from 0 of each of `b` new sequences, into `slots`.
+    PrefillBatch {
+        /// `[b]` int64 slot of each sequence.
+        slots: Tensor,
+        len: i64,
+        cos: Tensor,
+        sin: Tensor,
+        /// `[len, len]`, true where a key lies in a query's future.
         blocked: Option<Tensor>,
     },
     /// One position for each of `b` sequences.
@@ -88,6 +103,30 @@ impl AttentionPlan {
             slot: slot as i64,
             start,
             len,
+            cos,
+            sin,
+            blocked,
+        })
+    }
+
+    /// Plan for `len` positions from 0 of new sequences in `slots` (prompts padded to
+    /// `len`).
+    pub(crate) fn prefill_batch(
+        rope: &Rope,
+        slots: &[usize],
+        len: usize,
+        device: Device,
+    ) -> Result<Self, tch::TchError> {
+        let Self::Prefill {
+            cos, sin, blocked, ..
+        } = Self::prefill(rope, 0, 0, len, device)?
+        else {
+            unreachable!("prefill plans are Prefill");
+        };
+        let slots: Vec<i64> = slots.iter().map(|&s| s as i64).collect();
+        Ok(Self::PrefillBatch {
+            slots: Tensor::f_from_slice(&slots)?.f_to_device(device)?,
+            len: len as i64,
             cos,
             sin,
             blocked,
@@ -170,6 +209,7 @@ pub(crate) fn attend(
 ) -> Result<Tensor, tch::TchError> {
     let (cos, sin) = match plan {
         AttentionPlan::Prefill { cos, sin, .. }
+        | AttentionPlan::PrefillBatch { cos, sin, .. }
         | AttentionPlan::Decode { cos, sin, .. }
         | AttentionPlan::Fixed { cos, sin, .. } => (cos, sin),
     };
@@ -194,6 +234,21 @@ pub(crate) fn attend(
             let end = start + len;
             let read_k = keys.f_narrow(0, *slot, 1)?.f_narrow(2, 0, end)?;
             let read_v = values.f_narrow(0, *slot, 1)?.f_narrow(2, 0, end)?;
+            (read_k, read_v, blocked.as_ref().map(PlannedMask::Causal))
+        }
+        AttentionPlan::PrefillBatch {
+            slots,
+            len,
+            blocked,
+            ..
+        } => {
+            let mut write_k = keys.f_narrow(2, 0, *len)?;
+            let _ = write_k.f_index_copy_(0, slots, &k.f_to_kind(keys.kind())?)?;
+            let mut write_v = values.f_narrow(2, 0, *len)?;
+            let _ = write_v.f_index_copy_(0, slots, &v.f_to_kind(values.kind())?)?;
+            // Read back from the cache, as a single prefill does (the same dtype).
+            let read_k = keys.f_narrow(2, 0, *len)?.f_index_select(0, slots)?;
+            let read_v = values.f_narrow(2, 0, *len)?.f_index_select(0, slots)?;
             (read_k, read_v, blocked.as_ref().map(PlannedMask::Causal))
         }
         AttentionPlan::Decode {

@@ -209,6 +209,49 @@ impl LlamaModel {
         Ok(out.f_squeeze_dim(0)?)
     }
 
+    /// Prefills several new sequences in one pass: `prompts[i]` goes into the empty slot
+    /// `slots[i]`, all padded to the longest prompt. Returns float32 logits `[b, vocab]`
+    /// of each prompt's last position.
+    pub fn prefill_batch(
+        &self,
+        kv: &mut KvSlots,
+        prompts: &[(usize, &[u32])],
+    ) -> Result<Tensor, ModelError> {
+        let _guard = tch::no_grad_guard();
+        let len = prompts.iter().map(|(_, p)| p.len()).max().unwrap_or(0);
+        if prompts.iter().any(|(_, p)| p.is_empty()) || len == 0 {
+            return Err(ModelError::Empty { what: "prompt" });
+        }
+        let mut padded = Vec::with_capacity(prompts.len() * len);
+        let mut last = Vec::with_capacity(prompts.len());
+        for (row, (slot, prompt)) in prompts.iter().enumerate() {
+            if kv.check_room(*slot, prompt.len())? != 0 || kv.check_room(*slot, len).is_err() {
+                return Err(ModelError::Empty {
+                    what: "slot for a batched prefill (it must be empty and hold the batch)",
+                });
+            }
+            padded.extend_from_slice(prompt);
+            padded.extend(std::iter::repeat_n(0, len - prompt.len()));
+            last.push((row * len + prompt.len() - 1) as i64);
+        }
+        let b = prompts.len() as i64;
+        let ids = self.token_tensor(&padded)?.f_view([b, len as i64])?;
+        let slots: Vec<usize> = prompts.iter().map(|(s, _)| *s).collect();
+        let plan = AttentionPlan::prefill_batch(&self.rope, &slots, len, self.device)?;
+        let hidden = self.run_layers(&ids, &plan, kv)?;
+        let width = hidden.size()[2];
+        let last = Tensor::f_from_slice(&last)?.f_to_device(self.device)?;
+        let hidden = hidden
+            .f_reshape([b * len as i64, width])?
+            .f_index_select(0, &last)?
+            .f_unsqueeze(1)?;
+        let out = self.head(&hidden)?.f_squeeze_dim(1)?;
+        for (slot, prompt) in prompts {
+            kv.advance(*slot, prompt.len());
+        }
+        Ok(out)
+    }
+
     /// Appends one token to each sequence in `batch` and returns float32 logits
     /// `[batch.len(), vocab]`, row `i` for `batch[i]`.
     pub fn decode(&self, kv: &mut KvSlots, batch: &[DecodeInput]) -> Result<Tensor, ModelError> {
