@@ -1,5 +1,7 @@
 //! Helpers for the workspace-level end-to-end tests: the built binaries, a real anvil from
-//! the pinned npm package, and secret files with the modes the binaries insist on.
+//! the pinned npm package, and secret files with the modes the binaries insist on. The
+//! [`serve`] module drives `sworn serve` against a chain, as the restore and key-rotation
+//! tests do.
 #![deny(missing_docs)]
 // Test support: failing to set up the world is a test failure, reported loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -10,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+pub mod serve;
 
 /// Anvil's development account 0 key: published, for local chains only.
 pub const DEV_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
@@ -40,6 +44,38 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         binary.display()
     );
     binary
+}
+
+/// The model the end-to-end tests serve (`make setup` fetches it), as `--model-id` names it.
+pub const MODEL_ID: &str = "SmolLM2-135M-Instruct";
+
+/// `p` as a command-line argument (temporary paths are UTF-8).
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temporary path")
+}
+
+/// The GGUF file of [`MODEL_ID`]; fails with how to get it when it is missing.
+pub fn model() -> PathBuf {
+    let model = repo_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        model.is_file(),
+        "{} missing: run `make setup`",
+        model.display()
+    );
+    model
+}
+
+/// Runs a workspace binary to completion: exit code, stdout, stderr.
+pub fn run(binary: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(workspace_binary(binary))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {binary}: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Writes `contents` to `dir/name` with mode 0600.

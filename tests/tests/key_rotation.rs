@@ -8,262 +8,59 @@
 //! finished or aborted, and a store that does not know a rotation the chain holds is
 //! refused at start.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
-use sworn_e2e::{
-    Anvil, DEV_KEY_0, DEV_KEY_1, KillOnDrop, lines_of, repo_root, secret_file, workspace_binary,
-};
+use sworn_e2e::serve::{Chain, Start, call, new_data_dir, serving, start, stop, wait_anchored};
+use sworn_e2e::{Anvil, DEV_KEY_1, MODEL_ID, path, run, secret_file};
 use sworn_ledger::checkpoint::{Checkpoint, SignedCheckpoint};
 use sworn_ledger::keys::LogKey;
 use sworn_ledger::merkle::Hash;
 
 const ORIGIN: &str = "sworn.e2e/key-rotation";
-const MODEL_ID: &str = "SmolLM2-135M-Instruct";
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temporary path")
-}
-
-fn model() -> PathBuf {
-    let model = repo_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        model.is_file(),
-        "{} missing: run `make setup`",
-        model.display()
-    );
-    model
-}
-
-/// Runs a workspace binary to completion: exit code, stdout, stderr.
-fn run(binary: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(workspace_binary(binary))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {binary}: {e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// A chain with SwornAnchor deployed and this test's log registered under `log_key`.
-struct Chain {
-    anvil: Anvil,
-    contract: String,
-    chain_key: PathBuf,
+fn deploy(dir: &Path, log_key: &Path) -> Chain {
+    // One slot per epoch: a block is final two blocks later; blocks every second.
+    let anvil = Anvil::start(&["--slots-in-an-epoch", "1", "--block-time", "1"]);
+    Chain::deploy(anvil, dir, ORIGIN, log_key)
 }
 
-impl Chain {
-    fn deploy(dir: &Path, log_key: &Path) -> Chain {
-        // One slot per epoch: a block is final two blocks later; blocks every second.
-        let anvil = Anvil::start(&["--slots-in-an-epoch", "1", "--block-time", "1"]);
-        let chain_key = secret_file(dir, "chain.key", DEV_KEY_0);
-        let (code, stdout, stderr) = run(
-            "sworn",
-            &[
-                "chain",
-                "deploy",
-                "--rpc",
-                &anvil.url,
-                "--chain-key",
-                path(&chain_key),
-            ],
-        );
-        assert_eq!(code, 0, "deploy: {stderr}");
-        let contract = stdout.trim().to_string();
-        let (code, _, stderr) = run(
-            "sworn",
-            &[
-                "chain",
-                "register",
-                "--rpc",
-                &anvil.url,
-                "--chain-key",
-                path(&chain_key),
-                "--contract",
-                &contract,
-                "--origin",
-                ORIGIN,
-                "--log-key",
-                path(log_key),
-            ],
-        );
-        assert_eq!(code, 0, "register: {stderr}");
-        Chain {
-            anvil,
-            contract,
-            chain_key,
-        }
-    }
-
-    /// The `sworn serve` flags that anchor to this chain.
-    fn flags(&self) -> Vec<String> {
-        [
-            "--rpc",
-            &self.anvil.url,
-            "--contract",
-            &self.contract,
-            "--chain-key",
-            path(&self.chain_key),
-        ]
-        .map(str::to_string)
-        .to_vec()
-    }
-
-    /// `--rpc URL --contract ADDR` for `sworn-verify`.
-    fn verify_flags(&self) -> [&str; 4] {
-        ["--rpc", &self.anvil.url, "--contract", &self.contract]
-    }
-
-    /// `sworn log-key rotate` of the store in `data` to `new_key` (plus `extra` flags).
-    fn rotate(&self, data: &Path, new_key: &Path, extra: &[&str]) -> (i32, String, String) {
-        let mut args = vec![
-            "log-key",
-            "rotate",
-            "--data-dir",
-            path(data),
-            "--origin",
-            ORIGIN,
-            "--new-key",
-            path(new_key),
-            "--rpc",
-            &self.anvil.url,
-            "--contract",
-            &self.contract,
-            "--chain-key",
-            path(&self.chain_key),
-            "--timeout-s",
-            "120",
-        ];
-        args.extend_from_slice(extra);
-        run("sworn", &args)
-    }
-}
-
-/// A data directory with its log key inside (the default place).
-fn new_data_dir(dir: &Path) -> (PathBuf, PathBuf) {
-    let data = dir.join("data");
-    std::fs::create_dir(&data).expect("data dir");
-    let log_key = data.join("log.key");
-    let (code, _, stderr) = run("sworn", &["keygen", "--out", path(&log_key)]);
-    assert_eq!(code, 0, "keygen: {stderr}");
-    (data, log_key)
-}
-
-/// A `sworn serve` process and its stderr lines.
-struct Server {
-    child: KillOnDrop,
-    stderr: Receiver<String>,
-}
-
-/// How a start ended: serving at an address, or exited with a code and what it said.
-enum Start {
-    Serving(Server, String),
-    Exited(i32, Vec<String>),
-}
-
-fn start(data: &Path, flags: &[String]) -> Start {
-    let mut child = Command::new(workspace_binary("sworn"))
-        .args(["serve", "--model", path(&model()), "--model-id", MODEL_ID])
-        .args(["--listen", "127.0.0.1:0", "--insecure-no-auth"])
-        .args(["--data-dir", path(data), "--origin", ORIGIN])
-        .args(["--seal-interval-ms", "200"])
-        .args(flags)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sworn serve");
-    let stderr = lines_of(child.stderr.take().expect("piped stderr"));
-    let mut server = Server {
-        child: KillOnDrop(child),
-        stderr,
-    };
-    let prefix = format!("sworn: serving {MODEL_ID} at http://");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut said = Vec::new();
-    loop {
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .unwrap_or_else(|| panic!("sworn serve neither served nor exited: {said:#?}"));
-        match server.stderr.recv_timeout(left) {
-            Ok(line) => {
-                if let Some(addr) = line.strip_prefix(prefix.as_str()) {
-                    let addr = addr.to_string();
-                    return Start::Serving(server, addr);
-                }
-                said.push(line);
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = server.child.0.wait().expect("wait");
-                return Start::Exited(status.code().unwrap_or(-1), said);
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                panic!("sworn serve neither served nor exited: {said:#?}")
-            }
-        }
-    }
-}
-
-fn serving(data: &Path, flags: &[String]) -> (Server, String) {
-    match start(data, flags) {
-        Start::Serving(server, addr) => (server, addr),
-        Start::Exited(code, said) => panic!("sworn serve exited {code}: {said:#?}"),
-    }
+/// `sworn log-key rotate` of the store in `data` to `new_key` (plus `extra` flags).
+fn rotate(chain: &Chain, data: &Path, new_key: &Path, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "log-key",
+        "rotate",
+        "--data-dir",
+        path(data),
+        "--origin",
+        ORIGIN,
+        "--new-key",
+        path(new_key),
+        "--rpc",
+        &chain.anvil.url,
+        "--contract",
+        &chain.contract,
+        "--chain-key",
+        path(&chain.chain_key),
+        "--timeout-s",
+        "120",
+    ];
+    args.extend_from_slice(extra);
+    run("sworn", &args)
 }
 
 /// A start that must be refused: what the server said.
 fn refused(data: &Path, flags: &[String]) -> String {
-    match start(data, flags) {
+    match start(data, ORIGIN, flags) {
         Start::Serving(_, addr) => panic!("sworn serve served at {addr}; it must refuse"),
         Start::Exited(code, said) => {
             assert_ne!(code, 0, "a refused start must exit non-zero: {said:#?}");
             said.join("\n")
         }
     }
-}
-
-/// SIGTERM, then the exit code once stderr has closed.
-fn stop(mut server: Server) {
-    let pid = server.child.0.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status();
-    assert!(killed.expect("run kill").success());
-    while server.stderr.recv_timeout(Duration::from_secs(60)).is_ok() {}
-    let status = server.child.0.wait().expect("wait");
-    assert_eq!(status.code(), Some(0), "sworn serve did not stop cleanly");
-}
-
-/// One request on its own connection: the status and the body as JSON.
-fn call(addr: &str, method: &str, route: &str, body: Option<&Value>) -> (u16, Value) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .expect("timeout");
-    let body = body.map(Value::to_string).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {route} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("request");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("response");
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("headers end");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 /// A sworn answer: the whole completion response (its `sworn` field is the receipt).
@@ -278,34 +75,6 @@ fn ask(addr: &str, question: &str, index: u64) -> Value {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["sworn"]["index"].as_u64(), Some(index), "{answer}");
     answer
-}
-
-fn metric(addr: &str, name: &str) -> u64 {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("response");
-    raw.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics: {raw}"))
-}
-
-/// Waits until an anchor covering `size` entries is final on chain.
-fn wait_anchored(addr: &str, size: u64) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while metric(addr, "sworn:anchor_finalized_tree_size") < size {
-        assert!(
-            Instant::now() < deadline,
-            "no final anchor of size {size} within 2 minutes"
-        );
-        // Paced at a fraction of a block (blocks come every second).
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// The verifier key string of a key file.
@@ -355,11 +124,11 @@ fn resigned(receipt: &Value, key: &LogKey) -> Value {
 fn a_rotated_log_verifies_across_the_rotation_and_refuses_the_retired_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (data, old_key) = new_data_dir(dir.path());
-    let chain = Chain::deploy(dir.path(), &old_key);
+    let chain = deploy(dir.path(), &old_key);
     let anchored = chain.flags();
 
     // Two answers under the first key; the server stops (not waiting for any anchor).
-    let (server, addr) = serving(&data, &anchored);
+    let (server, addr) = serving(&data, ORIGIN, &anchored);
     let first = ask(&addr, "What is 2+2?", 0);
     ask(&addr, "Name a colour.", 1);
     stop(server);
@@ -371,7 +140,7 @@ fn a_rotated_log_verifies_across_the_rotation_and_refuses_the_retired_key() {
     // A rotation whose transaction the chain refuses (sent from an account that is not
     // the log's admin): begun in the store, not on chain. The log does not serve.
     let not_admin = secret_file(dir.path(), "not-admin.key", DEV_KEY_1);
-    let (code, _, stderr) = chain.rotate(&data, &new_key, &["--admin-key", path(&not_admin)]);
+    let (code, _, stderr) = rotate(&chain, &data, &new_key, &["--admin-key", path(&not_admin)]);
     assert_ne!(code, 0, "a rotateKey from a non-admin must fail");
     assert!(stderr.contains("NotLogAdmin"), "{stderr}");
     for flags in [anchored.clone(), {
@@ -386,9 +155,9 @@ fn a_rotated_log_verifies_across_the_rotation_and_refuses_the_retired_key() {
         );
     }
     // Aborted (the chain does not hold it), then done properly.
-    let (code, stdout, stderr) = chain.rotate(&data, &new_key, &["--abort"]);
+    let (code, stdout, stderr) = rotate(&chain, &data, &new_key, &["--abort"]);
     assert_eq!(code, 0, "abort: {stdout}\n{stderr}");
-    let (code, stdout, stderr) = chain.rotate(&data, &new_key, &[]);
+    let (code, stdout, stderr) = rotate(&chain, &data, &new_key, &[]);
     assert_eq!(code, 0, "rotate: {stdout}\n{stderr}");
     assert!(stdout.contains("from tree size 2"), "{stdout}");
     let history_json = stdout
@@ -409,7 +178,7 @@ fn a_rotated_log_verifies_across_the_rotation_and_refuses_the_retired_key() {
     assert_eq!(history["keys"][1]["from_size"], 2, "{history}");
     let history_file = write_json(dir.path(), "history.json", &history);
     // Running it again changes nothing: the new key is the current one.
-    let (code, _, stderr) = chain.rotate(&data, &new_key, &[]);
+    let (code, _, stderr) = rotate(&chain, &data, &new_key, &[]);
     assert_ne!(code, 0);
     assert!(stderr.contains("was retired"), "{stderr}");
 
@@ -420,7 +189,7 @@ fn a_rotated_log_verifies_across_the_rotation_and_refuses_the_retired_key() {
     // The new key does; two answers under it, anchored and final.
     let mut new_flags = anchored;
     new_flags.extend(["--log-key".to_string(), path(&new_key).to_string()]);
-    let (server, addr) = serving(&data, &new_flags);
+    let (server, addr) = serving(&data, ORIGIN, &new_flags);
     let (status, key) = call(&addr, "GET", "/v1/audit/key", None);
     assert_eq!(status, 200);
     assert_eq!(key["vkey"], json!(vkey(&new_key)), "{key}");
@@ -553,9 +322,9 @@ fn a_rotated_log_verifies_across_the_rotation_and_refuses_the_retired_key() {
 fn a_store_that_does_not_know_the_chains_rotation_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (data, old_key) = new_data_dir(dir.path());
-    let chain = Chain::deploy(dir.path(), &old_key);
+    let chain = deploy(dir.path(), &old_key);
     let anchored = chain.flags();
-    let (server, addr) = serving(&data, &anchored);
+    let (server, addr) = serving(&data, ORIGIN, &anchored);
     ask(&addr, "What is 2+2?", 0);
     stop(server);
 
@@ -578,7 +347,7 @@ fn a_store_that_does_not_know_the_chains_rotation_is_refused() {
     let new_key = dir.path().join("new.key");
     let (code, _, stderr) = run("sworn", &["keygen", "--out", path(&new_key)]);
     assert_eq!(code, 0, "keygen: {stderr}");
-    let (code, stdout, stderr) = chain.rotate(&copy, &new_key, &[]);
+    let (code, stdout, stderr) = rotate(&chain, &copy, &new_key, &[]);
     assert_eq!(code, 0, "rotate: {stdout}\n{stderr}");
 
     // The original holds every anchored entry, so the history check alone refuses it.
@@ -597,7 +366,7 @@ fn a_store_that_does_not_know_the_chains_rotation_is_refused() {
     let said = refused(&data, &with_new);
     assert!(said.contains("identity mismatch"), "{said}");
     // The rotated copy serves with the new key.
-    let (server, _) = serving(&copy, &with_new);
+    let (server, _) = serving(&copy, ORIGIN, &with_new);
     stop(server);
 }
 
