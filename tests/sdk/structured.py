@@ -21,7 +21,7 @@ from enum import Enum
 
 import jsonschema
 import openai
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 BASE_URL, OUT, N = sys.argv[1], sys.argv[2], int(sys.argv[3])
 client = openai.OpenAI(base_url=BASE_URL, api_key="unused", max_retries=0, timeout=600)
@@ -39,9 +39,12 @@ class Side(str, Enum):
 
 
 class Trade(BaseModel):
-    account: str
+    # Bounded, so that the answer closes within max_tokens whatever greedy path a 135M
+    # model takes on this CPU (unbounded, one CPU's numerics led it to fill the account
+    # string with "100.000.000..." until the length limit).
+    account: str = Field(max_length=12)
     side: Side
-    quantity: int
+    quantity: int = Field(ge=0, le=1_000_000)
 
 
 # 1. The SDK's parse helper: it sends the Pydantic model's strict schema.
