@@ -127,12 +127,14 @@ fn bundle_outcome(bundle: &Bundle, offline: &OfflineResult, inputs: &BundleInput
             Some(id) if id == wanted => {}
             Some(id) => {
                 return Outcome::Failed(format!(
-                    "asked for the receipt of request {wanted:?}, the server answered with the                      receipt of request {id:?}"
+                    "asked for the receipt of request {wanted:?}, the server answered with the \
+                     receipt of request {id:?}"
                 ));
             }
             None => {
                 return Outcome::Failed(format!(
-                    "asked for the receipt of request {wanted:?}, the answer has no readable                      receipt body to bind it to"
+                    "asked for the receipt of request {wanted:?}, the answer has no readable \
+                     receipt body to bind it to"
                 ));
             }
         }

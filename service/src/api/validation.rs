@@ -133,7 +133,8 @@ pub fn check_chat(
     if structured.is_some() && tool_use.as_ref().is_some_and(ToolUse::offered) {
         return Err(ApiError::unsupported(
             "response_format",
-            "A JSON `response_format` together with `tools` is not supported: tool calls              already constrain the answer. Use `tool_choice: \"none\"` or drop one.",
+            "A JSON `response_format` together with `tools` is not supported: tool calls \
+             already constrain the answer. Use `tool_choice: \"none\"` or drop one.",
         ));
     }
     let request: CreateChatCompletionRequest = from_object(object)?;
