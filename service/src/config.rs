@@ -22,6 +22,7 @@ use sworn_ledger::small_file::read_capped;
 
 use crate::engine::cuda_graph::CudaGraphs;
 use crate::engine::runner::WeightsChoice;
+use crate::scheduler::engine_adapter::DEFAULT_PREFILL_CHUNK_TOKENS;
 use crate::server::ConnectionLimits;
 
 /// Largest config file read.
@@ -96,6 +97,11 @@ pub struct ServeArgs {
     /// the CPU, where batching prompts gains no speed and delays the first token].
     #[arg(long, env = "SWORN_PREFILL_BATCH_TOKENS")]
     pub prefill_batch_tokens: Option<usize>,
+    /// A prompt longer than this is prefilled this many positions per turn, between the
+    /// running sequences' decode steps, so it delays their next token by one chunk's
+    /// prefill, not its whole; `0` prefills every prompt whole [default: 512].
+    #[arg(long, env = "SWORN_PREFILL_CHUNK_TOKENS")]
+    pub prefill_chunk_tokens: Option<usize>,
     /// The decode step as CUDA graphs, on CUDA: `auto` (when the CUDA-graph shim loads
     /// and the capture succeeds; else eager, the reason logged), `on` (or refuse to start)
     /// or `off` [default: auto].
@@ -183,6 +189,8 @@ pub struct ServeConfig {
     /// Cap of one batched prefill, in padded positions (0: none batched; `None`: the
     /// device's default).
     pub prefill_batch_tokens: Option<usize>,
+    /// Positions of a long prompt prefilled per turn (0: whole prompts).
+    pub prefill_chunk_tokens: usize,
     /// Whether the decode step runs as CUDA graphs.
     pub cuda_graphs: CudaGraphs,
     /// Body cap.
@@ -243,7 +251,7 @@ impl ServeArgs {
         }
         overlay!(
             options: model, model_id, listen, data_dir, log_key, origin, api_keys, tls_cert,
-                tls_key, rpc, contract, chain_key, queue_capacity, weights, max_batch, prefill_batch_tokens, cuda_graphs,
+                tls_key, rpc, contract, chain_key, queue_capacity, weights, max_batch, prefill_batch_tokens, prefill_chunk_tokens, cuda_graphs,
                 max_body_bytes,
                 max_tokens_limit, default_max_tokens, seal_every, seal_interval_ms,
                 shutdown_grace_s, client_stall_timeout_s, max_connections, header_read_timeout_s,
@@ -354,6 +362,7 @@ impl ServeArgs {
             },
             max_batch: positive("max-batch", a.max_batch, 16)?,
             prefill_batch_tokens: a.prefill_batch_tokens,
+            prefill_chunk_tokens: (a.prefill_chunk_tokens).unwrap_or(DEFAULT_PREFILL_CHUNK_TOKENS),
             cuda_graphs: match a.cuda_graphs.as_deref() {
                 None => CudaGraphs::Auto,
                 Some(g) => g

@@ -275,7 +275,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     tracing::info!(model = %info.id, device = %info.device, dtype = %info.dtype, context = info.max_ctx, slots = info.slots, "model loaded");
     let libtorch = crate::device::DeviceReport::probe().libtorch;
     let served = ServedModel::of_engine(&config.model_id, &engine, libtorch);
-    let mut generator = EngineGenerator::new(engine);
+    let mut generator =
+        EngineGenerator::new(engine).with_prefill_chunk_tokens(config.prefill_chunk_tokens);
     if let Some(tokens) = config.prefill_batch_tokens {
         generator = generator.with_prefill_batch_tokens(tokens);
     }

@@ -1,11 +1,13 @@
 //! The engine thread's continuous-batching loop.
 //!
 //! Each turn: admit queued requests while the batch has room (blocking only when nothing
-//! runs), drop sequences whose client has gone, then advance all running sequences by one
+//! runs), prefill the next chunk of a long prompt (when the generator prefills in chunks),
+//! drop sequences whose client has gone, then advance all running sequences by one
 //! batched step. Once [`super::Scheduler::stop`] is called, the next turn cancels
 //! everything instead (see [`cancel_all`]) and the loop returns. Per-sequence bookkeeping (stop strings, `max_tokens`, end of sequence) is
 //! the synchronous [`Running::accept`], unit-tested without a model.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 
@@ -130,16 +132,27 @@ pub(crate) fn run<G: Generator>(
     let mut queue_open = true;
     // A request of several choices that waits, first in line, for a slot per choice.
     let mut held: Option<Job> = None;
+    // Long prompts prefilled a chunk per turn, in order; only the first has begun.
+    let chunk = generator.prefill_chunk().filter(|&c| c > 0);
+    let mut prefilling: VecDeque<Prefilling> = VecDeque::new();
+    let mut next_key = 0u64;
     loop {
         if stopping.load(Ordering::SeqCst) {
-            cancel_all(&mut generator, &mut batch, held.take(), jobs, stats);
+            cancel_all(
+                &mut generator,
+                &mut batch,
+                held.take(),
+                &mut prefilling,
+                jobs,
+                stats,
+            );
             return;
         }
         // This turn's work for `iteration_tokens`: prompt tokens prefilled, then decode rows.
         let mut prefilled = 0u64;
         // Admit: collect this turn's jobs, a slot per choice, then prefill them together.
         let mut admitted: Vec<Job> = Vec::new();
-        let mut reserved = batch.len();
+        let mut reserved = batch.len() + prefilling.len();
         while reserved < max_batch && !stopping.load(Ordering::SeqCst) {
             let job = match held.take() {
                 Some(job) => job,
@@ -188,7 +201,17 @@ pub(crate) fn run<G: Generator>(
                     queued_for: job.request.enqueued_at.elapsed(),
                 });
             }
-            admitted.push(job);
+            let long = chunk.is_some_and(|c| job.request.prompt_tokens.len() > c);
+            if long && choices == 1 {
+                next_key += 1;
+                prefilling.push_back(Prefilling {
+                    key: next_key,
+                    job,
+                    done: 0,
+                });
+            } else {
+                admitted.push(job);
+            }
         }
         if !admitted.is_empty() {
             let requests: Vec<&GenerationRequest> = admitted.iter().map(|j| &j.request).collect();
@@ -224,6 +247,9 @@ pub(crate) fn run<G: Generator>(
                 }
             }
         }
+        if let Some(chunk) = chunk {
+            prefilled += prefill_next(&mut generator, &mut prefilling, chunk, stats, &mut batch);
+        }
         // Drop sequences whose client has gone.
         let (gone, kept): (Vec<_>, Vec<_>) = batch.drain(..).partition(|r| r.events.is_closed());
         batch = kept;
@@ -238,7 +264,8 @@ pub(crate) fn run<G: Generator>(
             if prefilled > 0 {
                 stats.iteration_tokens.observe_tokens(prefilled);
             }
-            if queue_open || held.is_some() || stopping.load(Ordering::SeqCst) {
+            let waiting = held.is_some() || !prefilling.is_empty();
+            if queue_open || waiting || stopping.load(Ordering::SeqCst) {
                 continue;
             }
             return;
@@ -276,17 +303,85 @@ pub(crate) fn run<G: Generator>(
     }
 }
 
+/// A long prompt admitted to be prefilled a chunk per turn.
+struct Prefilling {
+    /// The generator's name for its partial prefill.
+    key: u64,
+    job: Job,
+    /// Prompt positions prefilled so far.
+    done: usize,
+}
+
+/// Prefills the next `chunk` positions of the first long prompt; once it is in, its
+/// sequence joins `batch`. Returns the positions prefilled.
+fn prefill_next<G: Generator>(
+    generator: &mut G,
+    prefilling: &mut VecDeque<Prefilling>,
+    chunk: usize,
+    stats: &SchedulerStats,
+    batch: &mut Vec<Running<G::Sequence>>,
+) -> u64 {
+    while let Some(front) = prefilling.front() {
+        if front.job.events.iter().all(UnboundedSender::is_closed) {
+            if front.done > 0 {
+                generator.abandon_prefill(front.key);
+            }
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            prefilling.pop_front();
+            continue;
+        }
+        let step = chunk.min(front.job.request.prompt_tokens.len() - front.done);
+        return match generator.prefill_some(front.key, &front.job.request, chunk) {
+            Ok(None) => {
+                if let Some(front) = prefilling.front_mut() {
+                    front.done += step;
+                }
+                step as u64
+            }
+            Ok(Some((sequence, first))) => {
+                let Some(long) = prefilling.pop_front() else {
+                    return 0;
+                };
+                let Some(events) = long.job.events.into_iter().next() else {
+                    generator.release(sequence);
+                    return 0;
+                };
+                stats.kv_slots_held.fetch_add(1, Ordering::Relaxed);
+                let mut running = Running::new(sequence, &long.job.request, events);
+                let outcome = running.accept(first);
+                running.settle(outcome, generator, stats, batch);
+                step as u64
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "chunked prefill failed");
+                if let Some(long) = prefilling.pop_front() {
+                    long.job.finish_all(FinishReason::Error);
+                }
+                0
+            }
+        };
+    }
+    0
+}
+
 /// Shutdown: finishes every running sequence `Cancelled` with what it generated so far,
 /// and every queued request `Cancelled` with nothing, so each is sworn and answered.
 fn cancel_all<G: Generator>(
     generator: &mut G,
     batch: &mut Vec<Running<G::Sequence>>,
     held: Option<Job>,
+    prefilling: &mut VecDeque<Prefilling>,
     jobs: &Receiver<Command>,
     stats: &SchedulerStats,
 ) {
     if let Some(job) = held {
         job.finish_all(FinishReason::Cancelled);
+    }
+    for long in prefilling.drain(..) {
+        if long.done > 0 {
+            generator.abandon_prefill(long.key);
+        }
+        long.job.finish_all(FinishReason::Cancelled);
     }
     for mut running in batch.drain(..) {
         // Text held back by a possible stop string was generated: deliver it.
@@ -329,8 +424,15 @@ mod tests {
         steps: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
         /// The number of requests of each `start_batch` call.
         starts: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
-        /// When set, the first step waits for a message on it.
+        /// When set, the first step (or the second chunk of a prefill, whichever comes
+        /// first) waits for a message on it.
         gate: Option<std::sync::mpsc::Receiver<()>>,
+        /// Chunked prefill: the chunk, and each partial prefill's positions so far.
+        chunk: Option<usize>,
+        partial: std::collections::HashMap<u64, usize>,
+        /// What happened, in order: `step N` (a decode step of N sequences), `chunk K+N`
+        /// (N more positions of the prompt under key K), `abandon K`.
+        log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     }
 
     struct Seq {
@@ -387,7 +489,41 @@ mod tests {
                 gate.recv().expect("the test opens the gate");
             }
             self.steps.lock().unwrap().push(sequences.len());
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("step {}", sequences.len()));
             Ok(sequences.iter_mut().map(|s| token(s)).collect())
+        }
+        fn prefill_chunk(&self) -> Option<usize> {
+            self.chunk
+        }
+        fn prefill_some(
+            &mut self,
+            key: u64,
+            request: &GenerationRequest,
+            budget: usize,
+        ) -> Result<Option<(Seq, Token)>, GeneratorError> {
+            let done = self.partial.remove(&key).unwrap_or(0);
+            if done > 0
+                && let Some(gate) = self.gate.take()
+            {
+                gate.recv().expect("the test opens the gate");
+            }
+            let now = (done + budget).min(request.prompt_tokens.len());
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("chunk {key}+{}", now - done));
+            if now < request.prompt_tokens.len() {
+                self.partial.insert(key, now);
+                return Ok(None);
+            }
+            self.start(request).map(Some)
+        }
+        fn abandon_prefill(&mut self, key: u64) {
+            assert!(self.partial.remove(&key).is_some(), "abandoned twice");
+            self.log.lock().unwrap().push(format!("abandon {key}"));
         }
         fn release(&mut self, _: Seq) {}
     }
@@ -442,11 +578,100 @@ mod tests {
                 steps: steps.clone(),
                 starts: Default::default(),
                 gate: None,
+                chunk: None,
+                partial: Default::default(),
+                log: Default::default(),
             },
             capacity,
         )
         .unwrap();
         (scheduler, thread, steps)
+    }
+
+    #[test]
+    fn test_batch_prefills_a_long_prompt_in_chunks_between_decode_steps() {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (open, gate) = std::sync::mpsc::channel();
+        let (scheduler, thread) = Scheduler::start(
+            Spell {
+                max_batch: 4,
+                steps: Default::default(),
+                starts: Default::default(),
+                gate: Some(gate),
+                chunk: Some(4),
+                partial: Default::default(),
+                log: log.clone(),
+            },
+            8,
+        )
+        .unwrap();
+        // A short request (no longer than a chunk: started whole) runs, its first token
+        // out and its first step at the gate, when a prompt of 10 positions arrives, and
+        // one of 9 whose client leaves at once.
+        let mut short = scheduler.submit(request(&[1, 2, 3, 4], 10, &[])).unwrap();
+        while !matches!(short.blocking_recv(), Some(GenerationEvent::Text { .. })) {}
+        let long: Vec<u32> = (10..20).collect();
+        let long_rx = scheduler.submit(request(&long, 20, &[])).unwrap();
+        drop(scheduler.submit(request(&[7; 9], 20, &[])).unwrap());
+        open.send(()).unwrap();
+        assert_eq!(drain(short).0, "<2><3><4>");
+        let spelled: String = long.iter().map(|id| format!("<{id}>")).collect();
+        assert_eq!(drain(long_rx), (spelled, FinishReason::Stop, 11));
+        drop(scheduler);
+        thread.join();
+        let log = log.lock().unwrap().clone();
+        // Chunks of 4, 4 and 2 positions, each followed by a decode step of the short
+        // sequence; the long sequence joins once its last chunk is in. The request whose
+        // client left is dropped before it begins: nothing to abandon.
+        assert_eq!(
+            log[..7],
+            [
+                "step 1",
+                "chunk 1+4",
+                "step 1",
+                "chunk 1+4",
+                "step 1",
+                "chunk 1+2",
+                "step 2"
+            ],
+            "{log:?}"
+        );
+        assert!(log.iter().all(|l| !l.contains(" 2+")), "{log:?}");
+    }
+
+    #[test]
+    fn test_batch_abandons_a_partial_prefill_whose_client_left() {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (open, gate) = std::sync::mpsc::channel();
+        let (scheduler, thread) = Scheduler::start(
+            Spell {
+                max_batch: 2,
+                steps: Default::default(),
+                starts: Default::default(),
+                gate: Some(gate),
+                chunk: Some(2),
+                partial: Default::default(),
+                log: log.clone(),
+            },
+            8,
+        )
+        .unwrap();
+        // A long prompt alone: its second chunk waits at the gate while its client
+        // leaves; the prefill is abandoned before a third, and its slot serves the next.
+        let mut gone = scheduler.submit(request(&[5; 400], 4, &[])).unwrap();
+        assert!(matches!(
+            gone.blocking_recv(),
+            Some(GenerationEvent::Started { .. })
+        ));
+        drop(gone);
+        open.send(()).unwrap();
+        let after = scheduler.submit(request(&[9], 5, &[])).unwrap();
+        assert_eq!(drain(after).1, FinishReason::Stop);
+        drop(scheduler);
+        thread.join();
+        let log = log.lock().unwrap().clone();
+        assert_eq!(log[..3], ["chunk 1+2", "chunk 1+2", "abandon 1"], "{log:?}");
+        assert!(log[3..].iter().all(|l| l.starts_with("step")), "{log:?}");
     }
 
     #[test]
@@ -459,6 +684,9 @@ mod tests {
                 steps: Default::default(),
                 starts: starts.clone(),
                 gate: Some(gate),
+                chunk: None,
+                partial: Default::default(),
+                log: Default::default(),
             },
             8,
         )

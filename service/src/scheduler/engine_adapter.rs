@@ -11,6 +11,7 @@
 //! [`ConstraintCompiler`] built from the tokenizer on the first constrained request (a
 //! server that never gets one never pays for it) and shared by every clone of the encoder.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use super::request::{
@@ -19,7 +20,7 @@ use super::request::{
 use super::{Generator, GeneratorError, PromptEncoder, Started, Token};
 use crate::engine::chat_template::{ChatMessage, ChatTemplate};
 use crate::engine::constraint::{Constraint, ConstraintCompiler, ConstraintError, ConstraintSpec};
-use crate::engine::runner::{Engine, EngineError, SeqEvent, SeqId};
+use crate::engine::runner::{Engine, EngineError, PendingPrefill, Prefilled, SeqEvent, SeqId};
 use crate::engine::tokenizer::Tokenizer;
 
 /// Templates and tokenises prompts with the model's own tokenizer and chat template, and
@@ -110,6 +111,11 @@ pub(crate) fn prefill_groups(
 /// prefill is compute-bound, so batching gains nothing and every prompt of a batch waits
 /// for the whole batch's first tokens (BENCHMARKS.md, "Batched prefill").
 pub const DEFAULT_GPU_PREFILL_BATCH_TOKENS: usize = 4096;
+
+/// Positions of a long prompt prefilled per turn, unless configured
+/// (`--prefill-chunk-tokens`): what one turn may add to the running sequences' next token
+/// (BENCHMARKS.md, "Chunked prefill").
+pub const DEFAULT_PREFILL_CHUNK_TOKENS: usize = 512;
 
 /// A turn as templates with tool syntax read it: `tool_calls` with each function's
 /// arguments as an object, and a tool result's `tool_call_id`.
@@ -226,6 +232,10 @@ pub struct EngineGenerator {
     engine: Engine,
     /// Cap of one batched prefill in padded positions (0: none).
     prefill_batch_tokens: usize,
+    /// Positions of a long prompt prefilled per turn (0: whole prompts).
+    prefill_chunk_tokens: usize,
+    /// Long prompts partly prefilled, by the scheduler's key.
+    pending: HashMap<u64, PendingPrefill>,
 }
 
 /// A sequence living in one of the engine's KV slots.
@@ -245,7 +255,17 @@ impl EngineGenerator {
             } else {
                 0
             },
+            prefill_chunk_tokens: DEFAULT_PREFILL_CHUNK_TOKENS,
+            pending: HashMap::new(),
         }
+    }
+
+    /// Prefills prompts longer than `tokens` that many positions per turn, between
+    /// decode steps; 0 prefills every prompt whole at admission.
+    #[must_use]
+    pub fn with_prefill_chunk_tokens(mut self, tokens: usize) -> Self {
+        self.prefill_chunk_tokens = tokens;
+        self
     }
 
     /// Caps one batched prefill at `tokens` padded positions; 0 prefills each prompt
@@ -371,6 +391,48 @@ impl Generator for EngineGenerator {
             .into_iter()
             .map(|event| (EngineSequence { id: event.id }, token(event, tokenizer)))
             .collect())
+    }
+
+    fn prefill_chunk(&self) -> Option<usize> {
+        Some(self.prefill_chunk_tokens).filter(|&c| c > 0)
+    }
+
+    fn prefill_some(
+        &mut self,
+        key: u64,
+        request: &GenerationRequest,
+        budget: usize,
+    ) -> Result<Option<(EngineSequence, Token)>, GeneratorError> {
+        let pending = match self.pending.remove(&key) {
+            Some(pending) => pending,
+            None => (self.engine)
+                .begin_prefill(
+                    &request.prompt_tokens,
+                    request.params.clone(),
+                    request.constraint.clone(),
+                )
+                .map_err(|e| model_error(&e))?,
+        };
+        match self.engine.continue_prefill(pending, budget) {
+            Ok(Prefilled::More(pending)) => {
+                self.pending.insert(key, pending);
+                Ok(None)
+            }
+            Ok(Prefilled::Started(event)) => {
+                let tokenizer = self.engine.tokenizer();
+                Ok(Some((
+                    EngineSequence { id: event.id },
+                    token(event, tokenizer),
+                )))
+            }
+            Err(e) => Err(model_error(&e)),
+        }
+    }
+
+    fn abandon_prefill(&mut self, key: u64) {
+        if let Some(pending) = self.pending.remove(&key) {
+            self.engine.abandon_prefill(pending);
+        }
     }
 
     fn step(

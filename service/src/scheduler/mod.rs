@@ -136,6 +136,32 @@ pub trait Generator: Send + 'static {
         requests.iter().map(|r| self.start_choices(r)).collect()
     }
 
+    /// Prompts longer than this are prefilled a chunk per turn, between decode steps
+    /// ([`prefill_some`](Self::prefill_some)), so a long prompt does not stall the running
+    /// sequences for its whole prefill. `None` (the default): whole at admission.
+    fn prefill_chunk(&self) -> Option<usize> {
+        None
+    }
+
+    /// Prefills up to `budget` more positions of the single-choice `request`, whose partial
+    /// prefill the generator keeps under `key` between calls (the first call reserves its
+    /// KV slot). `Some`: the prompt is in, and its sequence started with its first token.
+    fn prefill_some(
+        &mut self,
+        key: u64,
+        request: &GenerationRequest,
+        budget: usize,
+    ) -> Result<Option<(Self::Sequence, Token)>, GeneratorError> {
+        let _ = (key, budget);
+        self.start(request).map(Some)
+    }
+
+    /// Drops the partial prefill kept under `key` (its client left, or the scheduler
+    /// stops), freeing its slot.
+    fn abandon_prefill(&mut self, key: u64) {
+        let _ = key;
+    }
+
     /// Advances every sequence by one token, in one batched step. Returns one token per
     /// sequence, in order. An error fails every sequence in the step.
     fn step(&mut self, sequences: &mut [&mut Self::Sequence])

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use sworn_service::engine::runner::{
-    DeviceChoice, Engine, EngineError, EngineOptions, FinishReason,
+    DeviceChoice, Engine, EngineError, EngineOptions, FinishReason, Prefilled,
 };
 use sworn_service::engine::sampling::{SamplingParams, SamplingRequest};
 use sworn_service::scheduler::Scheduler;
@@ -301,4 +301,70 @@ fn batched_admission_draws_what_each_draws_alone() {
         Err(EngineError::NoFreeSlot { .. })
     ));
     assert_eq!(shared.free_slots(), 4);
+}
+
+#[test]
+fn a_prompt_prefilled_in_chunks_between_steps_draws_what_it_draws_whole() {
+    let mut alone = engine(1, 256);
+    let long = prompt(2);
+    assert!(long.len() > 10, "the prompt must span several chunks");
+    let expected = run(&mut alone, &long, sampled(7, 16));
+    let neighbour_expected = run(&mut alone, &prompt(0), sampled(8, 24));
+
+    let mut shared = engine(2, 256);
+    let all_free = shared.free_slots();
+    let neighbour = shared.add(&prompt(0), sampled(8, 24)).unwrap();
+    let mut neighbour_tokens = vec![neighbour.token];
+    // Chunks of 4 positions, the neighbour decoding a token between each.
+    let free = shared.free_slots();
+    let mut pending = shared.begin_prefill(&long, sampled(7, 16), None).unwrap();
+    assert_eq!(
+        shared.free_slots() + 1,
+        free,
+        "the pending prompt holds its slot"
+    );
+    let first = loop {
+        match shared.continue_prefill(pending, 4).unwrap() {
+            Prefilled::More(more) => {
+                assert!(more.remaining() > 0);
+                pending = more;
+                let events = shared.step().unwrap();
+                assert!(
+                    events.iter().all(|e| e.id == neighbour.id),
+                    "only the neighbour decodes"
+                );
+                neighbour_tokens.extend(events.iter().map(|e| e.token));
+            }
+            Prefilled::Started(first) => break first,
+        }
+    };
+    let mut tokens = vec![first.token];
+    while shared.running() > 0 {
+        for event in shared.step().unwrap() {
+            if event.id == first.id {
+                tokens.push(event.token);
+            } else {
+                neighbour_tokens.push(event.token);
+            }
+        }
+    }
+    assert_eq!(tokens, expected, "chunked prefill changed the answer");
+    assert_eq!(shared.remove(first.id).unwrap().tokens, expected);
+    assert_eq!(
+        neighbour_tokens, neighbour_expected,
+        "the neighbour changed"
+    );
+    shared.remove(neighbour.id).unwrap();
+    // A prefill abandoned half way frees its slot.
+    let pending = shared.begin_prefill(&long, sampled(7, 16), None).unwrap();
+    let Prefilled::More(pending) = shared.continue_prefill(pending, 4).unwrap() else {
+        panic!("4 positions cannot hold the prompt");
+    };
+    assert_eq!(shared.free_slots() + 1, all_free);
+    shared.abandon_prefill(pending);
+    assert_eq!(
+        shared.free_slots(),
+        all_free,
+        "the abandoned prompt's slot is free"
+    );
 }

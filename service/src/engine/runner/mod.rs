@@ -450,6 +450,84 @@ impl Engine {
         Ok(events)
     }
 
+    /// Reserves a slot for `prompt`, to be prefilled a chunk at a time by
+    /// [`continue_prefill`](Self::continue_prefill) between decode steps, so that a long
+    /// prompt does not stall the running sequences for its whole prefill.
+    pub fn begin_prefill(
+        &mut self,
+        prompt: &[u32],
+        params: SamplingParams,
+        constraint: Option<Constraint>,
+    ) -> Result<PendingPrefill, EngineError> {
+        self.check_prompt(prompt)?;
+        let slot = self.kv.acquire().ok_or(EngineError::NoFreeSlot {
+            slots: self.kv.slots(),
+        })?;
+        Ok(PendingPrefill {
+            slot,
+            prompt: prompt.to_vec(),
+            done: 0,
+            params,
+            constraint,
+        })
+    }
+
+    /// Prefills up to `budget` (at least 1) more positions of `pending`. Once its last
+    /// position is in, samples the first token exactly as [`add_constrained`]
+    /// (Self::add_constrained) would and the prompt becomes a running sequence. On an
+    /// error the slot is freed.
+    pub fn continue_prefill(
+        &mut self,
+        mut pending: PendingPrefill,
+        budget: usize,
+    ) -> Result<Prefilled, EngineError> {
+        let end = pending.done + budget.max(1);
+        let outcome = if end < pending.prompt.len() {
+            let chunk = &pending.prompt[pending.done..end];
+            (self
+                .model
+                .prefill(&mut self.kv, pending.slot, chunk, Logits::Last))
+            .map(|_| None)
+            .map_err(EngineError::from)
+        } else {
+            let chunk = pending.prompt[pending.done..].to_vec();
+            self.prefill_row(pending.slot, &chunk, pending.constraint.as_mut())
+                .and_then(|row| Ok(Some(pick::pick_host(&row, &pending.params, 0)?)))
+        };
+        let picked = match outcome {
+            Ok(None) => {
+                pending.done = end;
+                return Ok(Prefilled::More(pending));
+            }
+            Ok(Some(picked)) => picked,
+            Err(e) => {
+                drop(self.kv.release(pending.slot));
+                return Err(e);
+            }
+        };
+        let PendingPrefill {
+            slot,
+            prompt,
+            params,
+            constraint,
+            ..
+        } = pending;
+        let max = self.kv.max_ctx();
+        let id = SeqId(self.next_id);
+        self.next_id += 1;
+        let mut seq = Sequence::new(id, slot, params, prompt.len(), constraint, &self.tokenizer);
+        let event = seq.accept(picked, &self.tokenizer, prompt.len() >= max);
+        self.sequences.push(seq);
+        self.settle(id, event).map(Prefilled::Started)
+    }
+
+    /// Frees the slot of a prefill that will not be finished (its client left).
+    // By value: an abandoned prefill cannot be continued.
+    #[allow(clippy::needless_pass_by_value)]
+    pub fn abandon_prefill(&mut self, pending: PendingPrefill) {
+        drop(self.kv.release(pending.slot));
+    }
+
     /// Decodes one token for every running sequence. Events come in the order the
     /// sequences were added. Empty when nothing runs.
     pub fn step(&mut self) -> Result<Vec<SeqEvent>, EngineError> {
@@ -616,6 +694,34 @@ impl Engine {
         }
         Ok(event)
     }
+}
+
+/// A prompt being prefilled a chunk at a time ([`Engine::begin_prefill`]): it holds a KV
+/// slot and is not a sequence yet.
+#[derive(Debug)]
+pub struct PendingPrefill {
+    slot: usize,
+    prompt: Vec<u32>,
+    /// Positions already in the slot.
+    done: usize,
+    params: SamplingParams,
+    constraint: Option<Constraint>,
+}
+
+impl PendingPrefill {
+    /// Prompt positions not prefilled yet.
+    pub fn remaining(&self) -> usize {
+        self.prompt.len() - self.done
+    }
+}
+
+/// What [`Engine::continue_prefill`] left.
+#[derive(Debug)]
+pub enum Prefilled {
+    /// More of the prompt is to come.
+    More(PendingPrefill),
+    /// The prompt is in: the sequence runs, with its first token.
+    Started(SeqEvent),
 }
 
 fn kind_name(kind: Kind) -> &'static str {
