@@ -427,6 +427,8 @@ mod tests {
         /// When set, the first step (or the second chunk of a prefill, whichever comes
         /// first) waits for a message on it.
         gate: Option<std::sync::mpsc::Receiver<()>>,
+        /// Told when the generator has come to the gate and waits there.
+        at_gate: Option<std::sync::mpsc::Sender<()>>,
         /// Chunked prefill: the chunk, and each partial prefill's positions so far.
         chunk: Option<usize>,
         partial: std::collections::HashMap<u64, usize>,
@@ -459,6 +461,15 @@ mod tests {
         }
     }
 
+    impl Spell {
+        fn wait(&self, gate: std::sync::mpsc::Receiver<()>) {
+            if let Some(at_gate) = &self.at_gate {
+                at_gate.send(()).expect("the test waits for the gate");
+            }
+            gate.recv().expect("the test opens the gate");
+        }
+    }
+
     impl Generator for Spell {
         type Sequence = Seq;
         fn max_batch(&self) -> usize {
@@ -486,7 +497,7 @@ mod tests {
         }
         fn step(&mut self, sequences: &mut [&mut Seq]) -> Result<Vec<Token>, GeneratorError> {
             if let Some(gate) = self.gate.take() {
-                gate.recv().expect("the test opens the gate");
+                self.wait(gate);
             }
             self.steps.lock().unwrap().push(sequences.len());
             self.log
@@ -508,7 +519,7 @@ mod tests {
             if done > 0
                 && let Some(gate) = self.gate.take()
             {
-                gate.recv().expect("the test opens the gate");
+                self.wait(gate);
             }
             let now = (done + budget).min(request.prompt_tokens.len());
             self.log
@@ -580,6 +591,7 @@ mod tests {
                 gate: None,
                 chunk: None,
                 partial: Default::default(),
+                at_gate: None,
                 log: Default::default(),
             },
             capacity,
@@ -600,6 +612,7 @@ mod tests {
                 gate: Some(gate),
                 chunk: Some(4),
                 partial: Default::default(),
+                at_gate: None,
                 log: log.clone(),
             },
             8,
@@ -643,6 +656,7 @@ mod tests {
     fn test_batch_abandons_a_partial_prefill_whose_client_left() {
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (open, gate) = std::sync::mpsc::channel();
+        let (at_gate, reached) = std::sync::mpsc::channel();
         let (scheduler, thread) = Scheduler::start(
             Spell {
                 max_batch: 2,
@@ -651,6 +665,7 @@ mod tests {
                 gate: Some(gate),
                 chunk: Some(2),
                 partial: Default::default(),
+                at_gate: Some(at_gate),
                 log: log.clone(),
             },
             8,
@@ -658,11 +673,8 @@ mod tests {
         .unwrap();
         // A long prompt alone: its second chunk waits at the gate while its client
         // leaves; the prefill is abandoned before a third, and its slot serves the next.
-        let mut gone = scheduler.submit(request(&[5; 400], 4, &[])).unwrap();
-        assert!(matches!(
-            gone.blocking_recv(),
-            Some(GenerationEvent::Started { .. })
-        ));
+        let gone = scheduler.submit(request(&[5; 400], 4, &[])).unwrap();
+        reached.recv().unwrap();
         drop(gone);
         open.send(()).unwrap();
         let after = scheduler.submit(request(&[9], 5, &[])).unwrap();
@@ -686,6 +698,7 @@ mod tests {
                 gate: Some(gate),
                 chunk: None,
                 partial: Default::default(),
+                at_gate: None,
                 log: Default::default(),
             },
             8,
