@@ -325,14 +325,20 @@ fn prefill_next<G: Generator>(
         if front.job.events.iter().all(UnboundedSender::is_closed) {
             if front.done > 0 {
                 generator.abandon_prefill(front.key);
+                stats.kv_slots_held.fetch_sub(1, Ordering::Relaxed);
             }
             stats.dropped.fetch_add(1, Ordering::Relaxed);
             prefilling.pop_front();
             continue;
         }
         let step = chunk.min(front.job.request.prompt_tokens.len() - front.done);
+        // A partial prefill holds its slot from its first chunk on.
+        let began = front.done > 0;
         return match generator.prefill_some(front.key, &front.job.request, chunk) {
             Ok(None) => {
+                if !began {
+                    stats.kv_slots_held.fetch_add(1, Ordering::Relaxed);
+                }
                 if let Some(front) = prefilling.front_mut() {
                     front.done += step;
                 }
@@ -342,11 +348,13 @@ fn prefill_next<G: Generator>(
                 let Some(long) = prefilling.pop_front() else {
                     return 0;
                 };
+                if !began {
+                    stats.kv_slots_held.fetch_add(1, Ordering::Relaxed);
+                }
                 let Some(events) = long.job.events.into_iter().next() else {
-                    generator.release(sequence);
+                    release(generator, stats, sequence);
                     return 0;
                 };
-                stats.kv_slots_held.fetch_add(1, Ordering::Relaxed);
                 let mut running = Running::new(sequence, &long.job.request, events);
                 let outcome = running.accept(first);
                 running.settle(outcome, generator, stats, batch);
@@ -354,6 +362,10 @@ fn prefill_next<G: Generator>(
             }
             Err(err) => {
                 tracing::error!(error = %err, "chunked prefill failed");
+                // The generator freed the slot.
+                if began {
+                    stats.kv_slots_held.fetch_sub(1, Ordering::Relaxed);
+                }
                 if let Some(long) = prefilling.pop_front() {
                     long.job.finish_all(FinishReason::Error);
                 }
@@ -380,6 +392,7 @@ fn cancel_all<G: Generator>(
     for long in prefilling.drain(..) {
         if long.done > 0 {
             generator.abandon_prefill(long.key);
+            stats.kv_slots_held.fetch_sub(1, Ordering::Relaxed);
         }
         long.job.finish_all(FinishReason::Cancelled);
     }
@@ -621,6 +634,7 @@ mod tests {
         // A short request (no longer than a chunk: started whole) runs, its first token
         // out and its first step at the gate, when a prompt of 10 positions arrives, and
         // one of 9 whose client leaves at once.
+        let stats = scheduler.stats().clone();
         let mut short = scheduler.submit(request(&[1, 2, 3, 4], 10, &[])).unwrap();
         while !matches!(short.blocking_recv(), Some(GenerationEvent::Text { .. })) {}
         let long: Vec<u32> = (10..20).collect();
@@ -650,6 +664,7 @@ mod tests {
             "{log:?}"
         );
         assert!(log.iter().all(|l| !l.contains(" 2+")), "{log:?}");
+        assert_eq!(stats.kv_slots_held.load(Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -673,8 +688,11 @@ mod tests {
         .unwrap();
         // A long prompt alone: its second chunk waits at the gate while its client
         // leaves; the prefill is abandoned before a third, and its slot serves the next.
+        let stats = scheduler.stats().clone();
         let gone = scheduler.submit(request(&[5; 400], 4, &[])).unwrap();
         reached.recv().unwrap();
+        // Its first chunk is in a slot: the slot is counted held.
+        assert_eq!(stats.kv_slots_held.load(Ordering::Relaxed), 1);
         drop(gone);
         open.send(()).unwrap();
         let after = scheduler.submit(request(&[9], 5, &[])).unwrap();
@@ -684,6 +702,7 @@ mod tests {
         let log = log.lock().unwrap().clone();
         assert_eq!(log[..3], ["chunk 1+2", "chunk 1+2", "abandon 1"], "{log:?}");
         assert!(log[3..].iter().all(|l| l.starts_with("step")), "{log:?}");
+        assert_eq!(stats.kv_slots_held.load(Ordering::Relaxed), 0);
     }
 
     #[test]

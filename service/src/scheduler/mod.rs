@@ -184,8 +184,9 @@ pub struct SchedulerStats {
     pub rejected: AtomicU64,
     /// The engine's KV slots ([`Generator::max_batch`]: one per sequence it can carry).
     pub kv_slots: AtomicUsize,
-    /// KV slots held by sequences: taken when a prefill succeeds, given back when the
-    /// sequence is released, before its client hears that it finished.
+    /// KV slots held by sequences and by prompts prefilled a chunk at a time: taken when a
+    /// prefill succeeds (a chunked one's first chunk), given back when the sequence is
+    /// released or the partial prefill abandoned, before its client hears that it finished.
     pub kv_slots_held: AtomicUsize,
     /// `max_tokens` of each request the engine admitted.
     pub max_tokens: Histogram,

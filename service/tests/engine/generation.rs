@@ -368,3 +368,93 @@ fn a_prompt_prefilled_in_chunks_between_steps_draws_what_it_draws_whole() {
         "the abandoned prompt's slot is free"
     );
 }
+
+/// The tiny checkpoint with a tokenizer that spells only its first `spelled` ids: the
+/// model's logits are wider than its vocabulary, so a free draw may pick an id nobody can
+/// detokenise.
+fn engine_with_short_vocabulary(slots: usize, spelled: u64) -> (tempfile::TempDir, Engine) {
+    let from = fixtures().join("tiny-llama");
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(from.join(file), dir.path().join(file)).unwrap();
+    }
+    let mut tokenizer: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(from.join("tokenizer.json")).unwrap()).unwrap();
+    let model = &mut tokenizer["model"];
+    let vocab = model["vocab"].as_object_mut().unwrap();
+    vocab.retain(|_, id| id.as_u64().unwrap() < spelled);
+    let kept: std::collections::HashSet<String> = vocab.keys().cloned().collect();
+    let merges = model["merges"].as_array_mut().unwrap();
+    merges.retain(|merge| {
+        let pair: Vec<String> = match merge {
+            serde_json::Value::String(s) => s.split(' ').map(str::to_string).collect(),
+            other => serde_json::from_value(other.clone()).unwrap(),
+        };
+        kept.contains(&pair.concat()) && pair.iter().all(|p| kept.contains(p))
+    });
+    std::fs::write(
+        dir.path().join("tokenizer.json"),
+        serde_json::to_vec(&tokenizer).unwrap(),
+    )
+    .unwrap();
+    let options = EngineOptions {
+        device: DeviceChoice::Cpu,
+        slots,
+        max_ctx: 256,
+        ..Default::default()
+    };
+    let engine = Engine::load(dir.path(), &options).unwrap();
+    (dir, engine)
+}
+
+fn hot(seed: u64) -> SamplingParams {
+    SamplingRequest {
+        temperature: Some(2.0),
+        seed: Some(seed),
+        max_tokens: Some(4),
+        ..Default::default()
+    }
+    .validate(256)
+    .unwrap()
+}
+
+#[test]
+fn a_first_token_nobody_can_spell_fails_the_whole_admission_and_holds_no_slot() {
+    let (_dir, mut engine) = engine_with_short_vocabulary(4, 150);
+    let prompts: Vec<Vec<u32>> = (0..3).map(prompt).collect();
+    let (mut batch_failed, mut choices_failed) = (0, 0);
+    for seed in 0..40 {
+        let jobs = (0..3)
+            .map(|i| (prompts[i].as_slice(), hot(seed * 3 + i as u64), None))
+            .collect();
+        match engine.add_batch(jobs) {
+            Ok(events) => {
+                for event in events {
+                    engine.remove(event.id).unwrap();
+                }
+            }
+            Err(EngineError::Tokenizer(_)) => batch_failed += 1,
+            Err(other) => panic!("add_batch: {other}"),
+        }
+        assert_eq!(engine.free_slots(), 4, "add_batch, seed {seed}");
+        assert_eq!(engine.running(), 0, "add_batch, seed {seed}");
+        let params: Vec<SamplingParams> = (0..3).map(|i| hot(1000 + seed * 3 + i)).collect();
+        match engine.add_choices(&prompts[0], &params, None) {
+            Ok(events) => {
+                for event in events {
+                    engine.remove(event.id).unwrap();
+                }
+            }
+            Err(EngineError::Tokenizer(_)) => choices_failed += 1,
+            Err(other) => panic!("add_choices: {other}"),
+        }
+        assert_eq!(engine.free_slots(), 4, "add_choices, seed {seed}");
+        assert_eq!(engine.running(), 0, "add_choices, seed {seed}");
+    }
+    // Half the ids cannot be spelled: most admissions of three draws hit one.
+    assert!(batch_failed > 0 && batch_failed < 40, "{batch_failed}");
+    assert!(
+        choices_failed > 0 && choices_failed < 40,
+        "{choices_failed}"
+    );
+}

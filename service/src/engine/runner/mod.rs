@@ -348,9 +348,9 @@ impl Engine {
             );
             let event = seq.accept(picked, &self.tokenizer, prompt.len() >= max);
             self.sequences.push(seq);
-            events.push(self.settle(id, event)?);
+            events.push((id, event));
         }
-        Ok(events)
+        self.settle_all(events)
     }
 
     /// Prefills several prompts in one forward pass (each in a free slot of its own,
@@ -445,9 +445,9 @@ impl Engine {
                 Sequence::new(id, slot, params, prompt.len(), constraint, &self.tokenizer);
             let event = seq.accept(picked, &self.tokenizer, prompt.len() >= max);
             self.sequences.push(seq);
-            events.push(self.settle(id, event)?);
+            events.push((id, event));
         }
-        Ok(events)
+        self.settle_all(events)
     }
 
     /// Reserves a slot for `prompt`, to be prefilled a chunk at a time by
@@ -671,6 +671,27 @@ impl Engine {
         let row = Vec::<f32>::try_from(logits.f_flatten(0, -1).map_err(ModelError::from)?)
             .map_err(ModelError::from)?;
         Ok(row)
+    }
+
+    /// Settles the first events of sequences admitted together, all or none: if any is an
+    /// error, every one of them is removed (its slot freed) and the first error returned,
+    /// so that a caller who gets no events holds no sequence it cannot name.
+    fn settle_all(
+        &mut self,
+        events: Vec<(SeqId, Result<SeqEvent, TokenizerError>)>,
+    ) -> Result<Vec<SeqEvent>, EngineError> {
+        let ids: Vec<SeqId> = events.iter().map(|(id, _)| *id).collect();
+        let settled: Result<Vec<SeqEvent>, EngineError> = events
+            .into_iter()
+            .map(|(id, event)| self.settle(id, event))
+            .collect();
+        if settled.is_err() {
+            for id in ids {
+                // Already gone when its own event failed.
+                let _ = self.remove(id);
+            }
+        }
+        settled
     }
 
     /// Frees the slot of a sequence whose event finished it; maps a detokeniser error.
