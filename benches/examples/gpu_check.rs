@@ -18,9 +18,11 @@
 //! On the target device the decode numerics run a second time through the decode step's
 //! CUDA graphs (`DecodeGraphs`; on the CPU dry run the same fixed-shape step uncaptured),
 //! each step split so that a padded bucket runs, into `<variant>_graphs.decode.f32`.
+//! The sampled rows of one decode step are drawn both of the engine's ways (whole rows on
+//! the host, reduced on the device), which must agree token for token, and each is timed.
 //! Last, the serving engine's own step (`Engine::step`) is timed at batch 1, 16, 64 and
-//! 256 with `--cuda-graphs off` and `on`, greedy and at temperature 1, and the greedy
-//! tokens of the two are compared.
+//! 256 with `--cuda-graphs off` and `on`, greedy and at temperature 1 (drawn on the
+//! device), and the greedy tokens of the two are compared.
 //!
 //! Run: `gpu_check <checkpoint dir> <out dir> [--device cuda|cpu]`. `--device cpu` makes
 //! the CPU stand in for the GPU (a dry run of the whole check on a machine without one).
@@ -34,7 +36,9 @@ use sworn_service::engine::config::{HfConfig, ModelConfig};
 use sworn_service::engine::cuda_graph::{CudaGraphs, DecodeGraphs};
 use sworn_service::engine::kv_cache::KvSlots;
 use sworn_service::engine::model::{DecodeInput, LlamaModel, Logits};
-use sworn_service::engine::runner::{DeviceChoice, DtypeChoice, Engine, EngineOptions};
+use sworn_service::engine::runner::{
+    DeviceChoice, DtypeChoice, Engine, EngineOptions, draw_tokens,
+};
 use sworn_service::engine::sampling::{SamplingRequest, argmax, sample};
 use sworn_service::engine::weights::{WeightSet, safetensors};
 use tch::{Device, Kind, Tensor};
@@ -297,6 +301,7 @@ fn throughput(model: &LlamaModel) -> Result<Value> {
     times.sort_by(f64::total_cmp);
     let prefill_s = times[times.len() / 2];
     let burst = prefill_burst(model, &mut kv, &mut ids)?;
+    let draws = draws(model, &mut kv, &mut ids)?;
 
     let mut decode = serde_json::Map::new();
     for batch in BENCH_BATCHES {
@@ -347,10 +352,78 @@ fn throughput(model: &LlamaModel) -> Result<Value> {
         "prefill_tokens": BENCH_PROMPT,
         "prefill_tokens_per_s": BENCH_PROMPT as f64 / prefill_s,
         "prefill_burst": burst,
+        "draws": draws,
         "decode": decode,
         "kv_cache_bytes": kv.bytes(),
     }))
 }
+
+/// Draws of a decode step's sampled rows, [`DRAW_BATCH`] rows of real logits (one decode
+/// step's, as float32), both of the engine's ways: whole rows copied to the host, and
+/// reduced on the logits' device (`draw_tokens`). Per sampling shape over
+/// [`DRAW_STEPS`] steps: the rows whose tokens agree (they must all) and the mean time
+/// of each way, logits to tokens on the host.
+fn draws(model: &LlamaModel, kv: &mut KvSlots, ids: &mut Ids) -> Result<Value> {
+    let vocab = model.config().vocab_size;
+    let slots: Vec<usize> = (0..DRAW_BATCH)
+        .map(|_| kv.acquire().ok_or("no free slot"))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut inputs = Vec::with_capacity(DRAW_BATCH);
+    for &slot in &slots {
+        let logits = model.prefill(kv, slot, &ids.take(BENCH_PROMPT, vocab), Logits::Last)?;
+        let token = argmax(&host_rows(&logits)?)?;
+        inputs.push(DecodeInput { slot, token });
+    }
+    let logits = model.decode(kv, &inputs)?.f_to_kind(Kind::Float)?;
+    for slot in slots {
+        kv.release(slot)?;
+    }
+    let mut out = serde_json::Map::new();
+    for (name, temperature, top_p, top_k) in [
+        ("temperature_1", 1.0, None, None),
+        ("temperature_0.7_top_p_0.9", 0.7, Some(0.9), None),
+        ("temperature_1_top_k_40", 1.0, None, Some(40)),
+    ] {
+        let params: Vec<_> = (0..DRAW_BATCH as u64)
+            .map(|seed| {
+                SamplingRequest {
+                    temperature: Some(temperature),
+                    top_p,
+                    top_k,
+                    seed: Some(seed),
+                    ..Default::default()
+                }
+                .validate(u32::MAX)
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        let (mut agree, mut host_s, mut reduced_s) = (0usize, 0.0, 0.0);
+        for step in 0..DRAW_STEPS as u64 {
+            let rows: Vec<_> = params.iter().map(|p| (p, step)).collect();
+            let started = Instant::now();
+            let host = draw_tokens(&logits, &rows, false)?;
+            host_s += started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let reduced = draw_tokens(&logits, &rows, true)?;
+            reduced_s += started.elapsed().as_secs_f64();
+            agree += host.iter().zip(&reduced).filter(|(a, b)| a == b).count();
+        }
+        out.insert(
+            name.to_owned(),
+            json!({
+                "rows": DRAW_BATCH * DRAW_STEPS,
+                "agree": agree,
+                "host_ms": host_s * 1e3 / DRAW_STEPS as f64,
+                "reduced_ms": reduced_s * 1e3 / DRAW_STEPS as f64,
+            }),
+        );
+    }
+    Ok(Value::Object(out))
+}
+
+/// Rows of a decode step drawn by [`draws`].
+const DRAW_BATCH: usize = 64;
+/// Steps (seeds) drawn per sampling shape by [`draws`].
+const DRAW_STEPS: usize = 32;
 
 /// Prompts of one burst of arrivals in [`prefill_burst`].
 const BURST: usize = 16;

@@ -23,7 +23,8 @@ and 256 beside transformers' two decode loops, in one table.
 
 Pass/fail: the engine's float32 logits (CPU and GPU, eager and graphs) within 1e-3
 absolute of the reference, its bfloat16 relative error (eager and graphs) no more than
-1.5x transformers' own bfloat16 error plus 1e-3, and the graphs captured. Results go to
+1.5x transformers' own bfloat16 error plus 1e-3, the graphs captured, and every sampled
+row drawn on the device the token the host draws from the whole row. Results go to
 <out>/gpu_check.json and the tables on stdout.
 
 `--target cpu` runs the whole check with the CPU standing in for the GPU (bfloat16 on
@@ -462,6 +463,13 @@ def main():
         failures.append(f"f32 batched prefill: max |Δ| {f32_burst['max_abs_logit_diff']:.3e} "
                         f"> {F32_ABS_TOL:e} from one by one")
 
+    # Sampled rows drawn on the device must be the tokens the host draws from whole rows.
+    for name in ("gpu_f32", "gpu_bf16"):
+        for shape, d in ours["variants"][name]["throughput"]["draws"].items():
+            if d["agree"] != d["rows"]:
+                failures.append(f"{name} draws {shape}: {d['rows'] - d['agree']} of "
+                                f"{d['rows']} rows differ between host and device")
+
     report["failures"] = failures
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2))
 
@@ -500,6 +508,11 @@ def main():
           + ", ".join(f"batch {b}: bf16 {bf16['decode'][str(b)]['sampled_t1_tokens_per_s']:.0f}"
                       f" ({bf16['decode'][str(b)]['sampled_t1_ms_per_step']:.2f} ms)"
                       for b in PEER_BATCHES))
+    draws = bf16["draws"]
+    print("one step's sampled rows (64), logits to tokens, whole rows to the host vs reduced on "
+          "the device: " + ", ".join(
+              f"{shape} {d['host_ms']:.2f} vs {d['reduced_ms']:.2f} ms ({d['agree']}/{d['rows']} same)"
+              for shape, d in draws.items()))
     print_engine_table(report, engine_steps, agreement)
     print(f"prefill {bf16['prefill_tokens']} tokens: bf16 {bf16['prefill_tokens_per_s']:.0f} tok/s, "
           f"f32 {f32['prefill_tokens_per_s']:.0f} tok/s; KV cache {bf16['kv_cache_bytes'] / 2**20:.0f} MiB (bf16, 64 slots x 512)")

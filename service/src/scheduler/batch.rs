@@ -475,7 +475,7 @@ mod tests {
     }
 
     impl Spell {
-        fn wait(&self, gate: std::sync::mpsc::Receiver<()>) {
+        fn wait(&self, gate: &std::sync::mpsc::Receiver<()>) {
             if let Some(at_gate) = &self.at_gate {
                 at_gate.send(()).expect("the test waits for the gate");
             }
@@ -510,7 +510,7 @@ mod tests {
         }
         fn step(&mut self, sequences: &mut [&mut Seq]) -> Result<Vec<Token>, GeneratorError> {
             if let Some(gate) = self.gate.take() {
-                self.wait(gate);
+                self.wait(&gate);
             }
             self.steps.lock().unwrap().push(sequences.len());
             self.log
@@ -532,7 +532,7 @@ mod tests {
             if done > 0
                 && let Some(gate) = self.gate.take()
             {
-                self.wait(gate);
+                self.wait(&gate);
             }
             let now = (done + budget).min(request.prompt_tokens.len());
             self.log

@@ -19,6 +19,7 @@
 mod error;
 mod load;
 mod pick;
+mod reduce;
 mod sequence;
 
 use std::path::{Path, PathBuf};
@@ -578,7 +579,10 @@ impl Engine {
             .iter()
             .map(|&i| Some((&self.sequences[i].params, self.sequences[i].step())))
             .collect();
-        let picked = pick::pick_tokens(&logits, &rows)?;
+        // Sampled rows are drawn where the logits are ([`reduce`]): the tokens whole rows
+        // on the host would give, with a fraction of the traffic and, on the CPU too, of
+        // the time (BENCHMARKS.md, Engine).
+        let picked = pick::pick_tokens(&logits, &rows, true)?;
         let max = self.kv.max_ctx();
         let mut events = Vec::with_capacity(batch.len());
         for ((input, index), picked) in batch.iter().zip(owners).zip(picked) {
@@ -743,6 +747,26 @@ pub enum Prefilled {
     More(PendingPrefill),
     /// The prompt is in: the sequence runs, with its first token.
     Started(SeqEvent),
+}
+
+/// Draws the next token of each row of `logits` (`[rows, vocab]`, float32, any device) as
+/// a decode step does, `rows[i]` being row i's sampling parameters and step: on the host
+/// from whole rows, or with `reduce` where the logits are ([`reduce`]). The tokens are the
+/// same; public so that benchmarks can time both.
+pub fn draw_tokens(
+    logits: &tch::Tensor,
+    rows: &[(&SamplingParams, u64)],
+    reduce: bool,
+) -> Result<Vec<u32>, EngineError> {
+    let rows: Vec<Option<(&SamplingParams, u64)>> = rows.iter().copied().map(Some).collect();
+    pick::pick_tokens(logits, &rows, reduce)?
+        .into_iter()
+        .map(|p| {
+            p.map(|p| p.token).ok_or(EngineError::Sampling(
+                super::sampling::SamplingError::BadLogits { reason: "no draw" },
+            ))
+        })
+        .collect()
 }
 
 fn kind_name(kind: Kind) -> &'static str {

@@ -2,9 +2,10 @@
 //! possible off the device.
 //!
 //! Greedy rows are reduced where the logits are (`max` over the vocabulary: its value and
-//! first index cross to the host, 12 bytes a row); only rows that sample copy their whole
-//! `[vocab]` row to the host for [`sampling::sample`]. On a GPU at batch 64 the full
-//! copy and host argmax were two thirds of a greedy step (BENCHMARKS.md, Engine).
+//! first index cross to the host, 12 bytes a row). Sampled rows copy their whole `[vocab]`
+//! row to the host for [`sampling::sample`], or, when the engine asks (on a GPU), are
+//! drawn where the logits are ([`super::reduce`]) to the same token. On a GPU at batch 64
+//! the full copy and host argmax were two thirds of a greedy step (BENCHMARKS.md, Engine).
 //!
 //! The device reduction keeps [`sampling::argmax`]'s contract: the first index of the
 //! maximum, a row with a NaN refused (the maximum of such a row is NaN), a row of −∞
@@ -98,9 +99,13 @@ pub(crate) fn mask_rows(
 
 /// The next token of every row of `logits` (`[rows, vocab]`, float32, any device):
 /// `rows[i]` gives row i's sampling parameters and step, `None` for a row nobody reads.
+/// With `reduce`, sampled rows that need no log probabilities are drawn where the logits
+/// are ([`super::reduce`]; on the CPU not those cut by top-p alone); the tokens are the
+/// same either way.
 pub(crate) fn pick_tokens(
     logits: &Tensor,
     rows: &[Option<(&SamplingParams, u64)>],
+    reduce: bool,
 ) -> Result<Vec<Option<Picked>>, EngineError> {
     let torch = |e: tch::TchError| EngineError::from(ModelError::from(e));
     let mut picked = vec![None; rows.len()];
@@ -129,6 +134,30 @@ pub(crate) fn pick_tokens(
             let token = u32::try_from(index).map_err(|_| SamplingError::BadLogits {
                 reason: "index out of range",
             })?;
+            picked[row] = Some(Picked {
+                token,
+                logprobs: None,
+            });
+        }
+    }
+
+    // A top-p cut alone sorts the whole row: on a GPU that is cheap, on the CPU several
+    // times the host's partial ranking (BENCHMARKS.md, Engine).
+    let vocab = logits.size().last().copied().unwrap_or(0);
+    let sorts_well = logits.device().is_cuda();
+    let (reduced, sampled): (Vec<usize>, Vec<usize>) = sampled.into_iter().partition(|&i| {
+        reduce
+            && rows[i].is_some_and(|(params, _)| {
+                let top_k = i64::from(params.top_k());
+                let top_p_alone = params.top_p() < 1.0 && (top_k == 0 || top_k >= vocab);
+                params.logprobs().is_none() && (sorts_well || !top_p_alone)
+            })
+    });
+    if !reduced.is_empty() {
+        let params: Vec<(&SamplingParams, u64)> = reduced.iter().filter_map(|&i| rows[i]).collect();
+        let which = select_rows(logits, &reduced, rows.len()).map_err(torch)?;
+        let drawn = super::reduce::pick_sampled(&which, &params)?;
+        for (&row, token) in reduced.iter().zip(drawn.tokens) {
             picked[row] = Some(Picked {
                 token,
                 logprobs: None,
@@ -178,6 +207,17 @@ mod tests {
         .unwrap()
     }
 
+    /// Picks drawing on the host and reduced where the logits are: both must agree.
+    fn pick_both(
+        logits: &Tensor,
+        rows: &[Option<(&SamplingParams, u64)>],
+    ) -> Result<Vec<Option<Picked>>, EngineError> {
+        let host = pick_tokens(logits, rows, false);
+        let reduced = pick_tokens(logits, rows, true);
+        assert_eq!(format!("{host:?}"), format!("{reduced:?}"));
+        host
+    }
+
     fn tokens(picked: Vec<Option<Picked>>) -> Vec<Option<u32>> {
         picked.into_iter().map(|p| p.map(|p| p.token)).collect()
     }
@@ -203,7 +243,7 @@ mod tests {
             None,
             Some((&greedy, 1)),
         ];
-        let picked = tokens(pick_tokens(&logits(&rows), &which).unwrap());
+        let picked = tokens(pick_both(&logits(&rows), &which).unwrap());
         assert_eq!(picked[0], Some(sampling::argmax(&rows[0]).unwrap()));
         assert_eq!(picked[0], Some(1), "first index of a tied maximum");
         assert_eq!(
@@ -214,12 +254,12 @@ mod tests {
         assert_eq!(picked[3], Some(0));
         // All rows greedy (no row selection) and all rows sampled take the same answers.
         let all_greedy = [Some((&greedy, 0)); 4];
-        let picked = tokens(pick_tokens(&logits(&rows), &all_greedy).unwrap());
+        let picked = tokens(pick_both(&logits(&rows), &all_greedy).unwrap());
         for (row, pick) in rows.iter().zip(picked) {
             assert_eq!(pick, Some(sampling::argmax(row).unwrap()));
         }
         let all_hot = [Some((&hot, 9)); 3];
-        let picked = tokens(pick_tokens(&logits(&rows[..3]), &all_hot).unwrap());
+        let picked = tokens(pick_both(&logits(&rows[..3]), &all_hot).unwrap());
         for (row, pick) in rows.iter().zip(picked) {
             assert_eq!(pick, Some(sampling::sample(row, &hot, 9).unwrap()));
         }
@@ -249,7 +289,7 @@ mod tests {
         assert_eq!(host[2], [1.0, inf, inf, 2.0, inf]);
         let (greedy, hot) = (params(0.0), params(1.0));
         let picked = tokens(
-            pick_tokens(
+            pick_both(
                 &masked,
                 &[Some((&greedy, 0)), Some((&greedy, 0)), Some((&greedy, 0))],
             )
@@ -259,7 +299,7 @@ mod tests {
         // Sampling draws from the allowed tokens only.
         for step in 0..200 {
             let picked = tokens(
-                pick_tokens(&masked, &[Some((&hot, step)), None, Some((&hot, step))]).unwrap(),
+                pick_both(&masked, &[Some((&hot, step)), None, Some((&hot, step))]).unwrap(),
             );
             assert!(first.is_allowed(picked[0].unwrap()), "{picked:?}");
             assert!(last.is_allowed(picked[2].unwrap()), "{picked:?}");
@@ -281,7 +321,7 @@ mod tests {
         mask_rows(&mut masked, &[(0, &mask)]).unwrap();
         let greedy = params(0.0).with_logprobs(Some(2));
         let hot = params(1.0).with_logprobs(Some(0));
-        let picked = pick_tokens(&masked, &[Some((&greedy, 0)), Some((&hot, 4))]).unwrap();
+        let picked = pick_both(&masked, &[Some((&greedy, 0)), Some((&hot, 4))]).unwrap();
         let first = picked[0].clone().unwrap();
         assert_eq!(first.token, 4, "best allowed token");
         let lp = first.logprobs.unwrap();
@@ -296,7 +336,7 @@ mod tests {
             "0 alternatives asked"
         );
         // Without the option, nothing is computed.
-        let plain = pick_tokens(&masked, &[Some((&params(0.0), 0))]).unwrap();
+        let plain = pick_both(&masked, &[Some((&params(0.0), 0))]).unwrap();
         assert_eq!(plain[0].clone().unwrap().logprobs, None);
     }
 
@@ -312,7 +352,7 @@ mod tests {
                 sampling::argmax(&row),
                 Err(SamplingError::BadLogits { reason })
             );
-            let err = pick_tokens(&logits(&[row]), &[Some((&greedy, 0))]).unwrap_err();
+            let err = pick_both(&logits(&[row]), &[Some((&greedy, 0))]).unwrap_err();
             assert!(
                 matches!(err, EngineError::Sampling(SamplingError::BadLogits { reason: r }) if r == reason),
                 "{err:?}"

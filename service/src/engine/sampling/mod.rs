@@ -11,7 +11,10 @@
 //! per 49,152-token row at temperature 1; `cargo bench -p sworn-benches --bench
 //! sampling`), deterministic and independent of libtorch's kernels. Greedy rows of a
 //! decode step never come here: the engine reduces them on the device
-//! (`generate::pick`), with [`argmax`]'s contract.
+//! (`runner::pick`), with [`argmax`]'s contract. On a GPU, sampled rows are drawn there
+//! too (`runner::reduce`): the device hands over a few hundred numbers a row and
+//! [`draw_top_k`], [`draw_top_p`] and [`BlockDraw`] finish the draw to the token
+//! [`sample`] picks from the whole row, or say they cannot be sure of it.
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -321,15 +324,36 @@ pub fn sample(logits: &[f32], params: &SamplingParams, step: u64) -> Result<u32,
             let in_id_order = weights.iter().enumerate().map(|(i, &w)| (i as u32, w));
             walk(in_id_order, uniform * total)
         }
-        Candidates::Kept(kept) => {
-            let total: f64 = kept.iter().map(|&key| key_weight(key)).sum();
-            walk(
-                kept.iter().map(|&key| (key_id(key), key_weight(key))),
-                uniform * total,
-            )
-        }
+        Candidates::Kept(kept) => walk_kept(&kept, uniform),
     };
     Ok(walked.unwrap_or(best))
+}
+
+/// The candidate of `kept` (rank keys in rank order) where `uniform` falls in their mass.
+fn walk_kept(kept: &[u128], uniform: f64) -> Option<u32> {
+    let total: f64 = kept.iter().map(|&key| key_weight(key)).sum();
+    walk(
+        kept.iter().map(|&key| (key_id(key), key_weight(key))),
+        uniform * total,
+    )
+}
+
+/// Of a row's `k` best candidates (rank keys, any order), those top-p keeps, in rank order.
+fn keep_of_top_k(mut ranked: Vec<u128>, top_p: f64) -> Vec<u128> {
+    ranked.sort_unstable();
+    let total: f64 = ranked.iter().map(|&key| key_weight(key)).sum();
+    let kept = prefix_reaching(&ranked, top_p * total);
+    ranked.truncate(kept);
+    ranked
+}
+
+/// A weight as [`sample`] computes it: `exp((logit − max) / temperature)`, 0 for −∞.
+fn weight(logit: f32, max: f64, inv_t: f64) -> f64 {
+    if logit > f32::NEG_INFINITY {
+        ((f64::from(logit) - max) * inv_t).exp()
+    } else {
+        0.0
+    }
 }
 
 /// The tokens a sampled row draws from, with their weights `exp((logit − max) / T)`.
@@ -349,16 +373,7 @@ fn candidates(logits: &[f32], params: &SamplingParams, max: f64) -> Candidates {
     let top_k = k > 0 && k < finite;
 
     if !top_k && params.top_p >= 1.0 {
-        let weights: Vec<f64> = logits
-            .iter()
-            .map(|&l| {
-                if l > f32::NEG_INFINITY {
-                    score(l).exp()
-                } else {
-                    0.0
-                }
-            })
-            .collect();
+        let weights: Vec<f64> = logits.iter().map(|&l| weight(l, max, inv_t)).collect();
         return Candidates::All(weights);
     }
 
@@ -369,16 +384,13 @@ fn candidates(logits: &[f32], params: &SamplingParams, max: f64) -> Candidates {
         .filter(|(_, l)| **l > f32::NEG_INFINITY)
         .map(|(i, &l)| rank_key(score(l), i as u32))
         .collect();
-    let kept = if top_k {
+    if top_k {
         ranked.select_nth_unstable(k - 1);
         ranked.truncate(k);
-        ranked.sort_unstable();
-        let total: f64 = ranked.iter().map(|&key| key_weight(key)).sum();
-        prefix_reaching(&ranked, params.top_p * total)
-    } else {
-        let total: f64 = ranked.iter().map(|&key| key_weight(key)).sum();
-        ranked_prefix(&mut ranked, params.top_p * total)
-    };
+        return Candidates::Kept(keep_of_top_k(ranked, params.top_p));
+    }
+    let total: f64 = ranked.iter().map(|&key| key_weight(key)).sum();
+    let kept = ranked_prefix(&mut ranked, params.top_p * total);
     ranked.truncate(kept);
     Candidates::Kept(ranked)
 }
@@ -489,14 +501,21 @@ fn walk(weights: impl Iterator<Item = (u32, f64)>, mut threshold: f64) -> Option
 /// Length of the shortest prefix of the sorted `ranked` whose mass reaches `target` (at
 /// least one candidate; all of them when none does).
 fn prefix_reaching(ranked: &[u128], target: f64) -> usize {
+    reaching(ranked, target).map_or(ranked.len().max(1), |(n, ..)| n)
+}
+
+/// The shortest prefix of the sorted `ranked` whose mass reaches `target`: its length,
+/// and the masses without and with its last candidate. `None` if no prefix does.
+fn reaching(ranked: &[u128], target: f64) -> Option<(usize, f64, f64)> {
     let mut mass = 0.0;
     for (i, &key) in ranked.iter().enumerate() {
+        let before = mass;
         mass += key_score(key).exp();
         if mass >= target {
-            return i + 1;
+            return Some((i + 1, before, mass));
         }
     }
-    ranked.len().max(1)
+    None
 }
 
 /// Sorts only as much of `ranked` as the prefix reaching `target` needs (the top 64, then
@@ -535,6 +554,9 @@ fn key_weight(key: u128) -> f64 {
 fn key_id(key: u128) -> u32 {
     key as u32
 }
+
+mod partial;
+pub(crate) use partial::{BlockDraw, Draw, draw_top_k, draw_top_p};
 
 #[cfg(test)]
 mod tests;
