@@ -1,7 +1,7 @@
 //! Helpers for the workspace-level end-to-end tests: the built binaries, a real anvil from
 //! the pinned npm package, and secret files with the modes the binaries insist on. The
 //! [`serve`] module drives `sworn serve` against a chain, as the restore and key-rotation
-//! tests do.
+//! tests do; [`sdk`] runs it for the official `openai` SDK's scripts.
 #![deny(missing_docs)]
 // Test support: failing to set up the world is a test failure, reported loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+pub mod sdk;
 pub mod serve;
 
 /// Anvil's development account 0 key: published, for local chains only.
