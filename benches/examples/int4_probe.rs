@@ -21,6 +21,7 @@ const H: i64 = 576;
 const I: i64 = 1536;
 const LAYERS: usize = 30;
 const GROUP: i64 = 32;
+const VOCAB: i64 = 49_152;
 
 /// One linear layer, dense and packed.
 struct Linear {
@@ -164,5 +165,26 @@ fn main() {
             row.push_str(&format!(", {name} {:.2}", t * 1e3));
         }
         println!("{row}");
+    }
+
+    // The output head, `[vocab, hidden]` (SmolLM2's tied embedding): the largest single
+    // weight a decode step reads, dense in float32 or bfloat16.
+    let head = Tensor::randn([VOCAB, H], (Kind::Float, Device::Cpu)) * 0.05;
+    let head_bf16 = head.to_kind(Kind::BFloat16);
+    println!("the output head [{VOCAB}, {H}], ms:");
+    for batch in [1i64, 4, 8, 16] {
+        let x = Tensor::randn([batch, H], (Kind::Float, Device::Cpu));
+        let xb = x.to_kind(Kind::BFloat16);
+        let f32 = time(|| {
+            let _ = x.matmul(&head.tr());
+        });
+        let bf16 = time(|| {
+            let _ = xb.matmul(&head_bf16.tr()).to_kind(Kind::Float);
+        });
+        println!(
+            "  batch {batch:>2}: float32 {:.2}, bfloat16 {:.2}",
+            f32 * 1e3,
+            bf16 * 1e3
+        );
     }
 }

@@ -24,7 +24,7 @@ use self::attention::AttentionPlan;
 pub use self::error::ModelError;
 pub(crate) use self::fixed_decode::{DecodeRows, INPUT_ROWS};
 use self::layer::{DecoderLayer, RmsNorm};
-use self::linear::Linear;
+use self::linear::Head;
 use self::rope::Rope;
 use super::config::ModelConfig;
 use super::kv_cache::KvSlots;
@@ -55,7 +55,7 @@ pub struct LlamaModel {
     embed: Tensor,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
-    lm_head: Linear,
+    lm_head: Head,
     rope: Rope,
     /// The dtype of wide products in the CPU's quantised mode, when 4-bit weights loaded.
     int4_wide: Option<Kind>,
@@ -113,8 +113,9 @@ impl LlamaModel {
             _ => embed.shallow_clone(),
         };
         let int4_wide = int4.filter(|_| layers.iter().any(DecoderLayer::is_int4));
-        // In the quantised mode the head, too, runs wide products in the wide dtype.
-        let lm_head = Linear::dense(lm_head, int4_wide)?;
+        // In the quantised mode the head runs in the wide dtype (bfloat16 where the CPU
+        // has it natively), whatever the rows: reading it is most of a narrow product.
+        let lm_head = Head::new(lm_head, int4_wide)?;
         let max_positions = max_positions.clamp(1, config.max_position_embeddings);
         let rope = Rope::new(&config, max_positions, device, kind)?;
         Ok(Self {
